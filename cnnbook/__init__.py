@@ -1,0 +1,15 @@
+"""cnnbook: the helpers shared by the book, the assignments and the tests.
+
+One module per concept:
+
+* :mod:`cnnbook.sizing` -- output sizes, padding, receptive fields (chapter "Sizing a CNN").
+
+Importing the package only quietens TensorFlow's C++ logging (``TF_CPP_MIN_LOG_LEVEL``) before
+TensorFlow is first imported; the modules import TensorFlow and Keras themselves.
+"""
+
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+__version__ = "0.1.0"

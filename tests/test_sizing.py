@@ -1,0 +1,229 @@
+"""cnnbook.sizing agrees with Keras/TensorFlow on every combination Keras accepts, and rejects bad
+input with a message that names the argument."""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from cnnbook.models import toy_cnn
+from cnnbook.sizing import (
+    conv_output_size,
+    layer_output_shape,
+    receptive_field,
+    receptive_field_growth,
+    same_padding,
+    shape_table,
+)
+
+SIZES = range(1, 14)
+KERNELS = range(1, 6)
+STRIDES = range(1, 4)
+DILATIONS = range(1, 4)
+
+
+def _keras_accepts(size, kernel, stride, dilation, padding):
+    span = dilation * (kernel - 1) + 1
+    if stride > 1 and dilation > 1:
+        return False  # Keras: "strides > 1 not supported in conjunction with dilation_rate > 1"
+    if padding == "valid" and span > size:
+        return False  # Keras: "Computed output size would be zero or negative"
+    return True
+
+
+def _sweep():
+    for size, kernel, stride, dilation, padding in itertools.product(
+        SIZES, KERNELS, STRIDES, DILATIONS, ("valid", "same")
+    ):
+        if _keras_accepts(size, kernel, stride, dilation, padding):
+            yield size, kernel, stride, dilation, padding
+
+
+def test_conv_output_size_matches_keras_conv2d_on_a_sweep():
+    checked = 0
+    for size, kernel, stride, dilation, padding in _sweep():
+        layer = keras.layers.Conv2D(
+            1, (kernel, 1), strides=(stride, 1), dilation_rate=(dilation, 1), padding=padding
+        )
+        keras_size = layer(np.zeros((1, size, 1, 1), "float32")).shape[1]
+        ours = conv_output_size(size, kernel, stride, padding, dilation)
+        assert ours == keras_size, (size, kernel, stride, dilation, padding)
+        checked += 1
+    assert checked > 500
+
+
+def test_conv_output_size_matches_keras_max_pooling_on_a_sweep():
+    for size, pool, stride, padding in itertools.product(SIZES, KERNELS, STRIDES, ("valid", "same")):
+        if padding == "valid" and pool > size:
+            continue
+        layer = keras.layers.MaxPooling2D((pool, 1), strides=(stride, 1), padding=padding)
+        keras_size = layer(np.zeros((1, size, 1, 1), "float32")).shape[1]
+        assert conv_output_size(size, pool, stride, padding) == keras_size, (size, pool, stride, padding)
+
+
+def test_explicit_zero_padding_matches_keras_zero_padding_then_valid_conv():
+    for size, kernel, stride, pad in itertools.product(range(1, 10), KERNELS, STRIDES, range(0, 3)):
+        if kernel > size + 2 * pad:
+            continue
+        model = keras.Sequential(
+            [
+                keras.Input((size, 1, 1)),
+                keras.layers.ZeroPadding2D(((pad, pad), (0, 0))),
+                keras.layers.Conv2D(1, (kernel, 1), strides=(stride, 1)),
+            ]
+        )
+        assert conv_output_size(size, kernel, stride, pad) == model.output_shape[1]
+
+
+def test_same_padding_reproduces_tensorflow_same_convolution_exactly():
+    """Padding the input by (before, after) explicitly and convolving with "valid" gives exactly
+    TensorFlow's "same" output, including the asymmetric split of an odd total."""
+    rng = np.random.default_rng(0)
+    asymmetric_seen = False
+    for size, kernel, stride, dilation, _ in _sweep():
+        before, after = same_padding(size, kernel, stride, dilation)
+        asymmetric_seen |= before != after
+        signal = rng.normal(size=(1, size, 1, 1)).astype("float32")
+        same = keras.layers.Conv2D(
+            1, (kernel, 1), strides=(stride, 1), dilation_rate=(dilation, 1), padding="same",
+            use_bias=False,
+        )
+        expected = same(signal)
+        valid = keras.layers.Conv2D(
+            1, (kernel, 1), strides=(stride, 1), dilation_rate=(dilation, 1), padding="valid",
+            use_bias=False,
+        )
+        padded = np.pad(signal, ((0, 0), (before, after), (0, 0), (0, 0)))
+        valid.build(padded.shape)
+        valid.set_weights(same.get_weights())
+        np.testing.assert_allclose(valid(padded), expected, rtol=1e-5, atol=1e-6)
+    assert asymmetric_seen
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, expected",
+    [(5, 2, 1, (0, 1)), (5, 3, 2, (1, 1)), (6, 3, 2, (0, 1)), (32, 3, 1, (1, 1)), (7, 1, 3, (0, 0))],
+)
+def test_same_padding_known_cases(size, kernel, stride, expected):
+    assert same_padding(size, kernel, stride) == expected
+
+
+def test_output_size_of_the_worked_examples():
+    # CS231n: AlexNet's first layer, 227x227 input, 11x11 stride 4, no padding -> 55
+    assert conv_output_size(227, 11, 4) == 55
+    # 224 does not divide: (224 - 11) / 4 + 1 = 54.25 -> TensorFlow floors to 54
+    assert conv_output_size(224, 11, 4) == 54
+    with pytest.raises(ValueError, match="not an integer"):
+        conv_output_size(224, 11, 4, strict=True)
+    # The 28x28 example: 5x5 filters, stride 1, without and with padding 2
+    assert conv_output_size(28, 5, 1, 0) == 24
+    assert conv_output_size(28, 5, 1, 2) == 28
+
+
+def _keras_receptive_field(layers, size=64):
+    """Measure the receptive field of the centre output of a conv stack through its gradient."""
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((size, 1, 1))])
+    for kernel, stride, dilation in layers:
+        model.add(
+            keras.layers.Conv2D(
+                1, (kernel, 1), strides=(stride, 1), dilation_rate=(dilation, 1),
+                kernel_initializer="ones", use_bias=False,
+            )
+        )
+    signal = tf.ones((1, size, 1, 1))
+    with tf.GradientTape() as tape:
+        tape.watch(signal)
+        output = model(signal)
+        centre = output[0, output.shape[1] // 2, 0, 0]
+    gradient = tape.gradient(centre, signal).numpy()[0, :, 0, 0]
+    touched = np.flatnonzero(gradient)
+    return touched[-1] - touched[0] + 1
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [(3, 1, 1)] * 3,
+        [(3, 1, 1), (2, 2, 1), (3, 1, 1), (2, 2, 1), (3, 1, 1)],
+        [(3, 1, 1), (3, 1, 2), (3, 1, 4)],
+        [(7, 2, 1), (3, 2, 1), (3, 1, 1)],
+    ],
+)
+def test_receptive_field_matches_the_gradient_footprint_in_keras(layers):
+    assert receptive_field(layers) == _keras_receptive_field(layers)
+
+
+def test_receptive_field_growth_of_stacked_3x3_convolutions():
+    assert receptive_field_growth([(3, 1)] * 4) == [3, 5, 7, 9]
+    assert receptive_field([]) == 1
+    # dilations 1, 2, 4 (Yu and Koltun): 3, 7, 15
+    assert receptive_field_growth([(3, 1, 1), (3, 1, 2), (3, 1, 4)]) == [3, 7, 15]
+
+
+def test_shape_table_of_the_toy_network_matches_keras_and_the_rules():
+    model = toy_cnn()
+    table = shape_table(model)
+    assert list(table["layer"]) == ["image", "normalize", "conv", "relu", "pool", "flatten", "fc"]
+    assert list(table["output_shape"]) == [
+        (32, 32, 3), (32, 32, 3), (32, 32, 12), (32, 32, 12), (16, 16, 12), (3072,), (10,)
+    ]
+    assert table["matches"].all()
+    assert table["output_shape"].iloc[-1] == tuple(model.output_shape[1:])
+
+
+def test_layer_output_shape_has_no_rule_for_unknown_layers():
+    assert layer_output_shape(keras.layers.Reshape((4, 4)), (16,)) is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"size": 0, "kernel": 3}, "size"),
+        ({"size": -4, "kernel": 3}, "size"),
+        ({"size": 8, "kernel": 0}, "kernel"),
+        ({"size": 8, "kernel": 3, "stride": 0}, "stride"),
+        ({"size": 8, "kernel": 3, "dilation": 0}, "dilation"),
+        ({"size": 8.0, "kernel": 3}, "size"),
+        ({"size": 8, "kernel": 2.5}, "kernel"),
+        ({"size": 8, "kernel": 3, "stride": True}, "stride"),
+        ({"size": 8, "kernel": 3, "padding": "full"}, "padding"),
+        ({"size": 8, "kernel": 3, "padding": -1}, "padding"),
+        ({"size": 8, "kernel": 3, "padding": 1.5}, "padding"),
+        ({"size": 4, "kernel": 5}, "kernel"),
+        ({"size": 4, "kernel": 3, "dilation": 2}, "kernel"),
+        ({"size": "32", "kernel": 3}, "size"),
+    ],
+)
+def test_conv_output_size_rejects_bad_input_naming_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        conv_output_size(**kwargs)
+
+
+def test_kernel_that_fits_only_with_padding_is_accepted():
+    assert conv_output_size(4, 5, padding=1) == 2
+    assert conv_output_size(4, 5, padding="same") == 4
+
+
+@pytest.mark.parametrize(
+    "args, argument",
+    [((0, 3), "size"), ((8, 0), "kernel"), ((8, 3, 0), "stride"), ((8, 3, 1, 0), "dilation"),
+     ((8.5, 3), "size")],
+)
+def test_same_padding_rejects_bad_input(args, argument):
+    with pytest.raises(ValueError, match=argument):
+        same_padding(*args)
+
+
+@pytest.mark.parametrize(
+    "layers, fragment",
+    [([(3,)], "layers\\[0\\]"), ([(3, 1), 5], "layers\\[1\\]"), ([(3, 0)], "stride"),
+     ([(0, 1)], "kernel"), ([(3, 1, 0)], "dilation")],
+)
+def test_receptive_field_rejects_bad_layers(layers, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        receptive_field(layers)

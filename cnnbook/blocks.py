@@ -362,7 +362,7 @@ def bottleneck_block(
         x = conv(activated, filters, 1, "conv1")
         x = conv(bn_relu(x, "conv1"), filters, 3, "conv2", strides, groups)
         x = conv(bn_relu(x, "conv2"), out_channels, 1, "conv3")
-        return keras.layers.Add(name=f"{name}_add")([shortcut, x])
+        return keras.layers.Add(name=f"{name}_add")([x, shortcut])
 
     shortcut = inputs
     if needs_projection:
@@ -370,7 +370,7 @@ def bottleneck_block(
     x = bn_relu(conv(inputs, filters, 1, "conv1"), "conv1")
     x = bn_relu(conv(x, filters, 3, "conv2", strides, groups), "conv2")
     x = bn_relu(conv(x, out_channels, 1, "conv3"), "conv3", relu=False)
-    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
+    x = keras.layers.Add(name=f"{name}_add")([x, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(x)
 
 
@@ -639,7 +639,7 @@ def inverted_residual_block(
     x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
     x = _batch_norm(f"{name}_project_bn")(x)
     if strides == 1 and in_channels == filters:
-        x = keras.layers.Add(name=f"{name}_add")([inputs, x])
+        x = keras.layers.Add(name=f"{name}_add")([x, inputs])
     return x
 
 
@@ -748,7 +748,7 @@ def shufflenet_unit(
     )(x)
     x = _batch_norm(f"{name}_gconv2_bn")(x)
     if strides == 1:
-        x = keras.layers.Add(name=f"{name}_add")([inputs, x])
+        x = keras.layers.Add(name=f"{name}_add")([x, inputs])
     else:
         shortcut = keras.layers.AveragePooling2D(
             3, strides=2, padding="same", name=f"{name}_pool"
@@ -853,7 +853,7 @@ def convnext_block(
     x = keras.layers.Dense(channels, name=f"{name}_pointwise2")(x)
     if version == 1:
         x = LayerScale(layer_scale_init_value, name=f"{name}_layer_scale")(x)
-    return keras.layers.Add(name=f"{name}_add")([inputs, x])
+    return keras.layers.Add(name=f"{name}_add")([x, inputs])
 
 
 def convnext_block_params(channels: int, expansion: int = 4, version: int = 1) -> int:

@@ -1,0 +1,445 @@
+"""Residual networks as ensembles: the unrolled view and lesion studies.
+
+Chapter "Residual networks" (``book/resnet.md``), after Veit, Wilber and Belongie 2016,
+*Residual Networks Behave Like Ensembles of Relatively Shallow Networks* (arXiv 1605.06431).
+
+The unrolled view
+-----------------
+A chain of ``n`` residual blocks ``y_i = f_i(y_{i-1}) + y_{i-1}`` expands, block by block, into a
+sum over every way of either entering or skipping each block: ``2**n`` paths from input to output.
+A path that enters ``k`` of the ``n`` blocks can choose them in ``C(n, k)`` ways, so the path
+lengths follow the binomial distribution ``Binomial(n, 1/2)``::
+
+    P(length = k) = C(n, k) / 2**n,      k = 0, 1, ..., n
+
+(:func:`num_paths`, :func:`path_length_counts`, :func:`path_length_distribution`,
+:func:`path_length_mass`, :func:`central_path_lengths`, :func:`unrolled_paths`).
+
+Lesion studies
+--------------
+A :mod:`cnnbook.models` CIFAR network is a chain of top-level layers in which every block
+``stage{s}_block{b}`` is one layer (a nested functional model). Deleting a residual block
+``x -> h(x) + F(x)`` at test time replaces it by its shortcut ``h`` alone (the identity, or
+option A's zero padding / option B's projection in a downsampling block); deleting a plain block
+replaces it by the identity, which is only possible where the block keeps the shape. Reordering
+calls the blocks in another order. Both rebuild a new ``keras.Model`` that *shares* the trained
+layers (no copy, no retraining): :func:`delete_blocks`, :func:`reorder_blocks`,
+:func:`lesion_study`, :func:`deletion_curve`, :func:`reorder_curve`.
+
+The same chain gives :func:`block_gradient_norms`: how large the loss's gradient is at the output
+of every block, the quantity that the identity shortcut's ``1 +`` term keeps from shrinking or
+growing geometrically with depth.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+
+import numpy as np
+
+__all__ = [
+    "num_paths",
+    "path_length_counts",
+    "path_length_distribution",
+    "path_length_mass",
+    "central_path_lengths",
+    "unrolled_paths",
+    "block_table",
+    "deletable_blocks",
+    "delete_blocks",
+    "reorder_blocks",
+    "swappable_pairs",
+    "random_swaps",
+    "accuracy",
+    "lesion_study",
+    "deletion_curve",
+    "reorder_curve",
+    "block_gradient_norms",
+]
+
+
+def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        valid = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ValueError(f"{name} must be an integer {valid}, got {value}")
+    return int(value)
+
+
+# --- The unrolled view -------------------------------------------------------------------------
+
+
+def num_paths(num_blocks: int) -> int:
+    """Paths from input to output through ``n = num_blocks`` residual blocks: ``2**n`` (each
+    block is either entered or skipped)."""
+    num_blocks = _check_int("num_blocks", num_blocks, 0)
+    return 2**num_blocks
+
+
+def path_length_counts(num_blocks: int) -> list[int]:
+    """``[C(n, 0), C(n, 1), ..., C(n, n)]``: how many of the ``2**n`` paths enter exactly ``k``
+    blocks (exact integers; they sum to :func:`num_paths`)."""
+    num_blocks = _check_int("num_blocks", num_blocks, 0)
+    return [math.comb(num_blocks, length) for length in range(num_blocks + 1)]
+
+
+def path_length_distribution(num_blocks: int) -> np.ndarray:
+    """``P(length = k) = C(n, k) / 2**n`` for ``k = 0..n``: the share of paths that enter exactly
+    ``k`` blocks, the probability mass function of ``Binomial(n, 1/2)`` (float64 array)."""
+    total = num_paths(num_blocks)
+    return np.array([float(Fraction(count, total)) for count in path_length_counts(num_blocks)])
+
+
+def path_length_mass(num_blocks: int, shortest: int, longest: int) -> float:
+    """Share of the ``2**n`` paths whose length ``k`` lies in ``shortest <= k <= longest``:
+    ``sum_k C(n, k) / 2**n``, summed exactly with integers and rounded once."""
+    num_blocks = _check_int("num_blocks", num_blocks, 0)
+    shortest = _check_int("shortest", shortest, 0, num_blocks)
+    longest = _check_int("longest", longest, shortest, num_blocks)
+    counts = path_length_counts(num_blocks)
+    return float(Fraction(sum(counts[shortest : longest + 1]), num_paths(num_blocks)))
+
+
+def central_path_lengths(num_blocks: int, mass: float = 0.95) -> tuple[int, int]:
+    """The narrowest interval ``(shortest, longest)`` centred on the mean ``n/2`` that holds at
+    least ``mass`` of the paths. For even ``n`` it is ``(n/2 - r, n/2 + r)``, for odd ``n``
+    ``((n-1)/2 - r, (n+1)/2 + r)``, with the smallest ``r`` whose
+    :func:`path_length_mass` reaches ``mass``."""
+    num_blocks = _check_int("num_blocks", num_blocks, 0)
+    if isinstance(mass, bool) or not isinstance(mass, numbers.Real) or not 0 < mass <= 1:
+        raise ValueError(f"mass must be a number in (0, 1], got {mass!r}")
+    low, high = num_blocks // 2, (num_blocks + 1) // 2
+    while path_length_mass(num_blocks, low, high) < mass:
+        low, high = low - 1, high + 1
+    return low, high
+
+
+def unrolled_paths(num_blocks: int) -> list[tuple[int, ...]]:
+    """Every path of the unrolled view, as the tuple of the blocks (counted from 1) that it
+    enters, shortest first: for 3 blocks ``[(), (1,), (2,), (3,), (1, 2), (1, 3), (2, 3),
+    (1, 2, 3)]``. Only for small ``n`` (at most 16): there are ``2**n`` of them."""
+    num_blocks = _check_int("num_blocks", num_blocks, 0, 16)
+    paths = [
+        tuple(block + 1 for block in range(num_blocks) if mask >> block & 1)
+        for mask in range(num_paths(num_blocks))
+    ]
+    return sorted(paths, key=lambda path: (len(path), path))
+
+
+# --- Lesion studies ----------------------------------------------------------------------------
+
+
+_OUTPUT_RELU = "relu_out"
+"""The layer after the addition in an original (post-activation) block of cnnbook.models."""
+
+
+def _models():
+    from cnnbook import models  # imports Keras: only when a lesion function needs it
+
+    return models
+
+
+def _blocks(model, required: bool = True) -> dict:
+    models = _models()
+    names = models.block_names(model)
+    if not names and required:
+        raise ValueError(
+            f"model {model.name!r} has no blocks named stage{{s}}_block{{b}}: lesion functions "
+            "take a network built by cnnbook.models.resnet_cifar or plain_cifar"
+        )
+    return {name: model.get_layer(name) for name in names}
+
+
+def _check_names(model, names, argument: str) -> list[str]:
+    if isinstance(names, str):
+        raise ValueError(f"{argument} must be a list of block names, got the string {names!r}")
+    names = list(names)
+    blocks = _blocks(model, required=bool(names))
+    unknown = [name for name in names if name not in blocks]
+    if unknown:
+        raise ValueError(
+            f"{argument} names blocks that {model.name!r} does not have: {unknown}; "
+            f"its blocks are {list(blocks)}"
+        )
+    return names
+
+
+def block_table(model) -> list[dict]:
+    """One row per block of ``model``, in order: ``name``, ``residual`` (has a shortcut),
+    ``downsampling`` (changes the shape: the first block of stages 2 and 3), ``params`` (weights
+    of the block, trainable or not) and ``deletable`` (see :func:`deletable_blocks`)."""
+    models = _models()
+    rows = []
+    for name, block in _blocks(model).items():
+        residual = models.is_residual_block(block)
+        downsampling = models.is_downsampling_block(block)
+        rows.append({
+            "name": name,
+            "residual": residual,
+            "downsampling": downsampling,
+            "params": int(block.count_params()),
+            "deletable": residual or not downsampling,
+        })
+    return rows
+
+
+def deletable_blocks(model, include_downsampling: bool = True) -> list[str]:
+    """Blocks that :func:`delete_blocks` can remove: every residual block (its shortcut keeps
+    the shape), but only the plain blocks that keep the shape. ``include_downsampling=False``
+    leaves out the downsampling blocks (Veit et al. delete and reorder among the others)."""
+    return [
+        row["name"] for row in block_table(model)
+        if row["deletable"] and (include_downsampling or not row["downsampling"])
+    ]
+
+
+def _rebuild(model, sequence, name: str):
+    """A new model whose top-level chain is ``sequence``: a list of layers or callables applied
+    in turn to the image input, sharing ``model``'s layers."""
+    import keras
+
+    inputs = keras.Input(shape=tuple(model.input.shape[1:]), name=model.input.name)
+    x = inputs
+    for step in sequence:
+        x = step(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _top_level_chain(model) -> list:
+    layers = list(model.layers)
+    if type(layers[0]).__name__ != "InputLayer" or len(model.inputs) != 1:
+        raise ValueError(f"model {model.name!r} is not a single-input chain of layers")
+    return layers[1:]
+
+
+def delete_blocks(model, names: Iterable[str]):
+    """``model`` with the blocks ``names`` deleted, as a new ``keras.Model`` sharing the trained
+    layers (no copy, no retraining).
+
+    A deleted residual block computes what the block computes with its residual branch
+    silenced, ``F = 0``: ``y = h(x)`` for a pre-activation block ``y = h(x) + F(x)``, and
+    ``y = relu(h(x))`` for an original block ``y = relu(h(x) + F(x))``, where ``h`` is the
+    shortcut (:func:`cnnbook.models.apply_shortcut`): the identity in most blocks (then the ReLU
+    changes nothing, the input being a ReLU's output already), option A's subsample-and-zero-pad
+    or option B's 1x1 projection in a downsampling block. A deleted plain block becomes the
+    identity. ``delete_blocks(model, [])`` computes exactly what ``model``
+    computes. Raises ``ValueError`` for an unknown name, a repeated name, or a downsampling
+    block of a plain network (nothing of the right shape remains without it).
+    """
+    import keras
+
+    models = _models()
+    names = _check_names(model, names, "names")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names lists a block more than once: {names}")
+    blocks = _blocks(model, required=False)
+    for name in names:
+        block = blocks[name]
+        if not models.is_residual_block(block) and models.is_downsampling_block(block):
+            raise ValueError(
+                f"cannot delete {name!r}: it is a downsampling block of a plain network, so "
+                "without it the shapes no longer fit; choose among deletable_blocks(model)"
+            )
+    deleted = set(names)
+    sequence = []
+    for layer in _top_level_chain(model):
+        if layer.name not in deleted:
+            sequence.append(layer)
+        elif models.is_residual_block(layer) and models.shortcut_layers(layer):
+            # A sub-model holding only the shortcut path: a unique name in the new model.
+            kept = models.apply_shortcut(layer, layer.input)
+            if _OUTPUT_RELU in [sublayer.name for sublayer in layer.layers]:
+                kept = layer.get_layer(_OUTPUT_RELU)(kept)  # the original block: relu(h(x) + 0)
+            shortcut_only = keras.Model(layer.input, kept, name=f"{layer.name}_shortcut_only")
+            sequence.append(shortcut_only)
+        # else: an identity shortcut or a shape-keeping plain block: nothing to apply
+    return _rebuild(model, sequence, model.name + ("_lesioned" if names else ""))
+
+
+def reorder_blocks(model, order: Sequence[str]):
+    """``model`` with its blocks called in the order ``order`` (a permutation of
+    :func:`cnnbook.models.block_names`), as a new ``keras.Model`` sharing the trained layers.
+    Position ``i`` of the chain gets block ``order[i]``; every other layer stays in place.
+
+    Raises ``ValueError`` unless ``order`` lists every block exactly once and each block receives
+    an input of the shape it was built for (so a downsampling block stays where the shape
+    changes, and blocks move only among those of the same shape).
+    """
+    order = _check_names(model, order, "order")
+    blocks = _blocks(model)
+    if sorted(order) != sorted(blocks):
+        raise ValueError(
+            f"order must list each of the {len(blocks)} blocks exactly once, got {order}"
+        )
+    replacement = dict(zip(blocks, order))
+    sequence = [blocks[replacement[layer.name]] if layer.name in replacement else layer
+                for layer in _top_level_chain(model)]
+    # Check shapes before Keras does, to name the block and the position.
+    shape = tuple(model.input.shape[1:])
+    for layer in sequence:
+        if layer.name in blocks:
+            expected = tuple(layer.input.shape[1:])
+            if expected != shape:
+                raise ValueError(
+                    f"order puts {layer.name!r} (built for inputs of shape {expected}) where the "
+                    f"input has shape {shape}; blocks can only move among blocks of equal shape"
+                )
+            shape = tuple(layer.output.shape[1:])
+        else:
+            shape = tuple(layer.compute_output_shape((None, *shape))[1:])
+    changed = [name for name, new in replacement.items() if name != new]
+    suffix = "_reordered" if changed else ""
+    return _rebuild(model, sequence, model.name + suffix)
+
+
+def swappable_pairs(model) -> list[tuple[str, str]]:
+    """Pairs of blocks that :func:`reorder_blocks` may exchange: two non-downsampling blocks of
+    the same stage (same input and output shape), in order."""
+    names = deletable_blocks(model, include_downsampling=False)
+    blocks = _blocks(model)
+    pairs = []
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if tuple(blocks[first].input.shape) == tuple(blocks[second].input.shape):
+                pairs.append((first, second))
+    return pairs
+
+
+def random_swaps(model, num_swaps: int, seed: int = 0) -> list[str]:
+    """A block order made by ``num_swaps`` random exchanges of two blocks of equal shape (Veit
+    et al.'s reordering): start from the network's order and swap, ``num_swaps`` times, the
+    blocks at two positions drawn uniformly among the swappable ones."""
+    num_swaps = _check_int("num_swaps", num_swaps, 0)
+    order = _models().block_names(model)
+    position = {name: i for i, name in enumerate(order)}
+    pairs = swappable_pairs(model)
+    if num_swaps and not pairs:
+        raise ValueError(f"model {model.name!r} has no two blocks of equal shape to swap")
+    rng = np.random.default_rng(seed)
+    for _ in range(num_swaps):
+        first, second = pairs[rng.integers(len(pairs))]
+        i, j = position[first], position[second]
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def accuracy(model, images, labels, batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (logits out) on ``images`` with integer ``labels``: the share
+    of images whose largest logit is the label. Inference mode (batch norm uses its moving
+    averages), as in every lesion experiment."""
+    labels = np.asarray(labels).reshape(-1)
+    if len(images) != len(labels) or len(labels) == 0:
+        raise ValueError(
+            f"images and labels must be non-empty and of equal length, got {len(images)} and "
+            f"{len(labels)}"
+        )
+    batch_size = _check_int("batch_size", batch_size, 1)
+    # Eager calls in batches: as fast as predict() on the CPU for these sizes, and no
+    # tf.function to retrace for every rebuilt model.
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        logits = np.asarray(model(images[start : start + batch_size], training=False))
+        correct += int(np.sum(np.argmax(logits, axis=-1) == labels[start : start + batch_size]))
+    return correct / len(labels)
+
+
+def lesion_study(model, images, labels, batch_size: int = 500) -> list[dict]:
+    """Delete each block in turn (one at a time, without retraining) and measure test accuracy.
+
+    Returns one row per block, in order: ``name``, ``downsampling``, ``residual``, ``deletable``
+    and ``accuracy`` (``None`` where the block cannot be deleted), plus ``baseline``, the
+    accuracy of the whole network.
+    """
+    baseline = accuracy(model, images, labels, batch_size)
+    rows = []
+    for row in block_table(model):
+        result = None
+        if row["deletable"]:
+            result = accuracy(delete_blocks(model, [row["name"]]), images, labels, batch_size)
+        rows.append({
+            "name": row["name"], "downsampling": row["downsampling"], "residual": row["residual"],
+            "deletable": row["deletable"], "accuracy": result, "baseline": baseline,
+        })
+    return rows
+
+
+def deletion_curve(model, images, labels, num_deleted: Iterable[int], repeats: int = 3,
+                   seed: int = 0, batch_size: int = 500) -> list[dict]:
+    """Accuracy after deleting ``k`` blocks at once, for each ``k`` in ``num_deleted``: ``repeats``
+    random draws of ``k`` distinct non-downsampling blocks each. One row per draw: ``num_deleted``,
+    ``repeat``, ``blocks`` (the names deleted) and ``accuracy``."""
+    candidates = deletable_blocks(model, include_downsampling=False)
+    repeats = _check_int("repeats", repeats, 1)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for count in num_deleted:
+        count = _check_int("num_deleted", count, 0, len(candidates))
+        for repeat in range(repeats if count else 1):
+            chosen = sorted(rng.choice(len(candidates), size=count, replace=False).tolist())
+            names = [candidates[i] for i in chosen]
+            lesioned = delete_blocks(model, names)
+            rows.append({"num_deleted": count, "repeat": repeat, "blocks": names,
+                         "accuracy": accuracy(lesioned, images, labels, batch_size)})
+    return rows
+
+
+def reorder_curve(model, images, labels, num_swaps: Iterable[int], repeats: int = 3,
+                  seed: int = 0, batch_size: int = 500) -> list[dict]:
+    """Accuracy after ``k`` random swaps of blocks of equal shape (:func:`random_swaps`), for
+    each ``k`` in ``num_swaps``, ``repeats`` draws each. One row per draw: ``num_swaps``,
+    ``repeat``, ``order`` and ``accuracy``."""
+    repeats = _check_int("repeats", repeats, 1)
+    rows = []
+    for count in num_swaps:
+        count = _check_int("num_swaps", count, 0)
+        for repeat in range(repeats if count else 1):
+            order = random_swaps(model, count, seed=seed + 1000 * count + repeat)
+            reordered = reorder_blocks(model, order)
+            rows.append({"num_swaps": count, "repeat": repeat, "order": order,
+                         "accuracy": accuracy(reordered, images, labels, batch_size)})
+    return rows
+
+
+def block_gradient_norms(model, images, labels, training: bool = True) -> list[dict]:
+    """The Euclidean norm of ``dE/dx_i``, the gradient of the mean cross-entropy ``E`` of
+    ``model``'s logits on ``images``/``labels`` with respect to the output ``x_i`` of every
+    block, in block order: one row per block with ``name`` and ``gradient_norm``.
+
+    For a residual chain ``x_L = x_l + sum_{i=l}^{L-1} F(x_i)``, so
+    ``dE/dx_l = dE/dx_L (1 + d/dx_l sum F(x_i))``: the ``1`` carries the gradient of the last
+    block back unchanged. ``training=True`` runs batch norm on the batch's own statistics, as
+    during a training step (the behaviour at the start of training); the model's running
+    statistics are left as they were.
+    """
+    import keras
+    import tensorflow as tf
+
+    labels = np.asarray(labels).reshape(-1)
+    if len(images) != len(labels) or len(labels) == 0:
+        raise ValueError(
+            f"images and labels must be non-empty and of equal length, got {len(images)} and "
+            f"{len(labels)}"
+        )
+    names = list(_blocks(model))
+    outputs = []
+    # A training-mode call moves batch norm's running statistics: put them back afterwards.
+    saved_state = [variable.numpy() for variable in model.non_trainable_variables]
+    with tf.GradientTape() as tape:
+        x = tf.convert_to_tensor(np.asarray(images, dtype="float32"))
+        for layer in _top_level_chain(model):
+            x = layer(x, training=training)
+            if layer.name in names:
+                tape.watch(x)
+                outputs.append(x)
+        loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(labels, x, from_logits=True)
+        )
+    gradients = tape.gradient(loss, outputs)
+    for variable, value in zip(model.non_trainable_variables, saved_state):
+        variable.assign(value)
+    return [{"name": name, "gradient_norm": float(tf.norm(gradient))}
+            for name, gradient in zip(names, gradients)]

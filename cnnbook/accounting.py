@@ -5,25 +5,24 @@ module applies; ``tests/test_accounting.py`` checks them against Keras itself (`
 equals ``model.count_params()`` for every ``keras.applications`` model) and against the papers'
 published compute figures.
 
-How a model is counted
-----------------------
-Every layer call of a functional model (recursing into nested functional models and
-``Sequential`` models, and counting a shared layer's weights once but its compute at every call)
-is looked up in a registry of :class:`LayerRule`, keyed by the layer's exact class. A rule says
+**How a model is counted.** Every layer call of a functional model (recursing into nested
+functional models and ``Sequential`` models, and counting a shared layer's weights once but its
+compute at every call) is looked up in a registry of :class:`LayerRule`, keyed by the layer's
+exact class. A rule says
 
 * ``params``: the layer's weights as ``(trainable, non_trainable)`` from its configuration and
   its input shape (never from the weights Keras built); a layer frozen with ``trainable=False``
   has all its weights counted as non-trainable, as Keras does;
 * ``macs``: multiply-accumulates per example (see below);
 * ``extra_ops``: the other, elementwise arithmetic per example (see below);
-* ``is_view``: whether the output is only a view of the input (``Flatten``, ``Reshape``, a linear
-  ``Activation``), which writes no new activation to memory.
+* ``is_view``: whether the output is only a view of the input (``Flatten``, ``Reshape``,
+  ``Activation("linear")``), which writes no new activation to memory.
 
 A layer class without a rule raises ``NotImplementedError`` naming the layer's class and name:
 nothing is ever counted as zero by default. :func:`register_rule` adds a rule for a new class.
 
-What is counted
----------------
+**What is counted.**
+
 * Parameters: every weight element, trainable or not (batch-norm moving statistics, the
   ``mean``/``variance``/``count`` of an adapted ``Normalization`` layer), as
   ``model.count_params()`` does.
@@ -171,7 +170,8 @@ def dense_params(in_features: int, units: int, use_bias: bool = True) -> int:
     return (in_features + int(bool(use_bias))) * units
 
 
-def batch_norm_param_counts(channels: int, center: bool = True, scale: bool = True) -> tuple[int, int]:
+def batch_norm_param_counts(channels: int, center: bool = True,
+                            scale: bool = True) -> tuple[int, int]:
     """``(trainable, non_trainable)`` weights of batch normalisation over ``C`` channels:
     ``gamma`` and ``beta`` (``C`` each, when ``scale``/``center``) are learnt; the moving mean and
     variance (``2 C``) are statistics, updated during training but not by gradients."""
@@ -270,20 +270,24 @@ class LayerRule:
     """How to count one layer class (see the module docstring for the conventions).
 
     ``params(call) -> (trainable, non_trainable)``, ``macs(call) -> int`` and
-    ``extra_ops(call) -> int`` (both per example) take a :class:`LayerCall`.
+    ``extra_ops(call) -> int`` (both per example) take a :class:`LayerCall`; ``is_view`` is a
+    bool or a function ``is_view(call) -> bool``.
     """
 
     params: Callable[[LayerCall], tuple[int, int]] = _no_params
     macs: Callable[[LayerCall], int] = _no_ops
     extra_ops: Callable[[LayerCall], int] = _no_ops
-    is_view: bool = False
+    is_view: bool | Callable[[LayerCall], bool] = False
+
+    def output_is_view(self, call: LayerCall) -> bool:
+        return bool(self.is_view(call) if callable(self.is_view) else self.is_view)
 
 
 _RULES: dict[type, LayerRule] = {}
 
 
 def register_rule(*layer_classes: type, params=_no_params, macs=_no_ops, extra_ops=_no_ops,
-                  is_view: bool = False, replace: bool = False) -> LayerRule:
+                  is_view=False, replace: bool = False) -> LayerRule:
     """Register how to count ``layer_classes`` (exact classes: a subclass needs its own rule,
     since it may add weights). Returns the :class:`LayerRule`. Registering a class twice raises
     ``ValueError`` unless ``replace=True``."""
@@ -514,11 +518,16 @@ register_rule(keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU, keras
 register_rule(keras.layers.PReLU, params=_prelu_params, extra_ops=_per_output(1))
 
 
+def _is_linear_activation(call: LayerCall) -> bool:
+    """``Activation("linear")`` (ConvNeXt's identity) returns its input: a view, no operation."""
+    return _is_linear(call.layer.activation)
+
+
 def _activation_ops(call: LayerCall) -> int:
-    return 0 if _is_linear(call.layer.activation) else call.output_elements
+    return 0 if _is_linear_activation(call) else call.output_elements
 
 
-register_rule(keras.layers.Activation, extra_ops=_activation_ops)
+register_rule(keras.layers.Activation, extra_ops=_activation_ops, is_view=_is_linear_activation)
 
 
 # Merges, pooling, reshaping, regularisation -------------------------------------------------
@@ -664,7 +673,8 @@ class _Walker:
             trainable, non_trainable = rule.params(call)
             if not getattr(layer, "trainable", True):
                 trainable, non_trainable = 0, trainable + non_trainable
-        activations = 0 if rule.is_view else _per_example(lambda c: c.output_elements, call)
+        activations = 0 if rule.output_is_view(call) else _per_example(
+            lambda c: c.output_elements, call)
         shapes = [shape[1:] for shape in call.output_shapes]
         self.rows.append(_Row(
             name=name,
@@ -817,8 +827,8 @@ def activation_count(model, *, input_shape=None) -> int:
 # Training memory.
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
-"""Tensors of optimizer state kept per trainable weight: SGD none, momentum one velocity, Adam
-the first and second moment estimates."""
+"""How many tensors of optimizer state each trainable weight has (SGD none, momentum one
+velocity, Adam the first and second moment estimates)."""
 
 DTYPE_BYTES = {"float32": 4, "mixed_float16": 2}
 """Bytes per stored activation under each Keras dtype policy."""
@@ -875,11 +885,12 @@ def training_memory(model, batch_size: int, optimizer: str = "sgd", dtype: str =
     trainable = sum(row.trainable_params for row in rows)
     all_params = trainable + sum(row.non_trainable_params for row in rows)
     weight_copies = 2 * trainable if dtype == "mixed_float16" else 0
+    activations = _total(model, "activations", input_shape, rows)
     return TrainingMemory(
         weights=_VARIABLE_BYTES * all_params + weight_copies,
         gradients=_VARIABLE_BYTES * trainable,
         optimizer_state=_VARIABLE_BYTES * OPTIMIZER_SLOTS[optimizer] * trainable,
-        activations=DTYPE_BYTES[dtype] * batch_size * _total(model, "activations", input_shape, rows),
+        activations=DTYPE_BYTES[dtype] * batch_size * activations,
     )
 
 

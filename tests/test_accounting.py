@@ -148,6 +148,18 @@ def test_parameter_free_layers_have_no_parameters_and_no_macs(make_layer):
     assert row.macs == 0
 
 
+def test_views_write_no_activations():
+    inputs = keras.Input(shape=(4, 4, 3))
+    x = keras.layers.ReLU(name="relu")(inputs)
+    x = keras.layers.Activation("linear", name="identity")(x)
+    x = keras.layers.Reshape((16, 3), name="reshape")(x)
+    model = keras.Model(inputs, keras.layers.Flatten(name="flatten")(x))
+    activations = accounting.layer_stats(model).set_index("name")["activations"]
+    assert activations["relu"] == 4 * 4 * 3
+    assert activations["identity"] == activations["reshape"] == activations["flatten"] == 0
+    assert accounting.activation_count(model) == 2 * 4 * 4 * 3  # the input and the ReLU
+
+
 def test_pooling_and_additions_are_extras_not_macs():
     inputs = keras.Input(shape=(8, 8, 4))
     pooled = keras.layers.MaxPooling2D(2, name="pool")(inputs)

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import lesion, models
+from cnnbook import lesion, models, published
 
 # --- The unrolled view ---------------------------------------------------------------------------
 
@@ -58,26 +58,38 @@ def test_path_length_distribution_is_binomial_half(num_blocks):
     assert variance == pytest.approx(num_blocks / 4)
 
 
-def test_resnet110_has_54_blocks_as_veit_et_al_count():
-    assert len(models.block_names(models.resnet_cifar(110))) == 54
-    assert len(models.block_names(models.resnet_cifar(56))) == 27
+@pytest.fixture(scope="module")
+def veit():
+    return published.load("veit2016_resnet110").set_index("quantity")["value"]
 
 
-def test_veit_95_percent_of_resnet110_paths_are_19_to_35_blocks_long():
-    convolved = convolved_distribution(54)
-    mass_19_35 = lesion.path_length_mass(54, 19, 35)
-    assert mass_19_35 == pytest.approx(convolved[19:36].sum(), rel=1e-12)
-    assert mass_19_35 >= 0.95  # the paper's statement holds ...
-    # ... and is generous: the narrowest central interval that holds 95% is narrower.
-    shortest, longest = lesion.central_path_lengths(54, 0.95)
+def test_resnet110_has_as_many_blocks_as_veit_et_al_count(veit):
+    assert len(models.block_names(models.resnet_cifar(110))) == veit["residual_blocks"]
+
+
+def test_veit_95_percent_of_resnet110_paths_are_19_to_35_blocks_long(veit):
+    num_blocks = int(veit["residual_blocks"])
+    shortest_95 = int(veit["paths_95_percent_shortest"])
+    longest_95 = int(veit["paths_95_percent_longest"])
+    convolved = convolved_distribution(num_blocks)
+    mass = lesion.path_length_mass(num_blocks, shortest_95, longest_95)
+    assert mass == pytest.approx(convolved[shortest_95 : longest_95 + 1].sum(), rel=1e-12)
+    assert mass >= 0.95  # the paper's statement holds ...
+    # ... and is generous, as the page says: the narrowest centred range holding 95% is inside.
+    shortest, longest = lesion.central_path_lengths(num_blocks, 0.95)
     assert convolved[shortest : longest + 1].sum() >= 0.95
     assert convolved[shortest + 1 : longest].sum() < 0.95
-    assert (shortest, longest) != (19, 35) and 19 <= shortest and longest <= 35
+    assert shortest_95 < shortest and longest < longest_95
+    # and the paper's range is wider than +-1.96 standard deviations
+    assert (longest_95 - num_blocks / 2) / (np.sqrt(num_blocks) / 2) > 1.96
 
 
-def test_veit_paths_of_5_to_17_blocks_are_045_percent_of_all():
+def test_veit_effective_paths_are_the_published_share_of_all(veit):
     # Veit et al.: most gradient comes from paths 5 to 17 blocks long, 0.45% of all paths.
-    assert round(100 * lesion.path_length_mass(54, 5, 17), 2) == 0.45
+    share = lesion.path_length_mass(int(veit["residual_blocks"]),
+                                    int(veit["effective_paths_shortest"]),
+                                    int(veit["effective_paths_longest"]))
+    assert round(100 * share, 2) == veit["effective_paths_percent_of_all"]
 
 
 @pytest.mark.parametrize("num_blocks, mass", [(1, 0.5), (8, 0.99), (27, 0.95), (54, 0.5)])

@@ -316,6 +316,7 @@ def bottleneck_block(
     expansion: int = 4,
     groups: int = 1,
     preactivation: bool = False,
+    stride_position: str = "3x3",
     name: str | None = None,
 ):
     """ResNet's bottleneck block (He et al. 2016): 1x1 to ``filters`` -> 3x3 (``filters``,
@@ -330,17 +331,23 @@ def bottleneck_block(
       32x4d's first stage); RegNet's X block is the same with ``expansion=1``.
 
     The shortcut is the identity when the shape is unchanged; otherwise (stride or channel
-    change) a strided 1x1 projection (followed by batch norm in the original form). The stride
-    sits on the 3x3 convolution, as in torchvision and ResNeXt. Output:
-    ``(ceil(H/s), ceil(W/s), expansion * filters)``.
+    change) a strided 1x1 projection (followed by batch norm in the original form).
+    ``stride_position`` says which convolution of the main path carries the stride: ``"3x3"``
+    (torchvision's "ResNet v1.5", ResNeXt) or ``"1x1"`` (the first 1x1, as in He et al.'s
+    released models and ``keras.applications``). The parameters are the same; the MACs are not,
+    since the first 1x1 then runs on the full-resolution input.
+    Output: ``(ceil(H/s), ceil(W/s), expansion * filters)``.
     """
     filters = _check_int("filters", filters)
     strides = _check_int("strides", strides)
     expansion = _check_int("expansion", expansion)
     groups = _check_int("groups", groups)
     _check_divides("filters", filters, "groups", groups)
+    if stride_position not in ("3x3", "1x1"):
+        raise ValueError(f"stride_position must be '3x3' or '1x1', got {stride_position!r}")
     in_channels = _channels(inputs)
     name = _block_name(name, "bottleneck")
+    strides_1x1, strides_3x3 = (1, strides) if stride_position == "3x3" else (strides, 1)
     out_channels = expansion * filters
     needs_projection = strides != 1 or in_channels != out_channels
 
@@ -359,16 +366,16 @@ def bottleneck_block(
         shortcut = (
             conv(activated, out_channels, 1, "projection", strides) if needs_projection else inputs
         )
-        x = conv(activated, filters, 1, "conv1")
-        x = conv(bn_relu(x, "conv1"), filters, 3, "conv2", strides, groups)
+        x = conv(activated, filters, 1, "conv1", strides_1x1)
+        x = conv(bn_relu(x, "conv1"), filters, 3, "conv2", strides_3x3, groups)
         x = conv(bn_relu(x, "conv2"), out_channels, 1, "conv3")
         return keras.layers.Add(name=f"{name}_add")([x, shortcut])
 
     shortcut = inputs
     if needs_projection:
         shortcut = bn_relu(conv(inputs, out_channels, 1, "projection", strides), "projection", False)
-    x = bn_relu(conv(inputs, filters, 1, "conv1"), "conv1")
-    x = bn_relu(conv(x, filters, 3, "conv2", strides, groups), "conv2")
+    x = bn_relu(conv(inputs, filters, 1, "conv1", strides_1x1), "conv1")
+    x = bn_relu(conv(x, filters, 3, "conv2", strides_3x3, groups), "conv2")
     x = bn_relu(conv(x, out_channels, 1, "conv3"), "conv3", relu=False)
     x = keras.layers.Add(name=f"{name}_add")([x, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(x)
@@ -871,3 +878,4 @@ def convnext_block_params(channels: int, expansion: int = 4, version: int = 1) -
         + conv2d_params(1, expansion * channels, channels)
     )
     return params + (channels if version == 1 else 2 * expansion * channels)
+

@@ -283,3 +283,14 @@ def test_bad_block_arguments_raise_value_errors_that_say_what_to_do(call, messag
 def test_blocks_need_a_4d_input_with_known_channels():
     with pytest.raises(ValueError, match="4-D channels-last"):
         blocks.fire_module(keras.Input((24,)), 4, 8, 8)
+
+
+def test_accounting_counts_the_custom_layers_like_keras():
+    """cnnbook.accounting has rules for LayerScale and GRN: its totals equal Keras. count, and a
+    ConvNeXt block's MACs are the depthwise 7x7 and the two dense layers at every pixel."""
+    from cnnbook import accounting
+
+    for version in (1, 2):
+        model = block_model(blocks.convnext_block, (14, 14, 32), version=version)
+        assert accounting.count_params(model) == model.count_params()
+        assert accounting.macs(model) == 14 * 14 * (49 * 32 + 2 * 4 * 32 * 32)

@@ -4,7 +4,8 @@ Chapter "Known ConvNet architectures" (``book/architectures.md``) draws every bu
 with :func:`draw_block`: one box per layer, read top to bottom, with arrows along the data flow.
 Normalisation and activation layers that directly follow a single layer (``BN``, ``ReLU``,
 ``GELU``, layer scale...) are folded into that layer's box, so that a box reads like the papers'
-figures ("3x3 conv 64" over "BN, ReLU"). The last line of a box is the output shape (without
+figures ("3x3 conv 64" over "BN, ReLU"; an activation fused into a layer goes on the second line
+too). The last line of a box is the output shape (without
 the batch axis).
 
 Layout: a box's row is the length of the longest path from the input to it; within a row, boxes
@@ -67,7 +68,13 @@ def _strides_text(config) -> str:
 def layer_label(class_name: str, config: dict) -> str:
     """A short text for one layer, from its class name and Keras config: ``"3x3/2 conv 64"``
     (kernel/stride, filters), ``"1x1 conv 120, g=3"`` (3 groups), ``"5x5 depthwise"``,
-    ``"dense 384, ReLU"``, ``"3x3 max pool"``, ``"BN"``..."""
+    ``"dense 384, ReLU"`` (with its fused activation), ``"3x3 max pool"``, ``"BN"``..."""
+    text, activation = _label_parts(class_name, config)
+    return f"{text}, {activation}" if activation else text
+
+
+def _label_parts(class_name: str, config: dict) -> tuple[str, str | None]:
+    """(the layer's text, its fused activation or ``None``): see :func:`layer_label`."""
     if class_name == "Conv2D":
         text = f"{_pair_text(config['kernel_size'])}{_strides_text(config)} conv {config['filters']}"
         if config.get("groups", 1) > 1:
@@ -85,27 +92,26 @@ def layer_label(class_name: str, config: dict) -> str:
     elif class_name in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         text = "global " + ("avg" if "Average" in class_name else "max") + " pool"
     elif class_name == "BatchNormalization":
-        return "BN"
+        return "BN", None
     elif class_name == "LayerNormalization":
-        return "LN"
+        return "LN", None
     elif class_name == "ReLU":
-        return "ReLU6" if config.get("max_value") == 6 else "ReLU"
+        return ("ReLU6" if config.get("max_value") == 6 else "ReLU"), None
     elif class_name == "Activation":
-        return _activation_text(config) or "linear"
+        return _activation_text(config) or "linear", None
     elif class_name == "LayerScale":
-        return "layer scale"
+        return "layer scale", None
     elif class_name == "GlobalResponseNormalization":
-        return "GRN"
+        return "GRN", None
     elif class_name == "InputLayer":
-        return "input"
+        return "input", None
     else:
         text = {
             "Concatenate": "concatenate", "Add": "add", "Multiply": "multiply",
             "Reshape": "reshape", "Permute": "transpose", "Flatten": "flatten",
             "Dropout": "dropout", "ZeroPadding2D": "zero pad",
         }.get(class_name, class_name)
-    activation = _activation_text(config)
-    return f"{text}, {activation}" if activation else text
+    return text, _activation_text(config)
 
 
 def _history_names(structure) -> list[str]:
@@ -160,7 +166,7 @@ def block_graph(model) -> list[BlockNode]:
         parents[name] = _history_names(entry["inbound_nodes"])
         for parent in parents[name]:
             consumers.setdefault(parent, []).append(name)
-        labels[name] = layer_label(entry["class_name"], entry["config"])
+        labels[name] = _label_parts(entry["class_name"], entry["config"])
         shapes[name] = _shape_text(model.get_layer(name).output.shape)
 
     box_of: dict[str, BlockNode] = {}
@@ -172,20 +178,22 @@ def block_graph(model) -> list[BlockNode]:
             entry["class_name"] in FOLDED_TYPES
             and len(layer_parents) == 1
             and len(consumers.get(layer_parents[0], [])) == 1
-            and labels[box_of[layer_parents[0]].name] != "input"
+            and labels[box_of[layer_parents[0]].name][0] != "input"
         )
         if foldable:
             box = box_of[layer_parents[0]]
             box.names.append(name)
+            folded = layer_label(entry["class_name"], entry["config"])
             if len(box.lines) == 2:
-                box.lines.insert(1, labels[name])
+                box.lines.insert(1, folded)
             else:
-                box.lines[1] = f"{box.lines[1]}, {labels[name]}"
+                box.lines[1] = f"{box.lines[1]}, {folded}"
             box.lines[-1] = shapes[name]
         else:
+            text, activation = labels[name]
             box = BlockNode(
                 names=[name],
-                lines=[labels[name], shapes[name]],
+                lines=[text, *([activation] if activation else []), shapes[name]],
                 inputs=[box_of[parent].name for parent in layer_parents],
             )
             boxes.append(box)
@@ -237,21 +245,38 @@ def _layout(boxes: list[BlockNode], spacing: float = 1.0) -> dict[str, tuple[flo
     return {name: (x_position[name], row[name]) for name in row}
 
 
-def draw_block(model, ax=None, title: str | None = None):
+BOX_WIDTH, BOX_HEIGHT, COLUMN_SPACING, ROW_HEIGHT = 1.15, 0.74, 1.35, 1.0
+"""Drawing units: boxes are placed ``COLUMN_SPACING`` apart in a row and ``ROW_HEIGHT`` apart."""
+
+INCHES_PER_UNIT = 0.95
+"""Figure inches per drawing unit across; a row of boxes takes ``INCHES_PER_ROW``."""
+INCHES_PER_ROW = 0.62
+
+
+def _extent(model) -> tuple[float, int]:
+    """(width in drawing units, number of rows) of ``model``'s diagram."""
+    positions = _layout(block_graph(model), COLUMN_SPACING)
+    xs = [x for x, _ in positions.values()]
+    return max(xs) - min(xs) + 2 * BOX_WIDTH, 1 + max(row for _, row in positions.values())
+
+
+def draw_block(model, ax=None, title: str | None = None, *, width: float | None = None,
+               num_rows: int | None = None):
     """Draw ``model``'s layer graph (see the module docstring) on ``ax`` (a new figure when
     ``None``) and return the axes. Each box is a ``FancyBboxPatch`` labelled with its layers and
-    output shape; each arrow a ``FancyArrowPatch``."""
+    output shape; each arrow a ``FancyArrowPatch``. ``width`` (drawing units) and ``num_rows``
+    widen the axes' limits beyond the diagram's own, so that several diagrams drawn side by side
+    share one scale (:func:`draw_blocks`)."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    box_width, box_height, spacing, row_height = 1.15, 0.74, 1.35, 1.0
     boxes = block_graph(model)
-    positions = _layout(boxes, spacing)
-    xs = [x for x, _ in positions.values()]
-    num_rows = 1 + max(row for _, row in positions.values())
+    positions = _layout(boxes, COLUMN_SPACING)
+    own_width, own_rows = _extent(model)
+    width = max(width or own_width, own_width)
+    num_rows = max(num_rows or own_rows, own_rows)
     if ax is None:
-        columns = (max(xs) - min(xs)) / spacing + 1
-        _, ax = plt.subplots(figsize=(1.9 * columns + 0.8, 0.72 * num_rows + 0.3))
+        _, ax = plt.subplots(figsize=(INCHES_PER_UNIT * width, INCHES_PER_ROW * num_rows + 0.3))
 
     def colour(text: str) -> str:
         if "depthwise" in text or "separable" in text:
@@ -268,38 +293,74 @@ def draw_block(model, ax=None, title: str | None = None):
 
     def centre(name):
         x, row = positions[name]
-        return x, -row * row_height
+        return x, -row * ROW_HEIGHT
 
     for box in boxes:
         x, y = centre(box.name)
         ax.add_patch(FancyBboxPatch(
-            (x - box_width / 2, y - box_height / 2), box_width, box_height,
+            (x - BOX_WIDTH / 2, y - BOX_HEIGHT / 2), BOX_WIDTH, BOX_HEIGHT,
             boxstyle="round,pad=0.02,rounding_size=0.08", facecolor=colour(box.lines[0]),
             edgecolor="#444444", linewidth=0.8,
         ))
-        offsets = [0.0, -0.2] if len(box.lines) == 2 else [0.2, 0.0, -0.22]
+        offsets = [0.1, -0.18] if len(box.lines) == 2 else [0.2, 0.0, -0.22]
         for line, offset in zip(box.lines, offsets):
             is_shape = line is box.lines[-1]
-            ax.text(x, y + offset + (0.08 if len(box.lines) == 2 and not is_shape else 0), line,
-                    ha="center", va="center", fontsize=6.5 if is_shape else 7.5,
-                    color="#555555" if is_shape else "black")
+            ax.text(x, y + offset, line, ha="center", va="center",
+                    fontsize=6.5 if is_shape else 7.5, color="#555555" if is_shape else "black")
         for parent in box.inputs:
             px, py = centre(parent)
-            rows_skipped = round((py - y) / row_height)
+            rows_skipped = round((py - y) / ROW_HEIGHT)
             if rows_skipped <= 1:
-                start, end, bend = (px, py - box_height / 2), (x, y + box_height / 2), 0.0
+                start, end, bend = (px, py - BOX_HEIGHT / 2), (x, y + BOX_HEIGHT / 2), 0.0
             else:  # a shortcut: an arc along the right (or left) edges of the boxes
                 side = 1.0 if px >= x else -1.0
-                start = (px + side * box_width / 2, py)
-                end = (x + side * box_width / 2, y)
+                start = (px + side * BOX_WIDTH / 2, py)
+                end = (x + side * BOX_WIDTH / 2, y)
                 bend = -side * min(0.35, 0.9 / rows_skipped)
             ax.add_patch(FancyArrowPatch(
                 start, end, arrowstyle="-|>", mutation_scale=8, linewidth=0.8, color="#333333",
                 connectionstyle=f"arc3,rad={bend}",
             ))
-    ax.set_xlim(min(xs) - box_width, max(xs) + box_width)
-    ax.set_ylim(-(num_rows - 1) * row_height - 0.45, 0.45)
+    xs = [x for x, _ in positions.values()]
+    middle = (max(xs) + min(xs)) / 2
+    ax.set_xlim(middle - width / 2, middle + width / 2)
+    ax.set_ylim(-(num_rows - 1) * ROW_HEIGHT - 0.45, 0.45)
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def draw_blocks(models_and_titles, direction: str = "row"):
+    """Draw several blocks (a list of ``(model, title)``) on one figure at one scale, side by
+    side (``direction="row"``) or one under the other (``"column"``); returns the figure."""
+    import matplotlib.pyplot as plt
+
+    models_and_titles = list(models_and_titles)
+    if not models_and_titles:
+        raise ValueError("models_and_titles must hold at least one (model, title) pair")
+    if direction not in ("row", "column"):
+        raise ValueError(f"direction must be 'row' or 'column', got {direction!r}")
+    extents = [_extent(model) for model, _ in models_and_titles]
+    title_inches = 0.3
+    if direction == "row":
+        num_rows = max(rows for _, rows in extents)
+        figure, axes = plt.subplots(
+            1, len(extents), squeeze=False, gridspec_kw={"width_ratios": [w for w, _ in extents]},
+            figsize=(INCHES_PER_UNIT * sum(w for w, _ in extents),
+                     INCHES_PER_ROW * num_rows + title_inches),
+        )
+        limits = [(width, num_rows) for width, _ in extents]
+    else:
+        width = max(w for w, _ in extents)
+        figure, axes = plt.subplots(
+            len(extents), 1, squeeze=False,
+            gridspec_kw={"height_ratios": [rows + 0.5 for _, rows in extents]},
+            figsize=(INCHES_PER_UNIT * width,
+                     sum(INCHES_PER_ROW * rows + title_inches for _, rows in extents)),
+        )
+        limits = [(width, rows) for _, rows in extents]
+    for ax, (model, title), (width, rows) in zip(axes.flat, models_and_titles, limits):
+        draw_block(model, ax=ax, title=title, width=width, num_rows=rows)
+    figure.tight_layout()
+    return figure

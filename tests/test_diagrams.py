@@ -56,7 +56,10 @@ def test_an_inception_module_is_drawn_as_four_branches_read_left_to_right():
         blocks.inception_module, (28, 28, 192), filters_1x1=64, reduce_3x3=96, filters_3x3=128,
         reduce_5x5=16, filters_5x5=32, filters_pool_proj=32,
     )
-    positions = diagrams._layout(diagrams.block_graph(model))
+    boxes = diagrams.block_graph(model)
+    # A fused activation goes on the second line, under the layer.
+    assert ["1x1 conv 64", "ReLU", "28x28x64"] in [box.lines for box in boxes]
+    positions = diagrams._layout(boxes)
     first_row = sorted((x, name) for name, (x, row) in positions.items() if row == 1)
     assert [name.split("_", 2)[-1] for _, name in first_row] == [
         "1x1", "3x3_reduce", "5x5_reduce", "pool"
@@ -85,3 +88,20 @@ def test_only_functional_models_can_be_drawn():
     sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="keras.Input"):
         diagrams.block_graph(sequential)
+
+
+def test_several_blocks_share_one_scale():
+    small = blocks.block_model(blocks.squeeze_excitation, (8, 8, 16), ratio=4)
+    wide = blocks.block_model(blocks.fire_module, (8, 8, 16), squeeze=4, expand_1x1=8,
+                              expand_3x3=8)
+    figure = diagrams.draw_blocks([(small, "se"), (wide, "fire")])
+    small_ax, wide_ax = figure.axes
+    # One drawing unit takes the same width on both axes; rows are aligned top to bottom.
+    small_width = small_ax.get_xlim()[1] - small_ax.get_xlim()[0]
+    wide_width = wide_ax.get_xlim()[1] - wide_ax.get_xlim()[0]
+    assert small_ax.get_position().width / small_width == pytest.approx(
+        wide_ax.get_position().width / wide_width, rel=0.05)
+    assert small_ax.get_ylim() == wide_ax.get_ylim()
+    matplotlib.pyplot.close(figure)
+    with pytest.raises(ValueError, match="direction"):
+        diagrams.draw_blocks([(small, "se")], direction="diagonal")

@@ -8,7 +8,9 @@ that the measurement is well formed.
 
 Method: one batch of random images (values 0..255, the model's input shape) is run through
 ``model.predict_on_batch`` ``warmup`` times unmeasured (the first call traces and compiles the
-graph), then ``iterations`` times under ``time.perf_counter``. The median time of one batch
+graph), then ``iterations`` times under ``time.perf_counter`` (or fewer: with a
+``time_budget_s``, timing stops once the timed calls have taken that long, after at least one
+call, so that a slow model on a slow machine cannot stall a page). The median time of one batch
 ``t`` gives ``images per second = batch_size / t``; at batch size 1, ``t`` is also the latency of
 one image and ``1 / t`` the frame rate a camera pipeline could sustain.
 """
@@ -97,20 +99,28 @@ def measure_throughput(
     *,
     warmup: int = 2,
     iterations: int = 5,
+    time_budget_s: float | None = None,
     input_shape=None,
     seed: int = 0,
 ) -> Throughput:
     """Time ``model.predict_on_batch`` on ``batch_size`` random images (see the module docstring).
 
-    ``warmup`` untimed calls (>= 1: the first call builds the graph) come before ``iterations``
-    timed ones. ``input_shape`` (no batch axis) is needed only for a model with ``None`` sizes.
-    Returns a :class:`Throughput`.
+    ``warmup`` untimed calls (>= 1: the first call builds the graph) come before at most
+    ``iterations`` timed ones; with ``time_budget_s`` the timing stops once the timed calls have
+    taken that many seconds in total (at least one call is always timed).
+    ``input_shape`` (no batch axis) is needed only for a model with ``None`` sizes.
+    Returns a :class:`Throughput` (``len(batch_seconds)`` says how many calls were timed).
     """
     import numpy as np
 
     batch_size = _check_int("batch_size", batch_size, 1)
     warmup = _check_int("warmup", warmup, 1)
     iterations = _check_int("iterations", iterations, 1)
+    if time_budget_s is not None and not (
+        isinstance(time_budget_s, numbers.Real) and time_budget_s > 0
+    ):
+        raise ValueError(f"time_budget_s must be a positive number of seconds or None, got "
+                         f"{time_budget_s!r}")
     shape = _image_shape(model, input_shape)
     images = np.random.default_rng(seed).uniform(0, 255, size=(batch_size, *shape))
     images = images.astype("float32")
@@ -121,6 +131,8 @@ def measure_throughput(
         start = time.perf_counter()
         model.predict_on_batch(images)
         batch_seconds.append(time.perf_counter() - start)
+        if time_budget_s is not None and sum(batch_seconds) >= time_budget_s:
+            break
     return Throughput(model.name, batch_size, tuple(batch_seconds))
 
 

@@ -66,3 +66,10 @@ def test_machine_description_names_the_cpu_cores_versions_and_device():
     assert machine["keras"] == keras.__version__
     assert machine["device"] == ("GPU" if tf.config.list_physical_devices("GPU") else "CPU")
     assert (machine["device"] == "GPU") == bool(machine["gpus"])
+
+
+def test_a_time_budget_stops_the_timing_after_at_least_one_call(tiny_model):
+    result = speed.measure_throughput(tiny_model, warmup=1, iterations=50, time_budget_s=1e-9)
+    assert len(result.batch_seconds) == 1
+    with pytest.raises(ValueError, match="time_budget_s"):
+        speed.measure_throughput(tiny_model, time_budget_s=0)

@@ -37,10 +37,12 @@ c.AccuracyGrader.assignments = {
         "trainable_params": 269_722,
         "residual_additions": 9,
         "tiers": {
-            # full CIFAR-10 (50,000 images) on the hub's GPU: He et al. 2015 report 91.25%
-            "cifar10": [[0.90, 4], [0.88, 3], [0.85, 2], [0.75, 1]],
-            # the shared 10,000-image subset on a CPU for a few epochs (tests, CPU-only classes)
-            "cifar10-subset": [[0.55, 4], [0.50, 3], [0.45, 2], [0.35, 1]],
+            # full CIFAR-10 (50,000 images) on the hub's GPU: He et al. 2015 report 91.25% after
+            # about 180 epochs; calibrate on the reference trained with the class's budget
+            "cifar10": [[0.88, 4], [0.85, 3], [0.80, 2], [0.70, 1]],
+            # the shared 10,000-image subset on a CPU for a few epochs (tests, CPU-only classes):
+            # the reference notebook reaches 64.6% with 6 epochs of the "fast" recipe
+            "cifar10-subset": [[0.60, 4], [0.55, 3], [0.45, 2], [0.35, 1]],
         },
     },
 }

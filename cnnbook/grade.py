@@ -31,6 +31,8 @@ from pathlib import Path
 
 __all__ = [
     "check_written_here",
+    "load_course_config",
+    "checked_tiers",
     "AccuracyRule",
     "accuracy_rule",
     "points_for",
@@ -146,8 +148,10 @@ class AccuracyRule:
         return max(points for _, points in self.tiers)
 
 
-def _checked_tiers(tiers, where: str) -> tuple[tuple[float, float], ...]:
-    """``tiers`` as ``((threshold, points), ...)`` sorted by threshold, highest first."""
+def checked_tiers(tiers, where: str) -> tuple[tuple[float, float], ...]:
+    """``tiers`` as ``((threshold, points), ...)`` sorted by threshold, highest first; raises
+    ``ValueError`` (naming ``where``) unless every threshold is in (0, 1], every points value is
+    >= 0 and a higher threshold never earns fewer points."""
     pairs = []
     for tier in tiers:
         try:
@@ -175,7 +179,7 @@ def points_for(accuracy: float, tiers: Sequence[tuple[float, float]]) -> float:
     return max((points for threshold, points in tiers if accuracy >= threshold), default=0.0)
 
 
-def _load_config(root: Path):
+def load_course_config(root: Path):
     """The traitlets ``Config`` of ``root/nbgrader_config.py`` (what nbgrader itself reads)."""
     from traitlets.config.loader import PyFileConfigLoader
 
@@ -220,7 +224,7 @@ def accuracy_rule(config, assignment: str, training_set: str | None = None) -> A
         trainable_params=int(entry["trainable_params"]),
         residual_additions=int(entry["residual_additions"]),
         training_set=training_set,
-        tiers=_checked_tiers(tiers_by_set[training_set], f"tiers[{training_set!r}]"),
+        tiers=checked_tiers(tiers_by_set[training_set], f"tiers[{training_set!r}]"),
     )
 
 
@@ -364,7 +368,7 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
     from nbgrader.coursedir import CourseDirectory
 
     root = Path(root).resolve()
-    config = _load_config(root)
+    config = load_course_config(root)
     rule = accuracy_rule(config, assignment, training_set)
     coursedir = CourseDirectory(config=config)
     coursedir.root = str(root)

@@ -68,6 +68,7 @@ from keras.src.ops.node import Node
 
 from cnnbook import blocks as cnnbook_blocks
 from cnnbook import layers as cnnbook_layers
+from cnnbook.checks import check_int as _check_int
 
 __all__ = [
     "LayerCall",
@@ -100,14 +101,6 @@ __all__ = [
 # The formulas, as small pure functions (the chapter shows them next to Keras' own counts).
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(
-            f"{name} must be an integer >= {minimum}, got {value!r} of type {type(value).__name__}"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def _kernel_taps(kernel_size) -> int:

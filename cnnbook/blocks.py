@@ -28,6 +28,7 @@ import numbers
 from collections.abc import Callable
 
 import keras
+from cnnbook.checks import check_int as _check_int
 
 __all__ = [
     "conv2d_params",
@@ -69,15 +70,6 @@ LAYER_NORM_EPSILON = 1e-6  # as in ConvNeXt
 # --------------------------------------------------------------------------------------------
 
 
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int, or ``ValueError`` naming the argument and its range."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(
-            f"{name} must be an integer >= {minimum}, got {value!r} of type {type(value).__name__}"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_divides(name: str, value: int, divisor_name: str, divisor: int) -> None:

@@ -12,20 +12,16 @@ skips them and a MAC count can give them zero multiply-adds (they only move or c
 
 from __future__ import annotations
 
-import numbers
 
 import keras
 from keras import ops
+from cnnbook.checks import check_int as _check_positive_int
 
 __all__ = ["ZeroPadShortcut"]
 
 _PACKAGE = "cnnbook"
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -28,7 +28,8 @@ layers (no copy, no retraining): :func:`delete_blocks`, :func:`reorder_blocks`,
 
 The same chain gives :func:`block_gradient_norms`: how large the loss's gradient is at the output
 of every block, the quantity that the identity shortcut's ``1 +`` term keeps from shrinking or
-growing geometrically with depth.
+growing geometrically with depth; and :func:`branch_ratios`: how much each block's residual
+branch changes the signal, which says which deletions a trained network can absorb.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 import numpy as np
+from cnnbook.checks import check_int as _check_int
 
 __all__ = [
     "num_paths",
@@ -58,16 +60,10 @@ __all__ = [
     "deletion_curve",
     "reorder_curve",
     "block_gradient_norms",
+    "branch_ratios",
 ]
 
 
-def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        valid = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ValueError(f"{name} must be an integer {valid}, got {value}")
-    return int(value)
 
 
 # --- The unrolled view -------------------------------------------------------------------------
@@ -216,6 +212,15 @@ def _top_level_chain(model) -> list:
     return layers[1:]
 
 
+def _without_branch(block, x):
+    """What the residual ``block`` outputs for ``x`` once its branch is deleted (``F = 0``):
+    ``h(x)``, followed by the block's output ReLU in an original (post-activation) block."""
+    kept = _models().apply_shortcut(block, x)
+    if _OUTPUT_RELU in [layer.name for layer in block.layers]:
+        kept = block.get_layer(_OUTPUT_RELU)(kept)  # the original block: relu(h(x) + 0)
+    return kept
+
+
 def delete_blocks(model, names: Iterable[str]):
     """``model`` with the blocks ``names`` deleted, as a new ``keras.Model`` sharing the trained
     layers (no copy, no retraining).
@@ -251,9 +256,7 @@ def delete_blocks(model, names: Iterable[str]):
             sequence.append(layer)
         elif models.is_residual_block(layer) and models.shortcut_layers(layer):
             # A sub-model holding only the shortcut path: a unique name in the new model.
-            kept = models.apply_shortcut(layer, layer.input)
-            if _OUTPUT_RELU in [sublayer.name for sublayer in layer.layers]:
-                kept = layer.get_layer(_OUTPUT_RELU)(kept)  # the original block: relu(h(x) + 0)
+            kept = _without_branch(layer, layer.input)
             shortcut_only = keras.Model(layer.input, kept, name=f"{layer.name}_shortcut_only")
             sequence.append(shortcut_only)
         # else: an identity shortcut or a shape-keeping plain block: nothing to apply
@@ -443,3 +446,35 @@ def block_gradient_norms(model, images, labels, training: bool = True) -> list[d
         variable.assign(value)
     return [{"name": name, "gradient_norm": float(tf.norm(gradient))}
             for name, gradient in zip(names, gradients)]
+
+
+def branch_ratios(model, images) -> list[dict]:
+    """How much each residual block changes what flows through it, relative to what it would
+    pass on if it were deleted: for block output ``y`` and deleted-block output ``d`` (``h(x)``,
+    or ``relu(h(x))`` in an original block; see :func:`delete_blocks`), the ratio of Euclidean
+    norms over the whole batch ``|y - d| / |d|``. A block whose ratio is well below 1 only
+    nudges the signal, and deleting it leaves the rest of the network inputs it has seen; a
+    ratio near or above 1 means the branch dominates. Inference mode. One row per residual
+    block, in order: ``name``, ``downsampling`` and ``ratio``.
+    """
+    import tensorflow as tf
+
+    models = _models()
+    x = tf.convert_to_tensor(np.asarray(images, dtype="float32"))
+    names = list(_blocks(model))
+    rows = []
+    for layer in _top_level_chain(model):
+        if layer.name in names and models.is_residual_block(layer):
+            output = layer(x, training=False)
+            deleted = _without_branch(layer, x)
+            rows.append({
+                "name": layer.name,
+                "downsampling": models.is_downsampling_block(layer),
+                "ratio": float(tf.norm(output - deleted) / tf.norm(deleted)),
+            })
+            x = output
+        else:
+            x = layer(x, training=False)
+    if not rows:
+        raise ValueError(f"model {model.name!r} has no residual blocks: nothing to measure")
+    return rows

@@ -45,6 +45,7 @@ import re
 import keras
 
 from cnnbook.layers import ZeroPadShortcut
+from cnnbook.checks import check_int as _check_int
 
 # Per-channel statistics of the CIFAR-10 training images (R, G, B; 0..255), rounded as in
 # ../shared/data/cifar10/README.md; the normalisation layer standardises with them.
@@ -103,10 +104,6 @@ BN_EPSILON = 1e-5
 BLOCK_NAME_PATTERN = re.compile(r"^stage(\d+)_block(\d+)$")
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def blocks_per_stage(depth: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Sequence
+from cnnbook.checks import check_int as _check_int
 
 __all__ = [
     "effective_kernel_size",
@@ -28,15 +29,6 @@ __all__ = [
 PADDING_MODES = ("valid", "same")
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    """Return ``value`` as an int, or raise ``ValueError`` naming the argument and its range."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(
-            f"{name} must be an integer >= {minimum}, got {value!r} of type {type(value).__name__}"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def effective_kernel_size(kernel: int, dilation: int = 1) -> int:

@@ -23,6 +23,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from cnnbook.checks import check_int as _check_int
 
 __all__ = ["Throughput", "measure_throughput", "machine_description"]
 
@@ -61,10 +62,6 @@ class Throughput:
         }
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _image_shape(model, input_shape) -> tuple[int, ...]:

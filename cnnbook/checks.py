@@ -1,0 +1,23 @@
+"""Argument checks shared by the cnnbook modules, so every bad input gets the same kind of message.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+__all__ = ["check_int"]
+
+
+def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an ``int``, or ``ValueError`` naming the argument and its valid range.
+
+    Booleans, floats (even ``8.0``) and strings are rejected: a size or a count is a whole number.
+    """
+    valid = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(
+            f"{name} must be an integer {valid}, got {value!r} of type {type(value).__name__}"
+        )
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer {valid}, got {value}")
+    return int(value)

@@ -366,3 +366,24 @@ def test_plain_gradient_spreads_over_depth_more_than_residual_at_initialisation(
     keras.utils.set_random_seed(0)
     residual = spread(models.resnet_cifar(56))
     assert plain > 10 * residual
+
+
+def test_branch_ratios_are_zero_for_silenced_blocks_and_match_a_direct_computation():
+    model = models.resnet_cifar(14, "B")
+    randomise_batch_norm(model)
+    images = raw_images(8, seed=8)
+    silence_residual_branch(model.get_layer("stage1_block2"))
+    silence_residual_branch(model.get_layer("stage2_block1"))  # a projection shortcut
+    rows = {row["name"]: row for row in lesion.branch_ratios(model, images)}
+    assert list(rows) == models.block_names(model)
+    assert rows["stage1_block2"]["ratio"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["stage2_block1"]["ratio"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["stage2_block1"]["downsampling"] and not rows["stage1_block2"]["downsampling"]
+    # Direct: the input of stage1_block1 is the stem's output; its deleted output is relu(x) = x.
+    stem = keras.Model(model.input, model.get_layer("stem_relu").output)
+    x = np.asarray(stem(images, training=False))
+    y = np.asarray(model.get_layer("stage1_block1")(x, training=False))
+    expected = np.linalg.norm(y - x) / np.linalg.norm(x)
+    assert rows["stage1_block1"]["ratio"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="no residual blocks"):
+        lesion.branch_ratios(models.plain_cifar(14), images)

@@ -28,10 +28,10 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 

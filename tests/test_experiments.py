@@ -9,7 +9,6 @@ import json
 import subprocess
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 
 import keras
 import numpy as np

@@ -240,23 +240,21 @@ def inception_module(
         _check_int("filters_1x1", filters_1x1), 1, name=f"{name}_1x1", **conv_arguments
     )(inputs)
 
-    branch_3x3 = inputs
-    if reduce_3x3 is not None:
-        branch_3x3 = keras.layers.Conv2D(
-            _check_int("reduce_3x3", reduce_3x3), 1, name=f"{name}_3x3_reduce", **conv_arguments
-        )(branch_3x3)
-    branch_3x3 = keras.layers.Conv2D(
-        _check_int("filters_3x3", filters_3x3), 3, name=f"{name}_3x3", **conv_arguments
-    )(branch_3x3)
+    def reduced_branch(kernel: int, reduce, filters, label: str):
+        """[1x1 reduction to ``reduce``] -> ``kernel x kernel`` convolution to ``filters``."""
+        branch = inputs
+        if reduce is not None:
+            branch = keras.layers.Conv2D(
+                _check_int(f"reduce_{label}", reduce), 1, name=f"{name}_{label}_reduce",
+                **conv_arguments,
+            )(branch)
+        return keras.layers.Conv2D(
+            _check_int(f"filters_{label}", filters), kernel, name=f"{name}_{label}",
+            **conv_arguments,
+        )(branch)
 
-    branch_5x5 = inputs
-    if reduce_5x5 is not None:
-        branch_5x5 = keras.layers.Conv2D(
-            _check_int("reduce_5x5", reduce_5x5), 1, name=f"{name}_5x5_reduce", **conv_arguments
-        )(branch_5x5)
-    branch_5x5 = keras.layers.Conv2D(
-        _check_int("filters_5x5", filters_5x5), 5, name=f"{name}_5x5", **conv_arguments
-    )(branch_5x5)
+    branch_3x3 = reduced_branch(3, reduce_3x3, filters_3x3, "3x3")
+    branch_5x5 = reduced_branch(5, reduce_5x5, filters_5x5, "5x5")
 
     branch_pool = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(
         inputs

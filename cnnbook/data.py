@@ -181,8 +181,9 @@ def training_dataset(
     """
     import tensorflow as tf
 
-    image_tensor = tf.convert_to_tensor(np.asarray(images, dtype=np.uint8))
-    label_tensor = tf.convert_to_tensor(np.asarray(labels).reshape(-1))
+    with tf.device("/cpu:0"):  # the input pipeline runs on the CPU, also beside a GPU
+        image_tensor = tf.convert_to_tensor(np.asarray(images, dtype=np.uint8))
+        label_tensor = tf.convert_to_tensor(np.asarray(labels).reshape(-1))
     num_images = int(image_tensor.shape[0])
     steps_per_epoch(num_images, batch_size)
 
@@ -207,8 +208,9 @@ def evaluation_dataset(images, labels, batch_size: int = 500, one_hot: bool = Fa
     """Every image once, in order, unaugmented, in batches: ``(images, labels)``."""
     import tensorflow as tf
 
-    image_tensor = tf.convert_to_tensor(np.asarray(images, dtype=np.uint8))
-    label_tensor = _labels(tf.convert_to_tensor(np.asarray(labels).reshape(-1)), one_hot)
+    with tf.device("/cpu:0"):
+        image_tensor = tf.convert_to_tensor(np.asarray(images, dtype=np.uint8))
+        label_tensor = _labels(tf.convert_to_tensor(np.asarray(labels).reshape(-1)), one_hot)
     return (
         tf.data.Dataset.from_tensor_slices((image_tensor, label_tensor))
         .batch(batch_size)

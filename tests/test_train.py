@@ -79,6 +79,34 @@ def test_weight_decay_shrinks_kernels_only():
     assert kinds == {"kernel", "bias", "gamma", "beta"}
 
 
+def test_fused_batch_norm_trains_like_keras_and_is_restored():
+    """One training-mode step of two copies of a network, one with Keras' batch norm and one with
+    the fused kernel: same outputs, gradients and moving statistics; afterwards the layers are
+    Keras' own again."""
+    keras.utils.set_random_seed(0)
+    reference, fused = models.resnet_cifar(8, "B"), models.resnet_cifar(8, "B")
+    fused.set_weights(reference.get_weights())
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype("float32")
+
+    def training_step(model):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_sum(logits**2)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        return logits.numpy(), [g.numpy() for g in gradients]
+
+    reference_logits, reference_gradients = training_step(reference)
+    with train.fused_batch_norm(fused) as patched:
+        fused_logits, fused_gradients = training_step(fused)
+    assert patched == 9  # stem + 2 per block + the two projection shortcuts
+    np.testing.assert_allclose(fused_logits, reference_logits, rtol=1e-4, atol=1e-4)
+    for got, expected in zip(fused_gradients, reference_gradients):
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+    for got, expected in zip(fused.get_weights(), reference.get_weights()):  # moving statistics
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not any("call" in vars(layer) for layer in train._batch_norm_layers(fused))
+
+
 def test_bad_arguments_raise_clear_errors(cifar):
     (x_train, y_train), _ = cifar
     model = models.toy_cnn()

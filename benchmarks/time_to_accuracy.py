@@ -1,0 +1,114 @@
+"""Time to accuracy: train a CIFAR ResNet with ``cnnbook.train.fit_cifar`` on the training images
+of ``load_cifar10()`` (the shared 10k subset when CNNBOOK_DATA is set), then report the wall time
+of training and the accuracy on the whole test set, with and without test-time flips.
+
+    CNNBOOK_DATA=../shared/data/cifar10 python benchmarks/time_to_accuracy.py --depth 20 \
+        --epochs 20 --recipe fast --precision auto
+
+``--set name=value`` overrides a field of the recipe (see ``cnnbook.train.Recipe``), for
+experiments. The result is printed as one JSON line, with the machine and the load averages
+(``os.getloadavg``) before and after: on a shared machine a high load means slower figures.
+``train_cpu_seconds`` is the CPU time the process used while training (all its threads): on an
+otherwise idle 2-core machine the wall time is a little over half of it.
+Run by hand, never in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+
+import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
+import keras
+import tensorflow as tf
+
+from cnnbook import data, models, train
+
+
+def parse_override(text: str):
+    name, _, value = text.partition("=")
+    field_types = {field.name: field.type for field in dataclasses.fields(train.Recipe)}
+    if name not in field_types:
+        raise SystemExit(f"--set: unknown recipe field {name!r}; fields: {', '.join(field_types)}")
+    if value in ("True", "False"):
+        return name, value == "True"
+    try:
+        return name, int(value)
+    except ValueError:
+        return name, float(value)
+
+
+def machine() -> str:
+    gpus = [gpu.name for gpu in tf.config.list_logical_devices("GPU")]
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores" + (f", GPUs: {gpus}" if gpus else ", no GPU")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--base-filters", type=int, default=16)
+    parser.add_argument("--shortcut", default="A")
+    parser.add_argument("--preact", action="store_true")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--recipe", default="fast")
+    parser.add_argument("--precision", default="auto", help="auto, float32, mixed_bfloat16, ...")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], type=parse_override)
+    parser.add_argument("--verbose", type=int, default=2)
+    args = parser.parse_args()
+
+    recipe = dataclasses.replace(train.get_recipe(args.recipe), **dict(args.set))
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10()
+    keras.utils.set_random_seed(args.seed)
+    policy = None if args.precision == "auto" else args.precision
+    with train.fast_precision(policy) as policy_name:
+        model = models.resnet_cifar(
+            args.depth, args.shortcut, preact=args.preact, base_filters=args.base_filters
+        )
+    load_before = os.getloadavg()
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    history = train.fit_cifar(
+        model, (x_train, y_train), epochs=args.epochs, batch_size=args.batch_size,
+        recipe=recipe, verbose=args.verbose, seed=args.seed,
+    )
+    train_seconds = time.perf_counter() - start
+    train_cpu_seconds = time.process_time() - cpu_start
+    load_after = os.getloadavg()
+    start = time.perf_counter()
+    accuracy = train.evaluate(model, (x_test, y_test))
+    accuracy_flip = train.evaluate(model, (x_test, y_test), flip=True)
+    eval_seconds = time.perf_counter() - start
+    print(json.dumps({
+        "model": model.name, "params": model.count_params(), "precision": policy_name,
+        "recipe": dataclasses.asdict(recipe), "epochs": args.epochs,
+        "batch_size": args.batch_size, "train_images": len(x_train),
+        "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "images_per_second": round(args.epochs * (len(x_train) // args.batch_size)
+                                   * args.batch_size / train_seconds),
+        "final_train_loss": round(history.history["loss"][-1], 4),
+        "final_train_accuracy": round(history.history["accuracy"][-1], 4),
+        "test_accuracy": accuracy, "test_accuracy_flip": accuracy_flip,
+        "eval_seconds": round(eval_seconds, 1),
+        "load_before": [round(v, 2) for v in load_before],
+        "load_after": [round(v, 2) for v in load_after],
+        "machine": machine(), "tensorflow": tf.__version__, "keras": keras.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,22 @@ CNNBOOK_DATA ?= $(SHARED_DATA)
 export CNNBOOK_DATA
 endif
 
-.PHONY: book test setup clean
+.PHONY: book test setup system clean
 setup: $(VENV)/.installed
+
+# What the tests need from outside PyPI: Debian's packages (system-packages.txt: bubblewrap for the
+# grading sandbox, chromium for the browser test) and the npm packages of package.json (MathJax,
+# served with the site; JupyterHub's configurable-http-proxy). Needs root for apt-get; .ci/run runs it.
+system: node_modules/.installed
+	@missing=$$(grep -vE '^\s*(#|$$)' system-packages.txt | while read -r pkg; do dpkg -s "$$pkg" >/dev/null 2>&1 || echo "$$pkg"; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import keras
 from cnnbook.checks import check_int as _check_int
+from cnnbook.layers import GlobalResponseNormalization, LayerScale
 
 __all__ = [
     "conv2d_params",
@@ -773,53 +774,8 @@ def shufflenet_unit_params(in_channels: int, filters: int, groups: int = 3, stri
 # --------------------------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package="cnnbook")
-class LayerScale(keras.layers.Layer):
-    """Multiplies each channel by a learned factor ``gamma`` (``C`` parameters), started at a
-    tiny ``init_value`` so that a fresh residual block begins close to the identity
-    (Touvron et al. 2021; used by ConvNeXt)."""
-
-    def __init__(self, init_value: float = 1e-6, **kwargs):
-        super().__init__(**kwargs)
-        self.init_value = float(init_value)
-
-    def build(self, input_shape):
-        self.gamma = self.add_weight(
-            shape=(input_shape[-1],),
-            initializer=keras.initializers.Constant(self.init_value),
-            name="gamma",
-        )
-
-    def call(self, inputs):
-        return inputs * self.gamma
-
-    def get_config(self):
-        return {**super().get_config(), "init_value": self.init_value}
-
-
-@keras.saving.register_keras_serializable(package="cnnbook")
-class GlobalResponseNormalization(keras.layers.Layer):
-    """ConvNeXt V2's global response normalisation (Woo et al. 2023) on ``(B, H, W, C)``:
-    ``G_c = ||X_c||_2`` over the pixels, ``N_c = G_c / (mean_c G + eps)``,
-    output ``gamma * (X N) + beta + X`` (``2 C`` parameters, started at zero: the identity)."""
-
-    def __init__(self, epsilon: float = 1e-6, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = float(epsilon)
-
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        self.gamma = self.add_weight(shape=(channels,), initializer="zeros", name="gamma")
-        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
-
-    def call(self, inputs):
-        ops = keras.ops
-        response = ops.sqrt(ops.sum(ops.square(inputs), axis=(1, 2), keepdims=True))
-        normalized = response / (ops.mean(response, axis=-1, keepdims=True) + self.epsilon)
-        return self.gamma * (inputs * normalized) + self.beta + inputs
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+# LayerScale and GlobalResponseNormalization live in cnnbook.layers (one home for the custom
+# layers, which every model loader registers); imported above and re-exported here.
 
 
 def convnext_block(

@@ -1,13 +1,16 @@
-"""Custom Keras layers of cnnbook: few, parameter-free, registered and serialisable.
+"""Custom Keras layers of cnnbook: every custom layer the book and the course use lives here.
 
 Every layer here is registered with :func:`keras.saving.register_keras_serializable` under the
 package name ``"cnnbook"``, so a model that holds one saves to ``.keras`` and loads back with
 ``keras.models.load_model(path, safe_mode=True)`` once ``cnnbook.layers`` has been imported
-(importing :mod:`cnnbook.models` imports it). None of them holds a weight, so a parameter count
-skips them and a MAC count can give them zero multiply-adds (they only move or copy values).
+(importing :mod:`cnnbook.models`, :mod:`cnnbook.blocks` or :mod:`cnnbook.grade`'s evaluation
+imports it). :data:`CUSTOM_LAYERS` lists them all; the accuracy grader and the tests load a model
+of each through ``safe_mode=True``.
 
 * :class:`ZeroPadShortcut` -- the option-A shortcut of He et al. 2015 (chapter "Residual
-  networks"): subsample by the stride, then append zero channels.
+  networks"): subsample by the stride, then append zero channels. No weights.
+* :class:`LayerScale` -- ConvNeXt's per-channel scale ``y = gamma * x`` (``C`` weights).
+* :class:`GlobalResponseNormalization` -- ConvNeXt V2's GRN (``2 C`` weights).
 """
 
 from __future__ import annotations
@@ -17,11 +20,9 @@ import keras
 from keras import ops
 from cnnbook.checks import check_int as _check_positive_int
 
-__all__ = ["ZeroPadShortcut"]
+__all__ = ["ZeroPadShortcut", "LayerScale", "GlobalResponseNormalization", "CUSTOM_LAYERS"]
 
 _PACKAGE = "cnnbook"
-
-
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -80,3 +81,56 @@ class ZeroPadShortcut(keras.layers.Layer):
         config = super().get_config()
         config.update(out_channels=self.out_channels, stride=self.stride)
         return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LayerScale(keras.layers.Layer):
+    """Multiplies each channel by a learned factor ``gamma`` (``C`` parameters), started at a
+    tiny ``init_value`` so that a fresh residual block begins close to the identity
+    (Touvron et al. 2021; used by ConvNeXt)."""
+
+    def __init__(self, init_value: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.init_value = float(init_value)
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(self.init_value),
+            name="gamma",
+        )
+
+    def call(self, inputs):
+        return inputs * self.gamma
+
+    def get_config(self):
+        return {**super().get_config(), "init_value": self.init_value}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GlobalResponseNormalization(keras.layers.Layer):
+    """ConvNeXt V2's global response normalisation (Woo et al. 2023) on ``(B, H, W, C)``:
+    ``G_c = ||X_c||_2`` over the pixels, ``N_c = G_c / (mean_c G + eps)``,
+    output ``gamma * (X N) + beta + X`` (``2 C`` parameters, started at zero: the identity)."""
+
+    def __init__(self, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="zeros", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, inputs):
+        ops = keras.ops
+        response = ops.sqrt(ops.sum(ops.square(inputs), axis=(1, 2), keepdims=True))
+        normalized = response / (ops.mean(response, axis=-1, keepdims=True) + self.epsilon)
+        return self.gamma * (inputs * normalized) + self.beta + inputs
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+CUSTOM_LAYERS = (ZeroPadShortcut, LayerScale, GlobalResponseNormalization)
+"""Every custom layer of cnnbook, each registered as ``"cnnbook>" + class name``."""

@@ -8,6 +8,7 @@ One module per concept:
 * :mod:`cnnbook.data`, :mod:`cnnbook.train` -- CIFAR-10 and the training recipes.
 * :mod:`cnnbook.lesion`, :mod:`cnnbook.experiments` -- the ResNet chapter's studies and runs.
 * :mod:`cnnbook.grade`, :mod:`cnnbook.release` -- the instructor's grading and release tools.
+* :mod:`cnnbook.pages` -- the book pages' glue and table helpers.
 
 Importing the package only quietens TensorFlow's C++ logging (``TF_CPP_MIN_LOG_LEVEL``) before
 TensorFlow is first imported; the modules import TensorFlow and Keras themselves.

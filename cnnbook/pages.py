@@ -1,0 +1,77 @@
+"""Helpers that every page of the book uses to put computed values into the prose and the tables.
+
+* :func:`glue_value` passes a number or a text to ``{glue:text}`` in the prose. NumPy 2 writes a
+  NumPy scalar as ``np.float64(0.25)``, which a page would print and which ``{glue:text}``'s
+  format specifications (``:.1f``, ``:,``) cannot format, so NumPy scalars become plain Python
+  numbers first.
+* :func:`table` shows a ``pandas.DataFrame`` as a page's table: no 0..n index column, no second
+  header row from a named column axis, thousands separators, and cells never truncated (pandas'
+  plain HTML cuts text longer than ``display.max_colwidth`` with "...").
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["plain_value", "glue_value", "table"]
+
+
+def plain_value(value):
+    """``value`` as a plain Python ``bool``, ``int``, ``float`` or ``str``.
+
+    NumPy scalars (``np.int64``, ``np.float64``, ``np.bool_``) and other numbers become the
+    Python number of the same value; strings pass through. Anything else (an array, a list, a
+    dict) raises ``ValueError``: the prose takes one value, so glue one element or format the
+    collection into a text first.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise ValueError(
+        f"value must be a number or a text, got {type(value).__name__} {value!r}; glue one "
+        "element, or format the collection into a string first"
+    )
+
+
+def glue_value(name: str, value) -> None:
+    """Glue ``value`` under ``name`` for ``{glue:text}`name:format``` in the prose, without
+    showing it in the cell's output. The value is first made plain by :func:`plain_value`, so the
+    page shows ``0.25`` and never ``np.float64(0.25)``."""
+    from myst_nb import glue
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    glue(name, plain_value(value), display=False)
+
+
+def table(frame, formats=None, precision: int = 2, thousands: str = ","):
+    """A styled table of ``frame`` for a page: its index hidden, its column axis unnamed, numbers
+    with ``thousands`` separators and ``precision`` decimals unless ``formats`` (a dict from
+    column to format string or function, as in ``Styler.format``) says otherwise.
+
+    Keep a meaningful index by ``frame.reset_index()`` first: the index column is always hidden.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    shown = frame.copy()
+    shown.columns = [str(column) for column in shown.columns]
+    shown.columns.name = None
+    styler = shown.style.hide(axis="index").format(precision=precision, thousands=thousands)
+    if formats:
+        unknown = sorted(set(formats) - set(shown.columns))
+        if unknown:
+            raise ValueError(f"formats names columns {unknown} that the frame does not have; "
+                             f"its columns are {list(shown.columns)}")
+        styler = styler.format(formats, subset=list(formats), thousands=thousands)
+    return styler

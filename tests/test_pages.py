@@ -1,0 +1,48 @@
+"""cnnbook.pages: the values glued into the prose are plain Python values, never NumPy reprs, and
+tables show no index column, no second header row and no truncated cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnnbook import pages
+
+
+def test_glue_value_publishes_plain_numbers_not_numpy_reprs(monkeypatch):
+    # Capture the bundle that myst_nb stores in the page: its text/plain is what {glue:text}
+    # shows. The oracle is Python's own repr of the same plain number.
+    import myst_nb.ext.glue
+
+    published = {}
+    monkeypatch.setattr(myst_nb.ext.glue, "ipy_display", lambda bundle, raw, metadata: published
+                        .update({metadata["scrapbook"]["name"]: bundle}))
+    pages.glue_value("a_float", np.float64(0.1) + np.float64(0.2))
+    pages.glue_value("an_int", np.int64(138_357_544))
+    pages.glue_value("a_flag", np.bool_(True))
+    text = {name: next(v for k, v in bundle.items() if k.endswith("text/plain"))
+            for name, bundle in published.items()}
+    assert text == {"a_float": repr(0.1 + 0.2), "an_int": "138357544", "a_flag": "True"}
+    assert type(pages.plain_value(np.float32(0.5))) is float
+    assert type(pages.plain_value(np.int16(7))) is int
+    assert pages.plain_value("ResNet-50") == "ResNet-50"
+
+
+@pytest.mark.parametrize("bad", [np.arange(3), [1, 2], {"a": 1}, None])
+def test_glue_value_rejects_collections_with_a_clear_error(bad):
+    with pytest.raises(ValueError, match="number or a text"):
+        pages.glue_value("bad", bad)
+
+
+def test_table_hides_index_and_column_name_and_keeps_long_cells():
+    long_text = "VGG-like: two 3x3 convs, then 2x2 stride-2 pooling layers"  # > max_colwidth 50
+    frame = pd.DataFrame({"stack": [long_text], "params": [138357544], "ratio": [0.123456]})
+    frame.columns.name = "batch_size"
+    html = pages.table(frame, formats={"ratio": "{:.3f}"}).to_html()
+    assert long_text in html
+    assert "138,357,544" in html and "0.123" in html and "0.1235" not in html
+    assert "batch_size" not in html  # no second header row naming the column axis
+    assert html.count("<tr>") == 2  # one header row, one body row
+    with pytest.raises(ValueError, match="does not have"):
+        pages.table(frame, formats={"missing": "{:.1f}"})

@@ -58,6 +58,7 @@ __all__ = [
     "accuracy",
     "lesion_study",
     "deletion_curve",
+    "curve_summary",
     "reorder_curve",
     "block_gradient_norms",
     "branch_ratios",
@@ -405,6 +406,23 @@ def reorder_curve(model, images, labels, num_swaps: Iterable[int], repeats: int 
             rows.append({"num_swaps": count, "repeat": repeat, "order": order,
                          "accuracy": accuracy(reordered, images, labels, batch_size)})
     return rows
+
+
+def curve_summary(rows: Sequence[dict], by: str) -> list[dict]:
+    """The spread of a :func:`deletion_curve` (``by="num_deleted"``) or :func:`reorder_curve`
+    (``by="num_swaps"``) over its random draws: one row per count ``k``, in increasing order,
+    with ``by``, ``draws`` (how many rows have that ``k``), and the ``mean``, ``std`` (population
+    standard deviation, 0 for one draw), ``min`` and ``max`` of their ``accuracy``."""
+    if isinstance(rows, (str, bytes)) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError("rows must be the list of dicts that deletion_curve or reorder_curve return")
+    groups: dict[int, list[float]] = {}
+    for row in rows:
+        if by not in row or "accuracy" not in row:
+            raise ValueError(f"every row needs {by!r} and 'accuracy', got keys {sorted(row)}")
+        groups.setdefault(int(row[by]), []).append(float(row["accuracy"]))
+    return [{by: count, "draws": len(values), "mean": float(np.mean(values)),
+             "std": float(np.std(values)), "min": min(values), "max": max(values)}
+            for count, values in sorted(groups.items())]
 
 
 def block_gradient_norms(model, images, labels, training: bool = True) -> list[dict]:

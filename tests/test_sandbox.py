@@ -1,0 +1,130 @@
+"""The grading sandbox (cnnbook.sandbox): what a sandboxed command can and cannot reach, and the
+limits enforced from outside it. Each test runs a real command under the real bubblewrap and checks
+the effect on the real file system, network and process table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cnnbook import sandbox
+
+
+def _python(code: str, folder, **limits) -> sandbox.SandboxResult:
+    return sandbox.run_sandboxed([sys.executable, "-c", textwrap.dedent(code)],
+                                 writable_dir=folder, **limits)
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A folder that stands for the course root: a secret inside, never bound into the sandbox."""
+    course = tmp_path / "course"
+    (course / "solutions").mkdir(parents=True)
+    (course / "solutions" / "secret.txt").write_text("hidden tests")
+    (course / "gradebook.db").write_bytes(b"grades")
+    work = tmp_path / "work"
+    work.mkdir()
+    return course, work
+
+
+def test_sandboxed_code_writes_its_folder_but_cannot_see_or_touch_the_course(outside):
+    course, work = outside
+    result = _python(f"""
+        import os, pathlib
+        pathlib.Path("answer.txt").write_text("mine")
+        print("course visible:", os.path.exists({str(course)!r}))
+        print("shadow visible:", os.path.exists("/etc/shadow"))
+        for target in ({str(course / 'gradebook.db')!r}, "/usr/x", {str(sys.prefix)!r} + "/x"):
+            try:
+                open(target, "w").write("gone")
+                print("wrote", target)
+            except OSError as error:
+                print("refused", target, type(error).__name__)
+        print("tmp:", sorted(os.listdir("/tmp")))
+    """, work, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "course visible: False" in result.stdout and "shadow visible: False" in result.stdout
+    assert "wrote" not in result.stdout, result.stdout
+    assert (work / "answer.txt").read_text() == "mine"
+    assert (course / "gradebook.db").read_bytes() == b"grades"
+    assert (course / "solutions" / "secret.txt").read_text() == "hidden tests"
+
+
+def test_sandboxed_code_imports_the_installed_cnnbook_without_the_repository(repo_root, tmp_path):
+    result = _python(f"""
+        import os, cnnbook.sizing
+        print(cnnbook.sizing.__file__)
+        print(sorted(os.listdir({str(repo_root)!r})))
+    """, tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert str(repo_root / "cnnbook" / "sizing.py") in result.stdout
+    visible = eval(result.stdout.splitlines()[-1])
+    assert "solutions" not in visible and "exercises" not in visible and "tests" not in visible
+
+
+def test_sandboxed_code_has_no_network_and_a_cleared_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADER_SECRET_TOKEN", "s3cret")
+    monkeypatch.setenv("JPY_PARENT_PID", "1234")
+    result = _python("""
+        import os, socket
+        print("token" , os.environ.get("GRADER_SECRET_TOKEN"), os.environ.get("JPY_PARENT_PID"))
+        try:
+            socket.create_connection(("1.1.1.1", 53), timeout=5)
+            print("connected")
+        except OSError as error:
+            print("network refused", type(error).__name__)
+        print("interfaces", [name for _, name in socket.if_nameindex()])
+    """, tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "token None None" in result.stdout
+    assert "network refused" in result.stdout
+    assert "interfaces ['lo']" in result.stdout
+
+
+def test_memory_hog_is_killed_at_the_limit(tmp_path):
+    result = _python("""
+        import time
+        blocks = [bytearray(64 * 2**20) for _ in range(40)]   # 2.5 GiB, written (resident)
+        time.sleep(30)
+    """, tmp_path, timeout=60, max_memory_bytes=2**30)
+    assert result.returncode == -9
+    assert "memory limit" in result.limit
+    assert result.seconds < 30
+
+
+def test_fork_bomb_is_killed_with_all_its_processes(tmp_path):
+    marker = tmp_path / "alive"
+    result = _python(f"""
+        import os, time
+        open({str(marker)!r}, "w").write(str(os.getpid()))
+        while True:
+            os.fork()
+    """, tmp_path, timeout=60, max_processes=64)
+    assert result.returncode == -9
+    assert "processes" in result.limit
+    leftover = subprocess.run(["pgrep", "-f", "while True:"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "processes of the fork bomb outlived the sandbox"
+
+
+def test_runaway_loop_is_stopped_at_the_timeout(tmp_path):
+    result = _python("while True: pass", tmp_path, timeout=2)
+    assert result.returncode == -9 and "2 s limit" in result.limit
+
+
+def test_sandboxed_command_rejects_missing_paths(tmp_path):
+    with pytest.raises(ValueError, match="writable_dir"):
+        sandbox.sandboxed_command(["true"], writable_dir=tmp_path / "nope")
+    with pytest.raises(ValueError, match="readonly_paths"):
+        sandbox.sandboxed_command(["true"], writable_dir=tmp_path,
+                                  readonly_paths=[tmp_path / "missing.npz"])
+    with pytest.raises(ValueError, match="argv"):
+        sandbox.sandboxed_command([], writable_dir=tmp_path)
+
+
+def test_missing_bubblewrap_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap"):
+        sandbox.require_sandbox()

@@ -2,6 +2,9 @@
 
 * :func:`load_cifar10` returns the raw uint8 images and flat labels, from the offline copy named by
   the environment variable ``CNNBOOK_DATA`` or from Keras' own cache/download.
+* :func:`load_training_split` is what the course's notebooks load: the training images split
+  into a training and a validation part, without the test images, which only the accuracy
+  grader (:mod:`cnnbook.grade`) measures on.
 * :func:`augment_batch` is the augmentation of He et al. 2015 (section 4.2), done on a whole batch
   at once: pad 4 pixels on each side, crop a random 32x32 window, flip horizontally with
   probability 1/2.
@@ -23,6 +26,7 @@ __all__ = [
     "DATA_ENV",
     "ARRAY_KEYS",
     "load_cifar10",
+    "load_training_split",
     "augment_batch",
     "training_dataset",
     "evaluation_dataset",
@@ -104,6 +108,39 @@ def load_cifar10():
             f"set ({type(error).__name__}: {error}). {_HOW_TO_PROVIDE}"
         ) from error
     return _checked_arrays(x_train, y_train, x_test, y_test, source="keras.datasets.cifar10")
+
+
+VALIDATION_FRACTION = 0.1
+"""Share of the training images :func:`load_training_split` keeps apart for validation."""
+
+
+def load_training_split(validation_fraction: float = VALIDATION_FRACTION, seed: int = 0):
+    """The training images of :func:`load_cifar10` as ``(x_train, y_train), (x_val, y_val)``:
+    ``round(validation_fraction * n_c)`` images of each class ``c`` (``n_c`` of its training
+    images, picked by a permutation seeded with ``seed``) form the validation part, the rest the
+    training part, both in the original order. The test images are not returned: in the course
+    they are the held-out set on which ``python -m cnnbook.grade accuracy`` measures submitted
+    models, so a notebook that loads its data here never sees them (it does not stop a student
+    who reads the files or downloads CIFAR-10 on purpose; ``solutions/README.md`` states the
+    threat model).
+
+    Raises ``ValueError`` unless ``0 < validation_fraction < 1``.
+    """
+    fraction = float(validation_fraction)
+    if not 0 < fraction < 1:
+        raise ValueError(
+            f"validation_fraction must be a share between 0 and 1 (exclusive), got "
+            f"{validation_fraction!r}; e.g. 0.1 keeps one training image in ten for validation"
+        )
+    (images, labels), _ = load_cifar10()
+    random = np.random.default_rng(seed)
+    validation = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        chosen = random.permutation(members)[: round(fraction * len(members))]
+        validation[chosen] = True
+    return ((images[~validation], labels[~validation]),
+            (images[validation], labels[validation]))
 
 
 # --- tf.data pipelines --------------------------------------------------------------------------

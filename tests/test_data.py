@@ -33,6 +33,36 @@ def test_loader_reads_the_shared_subset(subset_env):
         np.testing.assert_array_equal(y_train, archive["y_train"].reshape(-1))
 
 
+def _image_keys(images) -> set[bytes]:
+    return {image.tobytes() for image in images}
+
+
+def test_training_split_holds_no_test_image_and_partitions_the_training_images(subset_env):
+    (x_train, y_train), (x_val, y_val) = data.load_training_split()
+    with np.load(next(subset_env.glob("*.npz"))) as archive:  # read apart from the loader
+        all_train, all_labels = archive["x_train"], archive["y_train"].reshape(-1)
+        test_keys = _image_keys(archive["x_test"])
+    # 10% of each class's 1,000 images for validation, the rest for training
+    assert np.bincount(y_val, minlength=10).tolist() == [100] * 10
+    assert np.bincount(y_train, minlength=10).tolist() == [900] * 10
+    assert not (_image_keys(x_train) | _image_keys(x_val)) & test_keys, "a test image leaked"
+    assert not _image_keys(x_train) & _image_keys(x_val)
+    # together they are the training images with their labels, in the original order
+    together = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+    order = np.lexsort(together[0].reshape(len(together[0]), -1).T)
+    reference_order = np.lexsort(all_train.reshape(len(all_train), -1).T)
+    np.testing.assert_array_equal(together[0][order], all_train[reference_order])
+    np.testing.assert_array_equal(together[1][order], all_labels[reference_order])
+    (again, _), _ = data.load_training_split()
+    np.testing.assert_array_equal(again, x_train)  # the same split for everyone
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
+def test_training_split_rejects_a_fraction_outside_zero_one(subset_env, fraction):
+    with pytest.raises(ValueError, match="validation_fraction"):
+        data.load_training_split(fraction)
+
+
 @pytest.mark.parametrize("folder_kind", ["missing", "empty", "wrong_keys"])
 def test_loader_without_data_says_how_to_provide_it(folder_kind, tmp_path, monkeypatch):
     folder = tmp_path / "cifar"

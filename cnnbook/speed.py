@@ -13,19 +13,42 @@ graph), then ``iterations`` times under ``time.perf_counter`` (or fewer: with a
 call, so that a slow model on a slow machine cannot stall a page). The median time of one batch
 ``t`` gives ``images per second = batch_size / t``; at batch size 1, ``t`` is also the latency of
 one image and ``1 / t`` the frame rate a camera pipeline could sustain.
+
+One measurement, one number: a figure that several pages quote (ResNet-50's latency, frame rate
+and batching gain, in the chapters "Residual networks" and "Known ConvNet architectures") comes
+from :func:`cached_speed` (here :func:`resnet50_speed`), which measures once per machine and
+software (repeated, median) and caches the result on disk, so that every page of a build reads
+the same measurement. The cache folder is ``$CNNBOOK_SPEED_CACHE`` if set, else
+``cnnbook/speed`` under ``$XDG_CACHE_HOME`` (default ``~/.cache``); a file is keyed by the
+model, the batch sizes, the timing settings and :func:`machine_description`, so another CPU, core
+count or TensorFlow version measures afresh. Delete the folder to measure again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import numbers
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
 from cnnbook.checks import check_int as _check_int
 
-__all__ = ["Throughput", "measure_throughput", "machine_description"]
+__all__ = [
+    "Throughput",
+    "measure_throughput",
+    "machine_description",
+    "CACHE_ENV",
+    "speed_cache_dir",
+    "cached_speed",
+    "resnet50_speed",
+]
 
 
 @dataclass(frozen=True)
@@ -60,8 +83,6 @@ class Throughput:
             "images_per_second": self.images_per_second,
             "latency_ms": self.latency_ms,
         }
-
-
 
 
 def _image_shape(model, input_shape) -> tuple[int, ...]:
@@ -171,3 +192,102 @@ def machine_description() -> dict:
         "gpus": gpus,
         "device": "GPU" if gpus else "CPU",
     }
+
+
+# --- One measurement, cached for every page ------------------------------------------------------
+
+CACHE_ENV = "CNNBOOK_SPEED_CACHE"
+"""Environment variable naming the folder of cached speed measurements."""
+
+_CACHE_FORMAT = 1
+"""Bumped when the cached record or the method changes, so that old files are not read."""
+
+
+def speed_cache_dir() -> Path:
+    """``$CNNBOOK_SPEED_CACHE``, else ``$XDG_CACHE_HOME/cnnbook/speed`` (``~/.cache`` when
+    ``XDG_CACHE_HOME`` is unset)."""
+    folder = os.environ.get(CACHE_ENV)
+    if folder:
+        return Path(folder).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "cnnbook" / "speed"
+
+
+def cached_speed(
+    name: str,
+    build: Callable[[], object],
+    batch_sizes: Sequence[int] = (1, 32),
+    *,
+    warmup: int = 2,
+    iterations: int = 7,
+    cache_dir: Path | str | None = None,
+    machine: dict | None = None,
+) -> dict:
+    """The speed of the model that ``build()`` returns, at each of ``batch_sizes``, measured once
+    for this machine and cached (see the module docstring).
+
+    Each batch size gets :func:`measure_throughput` with ``warmup`` untimed and ``iterations``
+    timed calls (no time budget: every call counts toward the median). Returns (and caches) a
+    dict: ``model`` (``name``), ``measured_utc``, ``machine`` (:func:`machine_description`, or
+    ``machine`` when given), ``warmup``, ``iterations``, ``by_batch`` (one
+    :meth:`Throughput.as_dict` per batch size, plus ``batch_seconds``, every timed call), and
+    ``batching_gain``, the images per second at the largest batch size over those at the
+    smallest. A cached record with the same key is returned without building the model.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string naming the model, got {name!r}")
+    if not callable(build):
+        raise ValueError(f"build must be a function that returns the model, got {build!r}")
+    sizes = [_check_int("batch_sizes", size, 1) for size in batch_sizes]
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise ValueError(f"batch_sizes must list distinct sizes, at least one, got {batch_sizes!r}")
+    warmup = _check_int("warmup", warmup, 1)
+    iterations = _check_int("iterations", iterations, 1)
+    machine = dict(machine) if machine is not None else machine_description()
+    key_fields = {"format": _CACHE_FORMAT, "model": name, "batch_sizes": sizes,
+                  "warmup": warmup, "iterations": iterations, "machine": machine}
+    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else speed_cache_dir()
+    path = folder / f"{name}-{key}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass  # a damaged cache file: measure again and overwrite it
+    model = build()
+    by_batch = {}
+    for size in sizes:
+        result = measure_throughput(model, size, warmup=warmup, iterations=iterations)
+        by_batch[str(size)] = {**result.as_dict(), "batch_seconds": list(result.batch_seconds)}
+    smallest, largest = by_batch[str(min(sizes))], by_batch[str(max(sizes))]
+    record = {
+        **key_fields,
+        "key": key,
+        "measured_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "by_batch": by_batch,
+        "batching_gain": largest["images_per_second"] / smallest["images_per_second"],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(temporary, path)  # atomic: two pages built at once never read half a file
+    return record
+
+
+RESNET50_BATCH_SIZES = (1, 32)
+"""Batch 1 (a camera's frames, one at a time) and 32 (an offline job)."""
+
+
+def resnet50_speed(cache_dir: Path | str | None = None) -> dict:
+    """ResNet-50's speed on this machine (``keras.applications.ResNet50(weights=None)``, 224x224
+    images, batch sizes :data:`RESNET50_BATCH_SIZES`): the one measurement that every page
+    quoting it reads, through :func:`cached_speed`. ``by_batch["1"]["latency_ms"]`` is the latency
+    of one image, ``by_batch["1"]["images_per_second"]`` the frame rate, ``batching_gain`` what
+    batches of 32 gain in images per second."""
+
+    def build():
+        import keras
+
+        return keras.applications.ResNet50(weights=None)
+
+    return cached_speed("ResNet50", build, RESNET50_BATCH_SIZES, cache_dir=cache_dir)

@@ -4,6 +4,8 @@
   NumPy scalar as ``np.float64(0.25)``, which a page would print and which ``{glue:text}``'s
   format specifications (``:.1f``, ``:,``) cannot format, so NumPy scalars become plain Python
   numbers first.
+* :func:`show_source` shows the source of a ``cnnbook`` function on a page, so a chapter prints
+  the very code that builds its blocks instead of a copy that could drift from it.
 * :func:`table` shows a ``pandas.DataFrame`` as a page's table: no 0..n index column, no second
   header row from a named column axis, thousands separators, and cells never truncated (pandas'
   plain HTML cuts text longer than ``display.max_colwidth`` with "...").
@@ -15,7 +17,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["plain_value", "glue_value", "table"]
+__all__ = ["plain_value", "glue_value", "show_source", "table"]
 
 
 def plain_value(value):
@@ -51,6 +53,18 @@ def glue_value(name: str, value) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     glue(name, plain_value(value), display=False)
+
+
+def show_source(function):
+    """The source code of ``function`` (as Python runs it, from ``inspect.getsource``) as a
+    Markdown code block that a page's cell displays with syntax highlighting."""
+    import inspect
+
+    from IPython.display import Markdown
+
+    if not callable(function):
+        raise ValueError(f"function must be a function or a class, got {type(function).__name__}")
+    return Markdown(f"```python\n{inspect.getsource(function)}```")
 
 
 def table(frame, formats=None, precision: int = 2, thousands: str = ","):

@@ -46,3 +46,16 @@ def test_table_hides_index_and_column_name_and_keeps_long_cells():
     assert html.count("<tr>") == 2  # one header row, one body row
     with pytest.raises(ValueError, match="does not have"):
         pages.table(frame, formats={"missing": "{:.1f}"})
+
+
+def test_show_source_shows_the_code_python_runs():
+    from cnnbook import sizing
+
+    shown = pages.show_source(sizing.conv_output_size).data
+    assert shown.startswith("```python\ndef conv_output_size(") and shown.endswith("```")
+    # The oracle: the function's own file holds every shown line, in the same order.
+    module_text = open(sizing.__file__).read()
+    body = shown.removeprefix("```python\n").removesuffix("```")
+    assert body in module_text
+    with pytest.raises(ValueError, match="function"):
+        pages.show_source(42)

@@ -18,11 +18,10 @@ import json
 import os
 import time
 
-import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
 import keras
 
-from cnnbook import data, models, train
-from time_to_accuracy import machine
+import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
+from cnnbook import data, models, speed, train
 
 CONFIGS = [(policy, bn) for policy in ("float32", "mixed_bfloat16") for bn in ("keras", "fused")]
 
@@ -73,7 +72,7 @@ def main() -> None:
             for name, r in results.items()
         },
         "load_averages_1_5_15": [[round(v, 2) for v in load] for load in loads],
-        "machine": machine(), "keras": keras.__version__,
+        "machine": speed.machine_description(), "keras": keras.__version__,
     }, indent=1))
 
 

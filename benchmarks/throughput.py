@@ -35,12 +35,11 @@ import os
 import statistics
 import time
 
-import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
 import keras
 import numpy as np
 
-from cnnbook import data, models, train
-from time_to_accuracy import machine
+import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
+from cnnbook import data, models, speed, train
 
 
 def numpy_pad_crop_flip(images: np.ndarray, rng: np.random.Generator, pad: int = 4):
@@ -50,7 +49,7 @@ def numpy_pad_crop_flip(images: np.ndarray, rng: np.random.Generator, pad: int =
     offsets = rng.integers(0, 2 * pad + 1, size=(count, 2))
     flips = rng.random(count) < 0.5
     out = np.empty_like(images)
-    for index, ((dy, dx), flip) in enumerate(zip(offsets, flips)):
+    for index, ((dy, dx), flip) in enumerate(zip(offsets, flips, strict=False)):
         crop = padded[index, dy : dy + height, dx : dx + width]
         out[index] = crop[:, ::-1] if flip else crop
     return out
@@ -190,7 +189,7 @@ def main() -> None:
                                               for k in ("median", "best")},
         "load_before": [round(v, 2) for v in load_before],
         "load_after_each_round": [[round(v, 2) for v in load] for load in interleave.loads],
-        "machine": machine(), "keras": keras.__version__,
+        "machine": speed.machine_description(), "keras": keras.__version__,
     }, indent=1))
 
 

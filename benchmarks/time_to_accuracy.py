@@ -19,14 +19,13 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import time
 
-import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
 import keras
 import tensorflow as tf
 
-from cnnbook import data, models, train
+import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
+from cnnbook import data, models, speed, train
 
 
 def parse_override(text: str):
@@ -40,19 +39,6 @@ def parse_override(text: str):
         return name, int(value)
     except ValueError:
         return name, float(value)
-
-
-def machine() -> str:
-    gpus = [gpu.name for gpu in tf.config.list_logical_devices("GPU")]
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores" + (f", GPUs: {gpus}" if gpus else ", no GPU")
 
 
 def main() -> None:
@@ -106,7 +92,8 @@ def main() -> None:
         "eval_seconds": round(eval_seconds, 1),
         "load_before": [round(v, 2) for v in load_before],
         "load_after": [round(v, 2) for v in load_after],
-        "machine": machine(), "tensorflow": tf.__version__, "keras": keras.__version__,
+        "machine": speed.machine_description(), "tensorflow": tf.__version__,
+        "keras": keras.__version__,
     }))
 
 

@@ -55,20 +55,27 @@ nothing is ever counted as zero by default. :func:`register_rule` adds a rule fo
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import keras
-from keras.src.applications.convnext import LayerScale as _ConvNeXtLayerScale
-from keras.src.applications.inception_resnet_v2 import CustomScaleLayer as _InceptionResNetScale
-from keras.src.models.functional import Functional
-from keras.src.ops import numpy as _numpy_ops
-from keras.src.ops.node import Node
 
 from cnnbook import blocks as cnnbook_blocks
+from cnnbook import keras_internals
 from cnnbook import layers as cnnbook_layers
 from cnnbook.checks import check_int as _check_int
+from cnnbook.formulas import (  # the formulas live in cnnbook.formulas; re-exported here
+    batch_norm_param_counts,
+    conv_macs,
+    conv_params,
+    dense_macs,
+    dense_params,
+    depthwise_conv_macs,
+    depthwise_conv_params,
+    separable_conv_macs,
+    separable_conv_params,
+)
+from cnnbook.formulas import kernel_taps as _kernel_taps
 
 __all__ = [
     "LayerCall",
@@ -95,122 +102,6 @@ __all__ = [
     "OPTIMIZER_SLOTS",
     "DTYPE_BYTES",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# The formulas, as small pure functions (the chapter shows them next to Keras' own counts).
-
-
-
-
-def _kernel_taps(kernel_size) -> int:
-    """``k_h * k_w`` (or ``k``, ``k_d * k_h * k_w``): an int ``k`` means a square ``k x k``."""
-    if isinstance(kernel_size, numbers.Integral) and not isinstance(kernel_size, bool):
-        return _check_int("kernel_size", kernel_size, 1) ** 2
-    sizes = tuple(kernel_size)
-    if not sizes:
-        raise ValueError("kernel_size must be an int or a non-empty tuple of ints >= 1, got ()")
-    return math.prod(_check_int("kernel_size", size, 1) for size in sizes)
-
-
-def _check_groups(in_channels: int, filters: int, groups) -> int:
-    groups = _check_int("groups", groups, 1)
-    if in_channels % groups or filters % groups:
-        raise ValueError(
-            f"groups={groups} must divide in_channels={in_channels} and filters={filters}; "
-            "choose a common divisor"
-        )
-    return groups
-
-
-def conv_params(kernel_size, in_channels: int, filters: int, groups: int = 1,
-                use_bias: bool = True) -> int:
-    """Weights of a convolution: ``(k_h * k_w * C_in / groups + 1) * C_out`` (``+ 1`` only with a
-    bias). ``kernel_size`` is an int (square) or a tuple; ``groups=C_in=C_out`` is depthwise."""
-    taps = _kernel_taps(kernel_size)
-    in_channels = _check_int("in_channels", in_channels, 1)
-    filters = _check_int("filters", filters, 1)
-    groups = _check_groups(in_channels, filters, groups)
-    return (taps * in_channels // groups + int(bool(use_bias))) * filters
-
-
-def depthwise_conv_params(kernel_size, in_channels: int, depth_multiplier: int = 1,
-                          use_bias: bool = True) -> int:
-    """Weights of a depthwise convolution: ``(k_h * k_w + 1) * C_in * m``: one ``k x k`` filter
-    (and bias) per input channel and multiplier ``m``, no sum across channels."""
-    taps = _kernel_taps(kernel_size)
-    in_channels = _check_int("in_channels", in_channels, 1)
-    depth_multiplier = _check_int("depth_multiplier", depth_multiplier, 1)
-    return (taps + int(bool(use_bias))) * in_channels * depth_multiplier
-
-
-def separable_conv_params(kernel_size, in_channels: int, filters: int, depth_multiplier: int = 1,
-                          use_bias: bool = True) -> int:
-    """Weights of a separable convolution: a depthwise ``k x k`` step without bias,
-    ``k_h * k_w * C_in * m``, then a pointwise 1x1 step ``(C_in * m + 1) * C_out``."""
-    taps = _kernel_taps(kernel_size)
-    in_channels = _check_int("in_channels", in_channels, 1)
-    filters = _check_int("filters", filters, 1)
-    depth_multiplier = _check_int("depth_multiplier", depth_multiplier, 1)
-    depthwise = taps * in_channels * depth_multiplier
-    return depthwise + (in_channels * depth_multiplier + int(bool(use_bias))) * filters
-
-
-def dense_params(in_features: int, units: int, use_bias: bool = True) -> int:
-    """Weights of a dense (fully connected) layer: ``(C_in + 1) * C_out``."""
-    in_features = _check_int("in_features", in_features, 1)
-    units = _check_int("units", units, 1)
-    return (in_features + int(bool(use_bias))) * units
-
-
-def batch_norm_param_counts(channels: int, center: bool = True,
-                            scale: bool = True) -> tuple[int, int]:
-    """``(trainable, non_trainable)`` weights of batch normalisation over ``C`` channels:
-    ``gamma`` and ``beta`` (``C`` each, when ``scale``/``center``) are learnt; the moving mean and
-    variance (``2 C``) are statistics, updated during training but not by gradients."""
-    channels = _check_int("channels", channels, 1)
-    return (int(bool(scale)) + int(bool(center))) * channels, 2 * channels
-
-
-def conv_macs(output_positions: int, kernel_size, in_channels: int, filters: int,
-              groups: int = 1) -> int:
-    """MACs of a convolution per example: ``H_out * W_out * C_out * (k_h * k_w * C_in / g)``;
-    ``output_positions`` is ``H_out * W_out``. Dilation does not change it."""
-    output_positions = _check_int("output_positions", output_positions, 1)
-    taps = _kernel_taps(kernel_size)
-    in_channels = _check_int("in_channels", in_channels, 1)
-    filters = _check_int("filters", filters, 1)
-    groups = _check_groups(in_channels, filters, groups)
-    return output_positions * filters * taps * (in_channels // groups)
-
-
-def depthwise_conv_macs(output_positions: int, kernel_size, in_channels: int,
-                        depth_multiplier: int = 1) -> int:
-    """MACs of a depthwise convolution per example: ``H_out * W_out * C_in * m * k_h * k_w``."""
-    output_positions = _check_int("output_positions", output_positions, 1)
-    taps = _kernel_taps(kernel_size)
-    in_channels = _check_int("in_channels", in_channels, 1)
-    depth_multiplier = _check_int("depth_multiplier", depth_multiplier, 1)
-    return output_positions * in_channels * depth_multiplier * taps
-
-
-def separable_conv_macs(output_positions: int, kernel_size, in_channels: int, filters: int,
-                        depth_multiplier: int = 1) -> int:
-    """MACs of a separable convolution per example: the depthwise step
-    ``H_out * W_out * C_in * m * k_h * k_w`` plus the pointwise step
-    ``H_out * W_out * C_in * m * C_out``."""
-    depthwise = depthwise_conv_macs(output_positions, kernel_size, in_channels, depth_multiplier)
-    filters = _check_int("filters", filters, 1)
-    return depthwise + output_positions * in_channels * depth_multiplier * filters
-
-
-def dense_macs(in_features: int, units: int, positions: int = 1) -> int:
-    """MACs of a dense layer per example: ``positions * C_in * C_out`` (``positions`` > 1 when
-    it is applied at every pixel of a feature map, like ConvNeXt's pointwise layers)."""
-    in_features = _check_int("in_features", in_features, 1)
-    units = _check_int("units", units, 1)
-    positions = _check_int("positions", positions, 1)
-    return positions * in_features * units
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,9 +434,8 @@ def _global_pool_ops(call: LayerCall) -> int:
 
 
 register_rule(keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply,
-              keras.layers.Maximum, keras.layers.Minimum, _numpy_ops.Add, _numpy_ops.Subtract,
-              _numpy_ops.Multiply, _numpy_ops.Divide, _numpy_ops.TrueDivide,
-              extra_ops=_merge_ops)
+              keras.layers.Maximum, keras.layers.Minimum,
+              *keras_internals.NUMPY_ARITHMETIC_OPERATIONS, extra_ops=_merge_ops)
 register_rule(keras.layers.Average, extra_ops=_average_ops)
 register_rule(keras.layers.Concatenate, keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D,
               keras.layers.ZeroPadding3D, keras.layers.Cropping1D, keras.layers.Cropping2D,
@@ -573,8 +463,9 @@ def _layer_scale_params(call: LayerCall) -> tuple[int, int]:
     return int(call.layer.projection_dim), 0
 
 
-register_rule(_ConvNeXtLayerScale, params=_layer_scale_params, extra_ops=_per_output(1))
-register_rule(_InceptionResNetScale, extra_ops=_per_output(2))
+register_rule(keras_internals.ConvNeXtLayerScale, params=_layer_scale_params,
+              extra_ops=_per_output(1))
+register_rule(keras_internals.InceptionResNetScale, extra_ops=_per_output(2))
 # Option-A shortcut: subsample and append zero channels; no weights, no arithmetic.
 register_rule(cnnbook_layers.ZeroPadShortcut)
 
@@ -639,10 +530,10 @@ class _Walker:
         calls = self._calls[key] = self._calls.get(key, 0) + 1
         return prefix + operation.name + (f"#{calls}" if calls > 1 else "")
 
-    def visit(self, operation, args, kwargs, prefix: str, node: Node | None):
+    def visit(self, operation, args, kwargs, prefix: str, node):
         """Count one call of ``operation``; return its symbolic outputs."""
         name = self.call_name(operation, prefix)
-        if isinstance(operation, (Functional, keras.Sequential)):
+        if keras_internals.is_graph_model(operation):
             return self.walk(operation, _keras_tensors((args, kwargs)), name + "/")
         rule = rule_for(operation)
         inputs = _keras_tensors((args, kwargs))
@@ -687,22 +578,22 @@ class _Walker:
                 outputs = self.visit(layer, tuple(outputs), {}, prefix, None)
                 outputs = keras.tree.flatten(outputs)
             return outputs
-        tensor_values = {id(reference): value for reference, value in zip(model.inputs, inputs)}
-        for depth in sorted(model._nodes_by_depth, reverse=True):
-            for node in model._nodes_by_depth[depth]:
-                if node.operation is None or node.is_input:
-                    continue
-                if any(id(x) not in tensor_values for x in node.input_tensors):
-                    continue
-                args, kwargs = node.arguments.fill_in(tensor_values)
-                outputs = self.visit(node.operation, args, kwargs, prefix, node)
-                for reference, value in zip(node.outputs, keras.tree.flatten(outputs)):
-                    tensor_values[id(reference)] = value
+        tensor_values = {id(reference): value
+                         for reference, value in zip(model.inputs, inputs, strict=False)}
+        for node in keras_internals.nodes_in_call_order(model):
+            if node.operation is None or node.is_input:
+                continue
+            if any(id(x) not in tensor_values for x in node.input_tensors):
+                continue
+            args, kwargs = keras_internals.node_call_arguments(node, tensor_values)
+            outputs = self.visit(node.operation, args, kwargs, prefix, node)
+            for reference, value in zip(node.outputs, keras.tree.flatten(outputs), strict=False):
+                tensor_values[id(reference)] = value
         return [tensor_values[id(x)] for x in model.outputs]
 
 
 def _model_inputs(model, input_shape) -> list:
-    if not isinstance(model, (Functional, keras.Sequential)):
+    if not keras_internals.is_graph_model(model):
         raise ValueError(
             f"model must be a functional or Sequential keras.Model, got {type(model).__name__}; "
             "subclassed models have no graph to walk"
@@ -725,7 +616,7 @@ def _model_inputs(model, input_shape) -> list:
             f"{input_shape!r}"
         )
     tensors = []
-    for reference, shape in zip(references, shapes):
+    for reference, shape in zip(references, shapes, strict=True):
         shape = tuple(_check_int("input_shape", size, 1) for size in shape)
         if len(shape) != len(reference.shape) - 1:
             raise ValueError(
@@ -739,8 +630,8 @@ def _model_inputs(model, input_shape) -> list:
 def _rows(model, input_shape=None) -> list[_Row]:
     walker = _Walker()
     inputs = _model_inputs(model, input_shape)
-    for tensor, reference in zip(inputs, model.inputs):
-        input_layer = reference._keras_history.operation
+    for tensor, reference in zip(inputs, model.inputs, strict=True):
+        input_layer = keras_internals.input_layer_of(reference)
         walker.record(LayerCall(input_layer, (_shape(tensor),), (_shape(tensor),)),
                       input_layer.name, rule_for(input_layer))
     walker.walk(model, inputs)

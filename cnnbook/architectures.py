@@ -142,6 +142,9 @@ def computed_costs(names: Iterable[str] | None = None):
     ``params`` (all weights, as ``model.count_params()``), ``trainable_params``, ``macs`` (one
     image's multiply-accumulates), ``same_as_published`` and ``layer_stats`` (the network's
     :func:`cnnbook.accounting.layer_stats` table, for questions about single layers).
+
+    ``names`` is a list of names of :data:`SURVEY_MODELS`; a single string or an unknown name
+    raises ``ValueError`` before anything is built.
     """
     import gc
 
@@ -150,8 +153,18 @@ def computed_costs(names: Iterable[str] | None = None):
 
     from cnnbook import accounting
 
+    if names is None:
+        names = [m.name for m in SURVEY_MODELS]
+    elif isinstance(names, str):
+        raise ValueError(
+            f"names must be a list of survey model names, e.g. [{names!r}], not the string "
+            f"{names!r} (whose characters are not model names)"
+        )
+    names = list(names)
+    for name in names:
+        survey_model(name)  # every name is checked before the first (slow) build
     rows = []
-    for name in (names if names is not None else [m.name for m in SURVEY_MODELS]):
+    for name in names:
         entry = survey_model(name)
         model = build_survey_model(name)
         stats = accounting.layer_stats(model)
@@ -246,8 +259,9 @@ def models_reaching(speeds, frames_per_second: float = 20.0) -> list[str]:
     """The networks of ``speeds`` (from :func:`measure_speeds`) that process single images
     (batch size 1, as a camera delivers frames) at ``frames_per_second`` or more, fastest first.
     """
-    if not frames_per_second > 0:
-        raise ValueError(f"frames_per_second must be positive, got {frames_per_second!r}")
+    from cnnbook.checks import check_positive_real
+
+    frames_per_second = check_positive_real("frames_per_second", frames_per_second)
     single = speeds[speeds["batch_size"] == 1]
     if single.empty:
         raise ValueError("speeds has no batch_size == 1 rows: measure with batch_sizes=(1, ...)")

@@ -24,17 +24,21 @@ it), as in the papers' reference code.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import keras
+
+from cnnbook import formulas
 from cnnbook.checks import check_int as _check_int
+from cnnbook.checks import check_positive_real
 from cnnbook.layers import GlobalResponseNormalization, LayerScale
+from cnnbook.normalization import BATCH_NORM_SETTINGS, batch_norm
 
 __all__ = [
     "conv2d_params",
     "batch_norm_params",
     "block_model",
+    "single_layer_model",
     "vgg_stage",
     "vgg_stage_params",
     "mlpconv_block",
@@ -62,7 +66,7 @@ __all__ = [
     "GlobalResponseNormalization",
 ]
 
-BATCH_NORM_EPSILON = 1.001e-5  # as in keras.applications' ResNet and DenseNet
+BATCH_NORM_EPSILON = BATCH_NORM_SETTINGS["keras_applications"].epsilon  # keras.applications'
 LAYER_NORM_EPSILON = 1e-6  # as in ConvNeXt
 
 
@@ -71,15 +75,6 @@ LAYER_NORM_EPSILON = 1e-6  # as in ConvNeXt
 # --------------------------------------------------------------------------------------------
 
 
-
-
-def _check_divides(name: str, value: int, divisor_name: str, divisor: int) -> None:
-    if value % divisor:
-        raise ValueError(
-            f"{name} ({value}) must be a multiple of {divisor_name} ({divisor}): grouped "
-            f"convolutions split the channels into {divisor} equal groups; choose {name} "
-            f"= {divisor} x an integer"
-        )
 
 
 def _channels(inputs) -> int:
@@ -107,24 +102,20 @@ def conv2d_params(
     """Parameters of a ``kernel_size x kernel_size`` convolution: ``k^2 (C/g) F + F`` (bias).
 
     A depthwise convolution is the case ``groups = in_channels = filters``: ``k^2 C (+ C)``.
+    The formula is :func:`cnnbook.formulas.conv_params`, shared with :mod:`cnnbook.accounting`.
     """
-    kernel_size = _check_int("kernel_size", kernel_size)
-    in_channels = _check_int("in_channels", in_channels)
-    filters = _check_int("filters", filters)
-    groups = _check_int("groups", groups)
-    _check_divides("in_channels", in_channels, "groups", groups)
-    _check_divides("filters", filters, "groups", groups)
-    return kernel_size**2 * (in_channels // groups) * filters + (filters if use_bias else 0)
+    return formulas.conv_params(kernel_size, in_channels, filters, groups, use_bias)
 
 
 def batch_norm_params(channels: int) -> int:
     """Parameters of batch normalisation over ``C`` channels: ``4 C`` (two trained, two running
-    statistics; Keras' ``count_params`` counts all four)."""
-    return 4 * _check_int("channels", channels)
+    statistics; Keras' ``count_params`` counts all four):
+    :func:`cnnbook.formulas.batch_norm_params`."""
+    return formulas.batch_norm_params(channels)
 
 
 def _batch_norm(name: str) -> keras.layers.BatchNormalization:
-    return keras.layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=name)
+    return batch_norm(name, "keras_applications")
 
 
 def block_model(builder: Callable, input_shape, name: str | None = None, **block_arguments):
@@ -144,6 +135,16 @@ def block_model(builder: Callable, input_shape, name: str | None = None, **block
     inputs = keras.Input(shape=input_shape, name="block_input")
     outputs = builder(inputs, **block_arguments)
     return keras.Model(inputs, outputs, name=name or builder.__name__)
+
+
+def single_layer_model(layer, input_shape, name: str | None = None):
+    """A Keras model made of one layer: ``keras.Input(input_shape)`` -> ``layer``, so a single
+    layer can be counted (:mod:`cnnbook.accounting`), timed or drawn like a block. ``name``
+    defaults to the layer's name. ``input_shape`` excludes the batch axis."""
+    if not isinstance(layer, keras.layers.Layer):
+        raise ValueError(f"layer must be a keras layer, got {type(layer).__name__}")
+    inputs = keras.Input(shape=tuple(input_shape))
+    return keras.Model(inputs, layer(inputs), name=name or layer.name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,10 +281,12 @@ def inception_module_params(
     reduce_5x5: int | None = None,
 ) -> int:
     """Sum over the branches of ``k^2 C_in F + F``: with reductions ``r3``, ``r5`` and projection
-    ``p``, ``(C f1 + f1) + (C r3 + r3) + (9 r3 f3 + f3) + (C r5 + r5) + (25 r5 f5 + f5) + (C p + p)``;
+    ``p``, ``(C f1 + f1) + (C r3 + r3) + (9 r3 f3 + f3) + (C r5 + r5) + (25 r5 f5 + f5)
+    + (C p + p)``;
     without a reduction its 3x3 (5x5) convolution reads all ``C`` input channels."""
     params = conv2d_params(1, in_channels, filters_1x1)
-    for kernel_size, reduce, filters in ((3, reduce_3x3, filters_3x3), (5, reduce_5x5, filters_5x5)):
+    branches = ((3, reduce_3x3, filters_3x3), (5, reduce_5x5, filters_5x5))
+    for kernel_size, reduce, filters in branches:
         if reduce is None:
             params += conv2d_params(kernel_size, in_channels, filters)
         else:
@@ -333,7 +336,7 @@ def bottleneck_block(
     strides = _check_int("strides", strides)
     expansion = _check_int("expansion", expansion)
     groups = _check_int("groups", groups)
-    _check_divides("filters", filters, "groups", groups)
+    formulas.check_groups(groups, filters=filters)
     if stride_position not in ("3x3", "1x1"):
         raise ValueError(f"stride_position must be '3x3' or '1x1', got {stride_position!r}")
     in_channels = _channels(inputs)
@@ -364,7 +367,8 @@ def bottleneck_block(
 
     shortcut = inputs
     if needs_projection:
-        shortcut = bn_relu(conv(inputs, out_channels, 1, "projection", strides), "projection", False)
+        projection = conv(inputs, out_channels, 1, "projection", strides)
+        shortcut = bn_relu(projection, "projection", relu=False)
     x = bn_relu(conv(inputs, filters, 1, "conv1", strides_1x1), "conv1")
     x = bn_relu(conv(x, filters, 3, "conv2", strides_3x3, groups), "conv2")
     x = bn_relu(conv(x, out_channels, 1, "conv3"), "conv3", relu=False)
@@ -550,8 +554,7 @@ def fire_module_params(in_channels: int, squeeze: int, expand_1x1: int, expand_3
 
 
 def _squeeze_channels(channels: int, ratio) -> int:
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or ratio <= 0:
-        raise ValueError(f"ratio must be a positive number (the paper uses 16), got {ratio!r}")
+    ratio = check_positive_real("ratio", ratio, "the paper uses 16")
     squeezed = int(channels // ratio)
     if squeezed < 1:
         raise ValueError(
@@ -679,7 +682,7 @@ def channel_shuffle(inputs, groups: int, name: str | None = None):
     """
     groups = _check_int("groups", groups)
     channels = _channels(inputs)
-    _check_divides("channels", channels, "groups", groups)
+    formulas.check_groups(groups, channels=channels)
     height, width = inputs.shape[1], inputs.shape[2]
     if height is None or width is None:
         raise ValueError(
@@ -730,9 +733,8 @@ def shufflenet_unit(
             "ShuffleNet unit (its output is added to the input); use strides=2 to widen"
         )
     width, branch_channels = _shufflenet_widths(in_channels, filters, strides)
-    for argument, value in (("input channels", in_channels), ("filters // 4", width),
-                            ("branch channels", branch_channels)):
-        _check_divides(argument, value, "groups", groups)
+    formulas.check_groups(groups, **{"input channels": in_channels, "filters // 4": width,
+                                     "branch channels": branch_channels})
     name = _block_name(name, "shufflenet_unit")
     x = keras.layers.Conv2D(width, 1, groups=groups, use_bias=False, name=f"{name}_gconv1")(inputs)
     x = keras.layers.ReLU(name=f"{name}_gconv1_relu")(_batch_norm(f"{name}_gconv1_bn")(x))
@@ -755,7 +757,9 @@ def shufflenet_unit(
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def shufflenet_unit_params(in_channels: int, filters: int, groups: int = 3, strides: int = 1) -> int:
+def shufflenet_unit_params(
+    in_channels: int, filters: int, groups: int = 3, strides: int = 1
+) -> int:
     """With ``m = filters // 4`` and ``B`` branch channels (``filters``, or ``filters - C`` at
     stride 2): ``C m / g + 4 m + 9 m + 4 m + m B / g + 4 B``."""
     width, branch_channels = _shufflenet_widths(in_channels, filters, strides)

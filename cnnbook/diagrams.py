@@ -76,7 +76,8 @@ def layer_label(class_name: str, config: dict) -> str:
 def _label_parts(class_name: str, config: dict) -> tuple[str, str | None]:
     """(the layer's text, its fused activation or ``None``): see :func:`layer_label`."""
     if class_name == "Conv2D":
-        text = f"{_pair_text(config['kernel_size'])}{_strides_text(config)} conv {config['filters']}"
+        window = f"{_pair_text(config['kernel_size'])}{_strides_text(config)}"
+        text = f"{window} conv {config['filters']}"
         if config.get("groups", 1) > 1:
             text += f", g={config['groups']}"
     elif class_name == "DepthwiseConv2D":
@@ -114,23 +115,6 @@ def _label_parts(class_name: str, config: dict) -> tuple[str, str | None]:
     return text, _activation_text(config)
 
 
-def _history_names(structure) -> list[str]:
-    """Names of the layers whose outputs a serialised call reads (``keras_history`` entries)."""
-    found = []
-    if isinstance(structure, dict):
-        history = structure.get("config", {}).get("keras_history") if isinstance(
-            structure.get("config"), dict) else None
-        if structure.get("class_name") == "__keras_tensor__" and history:
-            found.append(history[0])
-        else:
-            for value in structure.values():
-                found.extend(_history_names(value))
-    elif isinstance(structure, (list, tuple)):
-        for value in structure:
-            found.extend(_history_names(value))
-    return found
-
-
 def _shape_text(shape) -> str:
     return "x".join(str(size) for size in shape[1:])
 
@@ -140,6 +124,8 @@ def block_graph(model) -> list[BlockNode]:
     module docstring). ``model`` must be a functional Keras model whose layers are each called
     once (a block, not a network that shares layers)."""
     import keras
+
+    from cnnbook import keras_internals
 
     if not isinstance(model, keras.Model) or not hasattr(model, "get_config"):
         raise ValueError(f"model must be a functional keras.Model, got {type(model).__name__}")
@@ -163,7 +149,7 @@ def block_graph(model) -> list[BlockNode]:
                 f"layer {name!r} is called {len(entry['inbound_nodes'])} times: draw_block draws "
                 "blocks whose layers are each called once"
             )
-        parents[name] = _history_names(entry["inbound_nodes"])
+        parents[name] = keras_internals.serialized_input_layer_names(entry["inbound_nodes"])
         for parent in parents[name]:
             consumers.setdefault(parent, []).append(name)
         labels[name] = _label_parts(entry["class_name"], entry["config"])
@@ -240,7 +226,7 @@ def _layout(boxes: list[BlockNode], spacing: float = 1.0) -> dict[str, tuple[flo
                 position = placed[-1] + spacing
             placed.append(position)
         shift = (sum(wanted) - sum(placed)) / len(placed)
-        for index, position in zip(ordered, placed):
+        for index, position in zip(ordered, placed, strict=True):
             x_position[members[index].name] = position + shift
     return {name: (x_position[name], row[name]) for name in row}
 
@@ -303,7 +289,7 @@ def draw_block(model, ax=None, title: str | None = None, *, width: float | None 
             edgecolor="#444444", linewidth=0.8,
         ))
         offsets = [0.1, -0.18] if len(box.lines) == 2 else [0.2, 0.0, -0.22]
-        for line, offset in zip(box.lines, offsets):
+        for line, offset in zip(box.lines, offsets, strict=True):
             is_shape = line is box.lines[-1]
             ax.text(x, y + offset, line, ha="center", va="center",
                     fontsize=6.5 if is_shape else 7.5, color="#555555" if is_shape else "black")
@@ -360,7 +346,8 @@ def draw_blocks(models_and_titles, direction: str = "row"):
                      sum(INCHES_PER_ROW * rows + title_inches for _, rows in extents)),
         )
         limits = [(width, rows) for _, rows in extents]
-    for ax, (model, title), (width, rows) in zip(axes.flat, models_and_titles, limits):
+    for ax, (model, title), (width, rows) in zip(axes.flat, models_and_titles, limits,
+                                                    strict=True):
         draw_block(model, ax=ax, title=title, width=width, num_rows=rows)
     figure.tight_layout()
     return figure

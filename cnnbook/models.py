@@ -44,8 +44,9 @@ import re
 
 import keras
 
-from cnnbook.layers import ZeroPadShortcut
 from cnnbook.checks import check_int as _check_int
+from cnnbook.layers import ZeroPadShortcut
+from cnnbook.normalization import BATCH_NORM_SETTINGS, batch_norm
 
 # Per-channel statistics of the CIFAR-10 training images (R, G, B; 0..255), rounded as in
 # ../shared/data/cifar10/README.md; the normalisation layer standardises with them.
@@ -96,11 +97,9 @@ PUBLISHED_CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 SHORTCUT_OPTIONS = ("A", "B")
 STAGE_FILTERS = (16, 32, 64)
 """Filters of the three stages (feature maps 32x32, 16x16, 8x8)."""
-BN_MOMENTUM = 0.9
-"""Batch-norm moving-average momentum: ``moving = 0.9 * moving + 0.1 * batch`` (Torch's 0.1, the
-reference implementations'); Keras' default 0.99 needs ten times more steps to settle, which a
-short run on a small data set does not have."""
-BN_EPSILON = 1e-5
+BN_MOMENTUM = BATCH_NORM_SETTINGS["he2015_cifar"].momentum
+"""Batch-norm moving-average momentum of the CIFAR networks (see :mod:`cnnbook.normalization`)."""
+BN_EPSILON = BATCH_NORM_SETTINGS["he2015_cifar"].epsilon
 BLOCK_NAME_PATTERN = re.compile(r"^stage(\d+)_block(\d+)$")
 
 
@@ -137,7 +136,7 @@ def _conv3x3(filters: int, strides: int, name: str) -> keras.layers.Conv2D:
 
 
 def _batch_norm(name: str) -> keras.layers.BatchNormalization:
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return batch_norm(name, "he2015_cifar")
 
 
 def _shortcut(x, out_channels: int, stride: int, option: str):
@@ -172,7 +171,18 @@ def residual_block(
     case the shortcut reads the block's input ``x`` itself. (The 2016 reference code lets a
     projection shortcut read ``relu(BN(x))`` in the blocks that change shape; reading ``x`` keeps
     ``x_{l+1} = h(x_l) + F(x_l)`` exact for every block, which the lesion chapter relies on.)
+
+    Raises ``ValueError`` for a ``shortcut`` other than ``"A"`` or ``"B"`` (exactly, upper case:
+    :func:`resnet_cifar` normalises the case before it builds its blocks) or a ``filters`` or
+    ``stride`` that is not an integer >= 1.
     """
+    if shortcut not in SHORTCUT_OPTIONS or not isinstance(shortcut, str):
+        raise ValueError(
+            f"shortcut must be 'A' (zero-padding, parameter-free) or 'B' (1x1 projections), "
+            f"got {shortcut!r}"
+        )
+    filters = _check_int("filters", filters, 1)
+    stride = _check_int("stride", stride, 1)
     inputs = keras.Input(shape=tuple(input_shape), name=f"{name}_input")
     if preact:
         y = _batch_norm("bn1")(inputs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Sequence
+
 from cnnbook.checks import check_int as _check_int
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "receptive_field_growth",
     "layer_output_shape",
     "shape_table",
+    "measured_receptive_field",
 ]
 
 PADDING_MODES = ("valid", "same")
@@ -82,9 +84,10 @@ def conv_output_size(size, kernel, stride=1, padding="valid", dilation=1, *, str
         )
     if strict and (padded_size - span) % stride != 0:
         raise ValueError(
-            f"(size - kernel + 2*padding) / stride = ({size} - {span} + 2*{pad_each_side}) / {stride}"
-            f" is not an integer: the last {(padded_size - span) % stride} input position(s) "
-            "would be dropped; change the stride, kernel or padding"
+            "(size - kernel + 2*padding) / stride = "
+            f"({size} - {span} + 2*{pad_each_side}) / {stride} is not an integer: the last "
+            f"{(padded_size - span) % stride} input position(s) would be dropped; change the "
+            "stride, kernel or padding"
         )
     return (padded_size - span) // stride + 1
 
@@ -112,7 +115,8 @@ def _layer_triples(layers: Iterable[Sequence[int]]) -> list[tuple[int, int, int]
     for index, layer in enumerate(layers):
         if isinstance(layer, numbers.Integral) or len(layer) not in (2, 3):
             raise ValueError(
-                f"layers[{index}] must be (kernel, stride) or (kernel, stride, dilation), got {layer!r}"
+                f"layers[{index}] must be (kernel, stride) or (kernel, stride, dilation), "
+                f"got {layer!r}"
             )
         kernel, stride, *rest = layer
         dilation = rest[0] if rest else 1
@@ -178,7 +182,7 @@ def layer_output_shape(layer, input_shape: Sequence[int]) -> tuple[int, ...] | N
             dilation = _pair(config["dilation_rate"])
         out = [
             conv_output_size(size, k, s, config["padding"], d)
-            for size, k, s, d in zip((height, width), kernel, stride, dilation)
+            for size, k, s, d in zip((height, width), kernel, stride, dilation, strict=True)
         ]
         if kind == "DepthwiseConv2D":
             out_channels = channels * config["depth_multiplier"]
@@ -216,8 +220,10 @@ def shape_table(model):
 
     Columns: ``layer`` (name), ``type`` (class name), ``output_shape`` (Keras' own, without the
     batch axis), ``rule_shape`` (what :func:`layer_output_shape` predicts from the layer's input
-    shape, ``None`` where there is no rule) and ``matches`` (the two agree; ``None`` without a rule).
-    The book prints it and asserts ``matches``; the input layer is the first row.
+    shape) and ``matches`` (a bool: the two agree). The book prints it and asserts ``matches``;
+    the input layer is the first row. A layer without a rule (or with several inputs) raises
+    ``NotImplementedError`` naming it, so ``table["matches"].all()`` never passes over a layer
+    the rules cannot predict.
     """
     import pandas as pd
 
@@ -233,13 +239,48 @@ def shape_table(model):
                 if not isinstance(inputs, (list, tuple))
                 else None
             )
+        if rule_shape is None:
+            raise NotImplementedError(
+                f"cnnbook.sizing has no shape rule for layer {layer.name!r} of type "
+                f"{type(layer).__name__} (one input, channels last): shape_table does not mark a "
+                "layer it cannot predict as matching; add a rule to layer_output_shape or "
+                "tabulate a model without that layer"
+            )
         rows.append(
             {
                 "layer": layer.name,
                 "type": type(layer).__name__,
                 "output_shape": output_shape,
                 "rule_shape": rule_shape,
-                "matches": None if rule_shape is None else rule_shape == output_shape,
+                "matches": rule_shape == output_shape,
             }
         )
     return pd.DataFrame(rows, columns=["layer", "type", "output_shape", "rule_shape", "matches"])
+
+
+def measured_receptive_field(layers, size: int = 96) -> int:
+    """The receptive field of a stack of ``(kernel, stride, dilation)`` convolutions measured in
+    Keras, independently of :func:`receptive_field`'s rule: build the stack as ``Conv2D`` layers
+    (one filter, all-ones kernels, no bias) on a ``size x size`` image of ones and return the
+    width of the input region whose gradient with respect to the centre output is non-zero.
+
+    ``size`` must leave at least one output; 96 suits the chapter's stacks.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    size = _check_int("size", size, 1)
+    model = keras.Sequential([keras.Input((size, size, 1))] + [
+        keras.layers.Conv2D(1, kernel, strides=stride, dilation_rate=dilation,
+                            kernel_initializer="ones", use_bias=False)
+        for kernel, stride, dilation in _layer_triples(layers)
+    ])
+    image = tf.ones((1, size, size, 1))
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        output = model(image)
+        centre = output[0, output.shape[1] // 2, output.shape[2] // 2, 0]
+    gradient = tape.gradient(centre, image).numpy()[0, :, :, 0]
+    touched = np.flatnonzero(np.abs(gradient).sum(axis=1))  # the rows the centre output reads
+    return int(touched[-1] - touched[0] + 1)

@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from cnnbook import data, models
+from cnnbook import data, keras_internals, metrics, models
+from cnnbook.checks import check_int as _check_int
 
 __all__ = [
     "Recipe",
@@ -126,12 +126,6 @@ def get_recipe(recipe) -> Recipe:
     return RECIPES[recipe]
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _network_depth(model: keras.Model) -> int:
     """Weighted layers of a CIFAR network: two per block, plus the stem and the classifier
     (0 for a model without ``stage{s}_block{b}`` blocks)."""
@@ -161,7 +155,7 @@ def learning_rate_schedule(recipe, total_steps: int, batch_size: int = 128, dept
             values = [peak / 10, *values]
         # PiecewiseConstantDecay needs increasing boundaries: merge those that coincide.
         merged_boundaries, merged_values = [], [values[0]]
-        for boundary, value in zip(boundaries, values[1:]):
+        for boundary, value in zip(boundaries, values[1:], strict=True):
             if merged_boundaries and boundary <= merged_boundaries[-1]:
                 merged_values[-1] = value
             else:
@@ -315,11 +309,12 @@ def _fused_training_call(layer: keras.layers.BatchNormalization):
     )
 
     def call(inputs, training=None, mask=None):
-        if not (training and layer.trainable and plain) or mask is not None or inputs.shape.rank != 4:
+        fusable = training and layer.trainable and plain and mask is None
+        if not fusable or inputs.shape.rank != 4:
             return keras_call(inputs, training=training, mask=mask)
-        outputs, batch_mean, batch_variance = tf.compat.v1.nn.fused_batch_norm(
+        outputs, batch_mean, batch_variance = keras_internals.tf_fused_batch_norm_training(
             inputs, tf.cast(layer.gamma, "float32"), tf.cast(layer.beta, "float32"),
-            epsilon=layer.epsilon, data_format="NHWC", is_training=True,
+            layer.epsilon,
         )
         count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), "float32")
         batch_variance = batch_variance * (count - 1.0) / count
@@ -342,14 +337,15 @@ def fused_batch_norm(model: keras.Model):
     (bfloat16) of the time (``benchmarks/README.md``). The model's classes, configuration and
     saved form do not change: only the layers' ``call`` is replaced, and restored on exit.
     """
-    layers = [layer for layer in _batch_norm_layers(model) if "call" not in vars(layer)]
+    layers = [layer for layer in _batch_norm_layers(model)
+              if not keras_internals.has_replaced_call(layer)]
     for layer in layers:
-        layer.call = _fused_training_call(layer)
+        keras_internals.replace_call(layer, _fused_training_call(layer))
     try:
         yield len(layers)
     finally:
         for layer in layers:
-            del layer.call
+            keras_internals.restore_call(layer)
 
 
 def _compile_for_evaluation(model: keras.Model, optimizer=None) -> None:
@@ -378,10 +374,10 @@ def predict_probabilities(model: keras.Model, images, batch_size: int = 500, fli
 
 def evaluate(model: keras.Model, test, batch_size: int = 500, flip: bool = False) -> float:
     """Accuracy of ``model`` on ``test = (images, labels)``: the fraction of images whose most
-    probable class (:func:`predict_probabilities`, with test-time flips if ``flip``) is the label."""
+    probable class (:func:`predict_probabilities`, with test-time flips if ``flip``) is the label
+    (:func:`cnnbook.metrics.top1_accuracy`)."""
     images, labels = _check_images("test", test, model)
-    predicted = predict_probabilities(model, images, batch_size, flip).argmax(axis=-1)
-    return float(np.mean(predicted == labels))
+    return metrics.top1_accuracy(predict_probabilities(model, images, batch_size, flip), labels)
 
 
 def plot_history(history, title: str | None = None, path: str | Path | None = None):

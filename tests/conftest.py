@@ -7,6 +7,7 @@ no test asserts on a time.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,34 @@ def cifar_subset_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def keras_application():
+    """``keras_application(name, input_shape=None)``: the ``keras.applications`` model ``name``
+    (``weights=None``), built once per test run and shared by every test file that asks for it.
+    Tests must not change the model (no training, no weight assignment)."""
+    import keras
+
+    built = {}
+
+    def get(name: str, input_shape=None):
+        key = (name, None if input_shape is None else tuple(input_shape))
+        if key not in built:
+            arguments = {} if input_shape is None else {"input_shape": tuple(input_shape)}
+            built[key] = getattr(keras.applications, name)(weights=None, **arguments)
+        return built[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def resnet1202():
+    """He et al.'s ResNet-1202 (option A), built once per test run (600 blocks: seconds to a
+    minute): tests only read it."""
+    from cnnbook import models
+
+    return models.resnet_cifar(1202, shortcut="A")
+
+
+@pytest.fixture(scope="session")
 def report_timing():
     """Call ``report_timing(label, seconds)`` to have a figure printed in the run's summary."""
 
@@ -44,6 +73,27 @@ def report_timing():
         _TIMINGS.append((label, seconds))
 
     return record
+
+
+@dataclass(frozen=True)
+class BuiltBook:
+    """A cold build of the book: its ``--path-output`` folder, its HTML site, its build log."""
+
+    output: Path
+    html_dir: Path
+    log: str
+
+
+@pytest.fixture(scope="session")
+def built_book(repo_root, tmp_path_factory, report_timing) -> BuiltBook:
+    """The book built once per test run (every page executed, warnings as errors) into a temporary
+    folder; tests/test_book.py and tests/test_site_browser.py read the same site."""
+    from book_build import build
+
+    output = tmp_path_factory.mktemp("book")
+    seconds, log = build(repo_root, output)
+    report_timing("book build, cold (every page executed)", seconds)
+    return BuiltBook(output=output, html_dir=output / "_build" / "html", log=log)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -82,8 +82,8 @@ def test_every_published_imagenet_model_has_an_architecture_and_a_year():
 
 def test_efficientnet_constants_roughly_double_the_cost_per_step():
     row = published.load("efficientnet_scaling").iloc[0]
+    # Tan and Le's constraint alpha * beta^2 * gamma^2 ~ 2, against the constants transcribed
     factor = row["alpha"] * row["beta"] ** 2 * row["gamma"] ** 2
-    assert factor == pytest.approx(1.92027)
     assert factor == pytest.approx(row["constraint"], rel=0.05)
 
 
@@ -94,9 +94,9 @@ def test_efficientnet_constants_roughly_double_the_cost_per_step():
 def test_lenet5_parameters_and_macs_follow_the_layer_formulas():
     model = models.lenet5()
     # (k^2 C_in + 1) C_out for c1, c3, c5; (C_in + 1) C_out for f6 and the output.
-    assert model.count_params() == 156 + 2_416 + 48_120 + 10_164 + 850 == 61_706
+    assert model.count_params() == 156 + 2_416 + 48_120 + 10_164 + 850
     macs = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 120 * 400 + 120 * 84 + 84 * 10
-    assert accounting.macs(model) == macs == 416_520
+    assert accounting.macs(model) == macs
 
 
 ALEXNET_CONVS = [  # (output size, kernel, in channels, filters)
@@ -111,37 +111,39 @@ def test_alexnet_parameter_and_mac_shares_of_the_page():
     dense_params = sum((c + 1) * f for c, f in ALEXNET_DENSES)
     conv_macs = sum(size * size * k * k * c * f for size, k, c, f in ALEXNET_CONVS)
     dense_macs = sum(c * f for c, f in ALEXNET_DENSES)
-    assert stats["params"].sum() == conv_params + dense_params == 62_378_344
+    assert stats["params"].sum() == conv_params + dense_params
     is_dense = stats["type"] == "Dense"
     assert stats.loc[is_dense, "params"].sum() == dense_params
-    assert stats["macs"].sum() == conv_macs + dense_macs == 1_135_256_096
+    assert stats["macs"].sum() == conv_macs + dense_macs
     assert stats.loc[~is_dense, "macs"].sum() == conv_macs
-    assert 100 * dense_params / (conv_params + dense_params) == pytest.approx(93.99, abs=0.01)
-    assert 100 * conv_macs / (conv_macs + dense_macs) == pytest.approx(94.84, abs=0.01)
-    # The paper's two-GPU layout: conv2, conv4 and conv5 see half of the channels.
-    assert models.alexnet(two_towers=True).count_params() == 62_378_344 - (
+    # The page's point: the dense layers hold most weights, the convolutions most compute.
+    assert dense_params > 0.9 * (conv_params + dense_params)
+    assert conv_macs > 0.9 * (conv_macs + dense_macs)
+    # The paper's two-GPU layout: conv2, conv4 and conv5 see half of the channels, which gives
+    # the paper's "60 million parameters".
+    two_towers = models.alexnet(two_towers=True).count_params()
+    assert two_towers == conv_params + dense_params - (
         25 * 96 * 256 + 9 * 384 * 384 + 9 * 384 * 256
-    ) // 2 == 60_965_224
+    ) // 2
+    assert round(two_towers / 1e6) == 61 and int(two_towers / 1e6) == 60
 
 
 def test_zfnet_first_layer_against_alexnet_first_layer():
-    assert accounting.conv_params(11, 3, 96) == 11 * 11 * 3 * 96 + 96 == 34_944
-    assert accounting.conv_params(7, 3, 96) == 7 * 7 * 3 * 96 + 96 == 14_208
+    """The first layers' output sizes as the papers print them (AlexNet 55, ZFNet 110)."""
     assert sizing.conv_output_size(227, 11, 4) == 55
     assert sizing.conv_output_size(224, 7, 2, padding=1) == 110
-    assert (110 / 55) ** 2 == 4
 
 
 def test_small_stacked_filters_save_weights():
     channels = 256
     layer = keras.layers.Conv2D(channels, 3, use_bias=False)
     layer.build((None, 8, 8, channels))
-    assert 2 * layer.count_params() == 2 * accounting.conv_params(3, channels, channels,
-                                                                  use_bias=False) == 1_179_648
+    assert layer.count_params() == accounting.conv_params(3, channels, channels, use_bias=False)
     assert accounting.conv_params(5, channels, channels, use_bias=False) == 25 * channels**2
-    assert accounting.conv_params(7, channels, channels, use_bias=False) == 3_211_264
-    assert 100 * (1 - 27 / 49) == pytest.approx(44.9, abs=0.05)
-    assert sizing.receptive_field([(3, 1)] * 3) == 7
+    assert accounting.conv_params(7, channels, channels, use_bias=False) == 49 * channels**2
+    # three stacked 3x3 see a 7x7 window (Simonyan and Zisserman), measured in Keras
+    assert sizing.receptive_field([(3, 1)] * 3) == sizing.measured_receptive_field(
+        [(3, 1, 1)] * 3) == 7
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,13 +157,13 @@ def test_inception_3a_naive_and_reduced_costs():
                         filters_5x5=32)
     reduced_weights = 192 * 64 + 192 * 96 + 9 * 96 * 128 + 192 * 16 + 25 * 16 * 32 + 192 * 32
     naive_weights = 192 * 64 + 9 * 192 * 128 + 25 * 192 * 32
-    assert reduced.count_params() == reduced_weights + (64 + 96 + 128 + 16 + 32 + 32) == 163_696
-    assert naive.count_params() == naive_weights + (64 + 128 + 32) == 387_296
-    assert accounting.macs(reduced) == 28 * 28 * reduced_weights == 128_049_152
-    assert accounting.macs(naive) == 28 * 28 * naive_weights == 303_464_448
+    assert reduced.count_params() == reduced_weights + (64 + 96 + 128 + 16 + 32 + 32)
+    assert naive.count_params() == naive_weights + (64 + 128 + 32)
+    assert accounting.macs(reduced) == 28 * 28 * reduced_weights
+    assert accounting.macs(naive) == 28 * 28 * naive_weights
     assert reduced.output.shape[-1] == 256 and naive.output.shape[-1] == 64 + 128 + 32 + 192
     table = published.load("googlenet_inception_modules").set_index("module")
-    assert round(128_049_152 / 1e6) == table.loc["inception_3a", "ops_millions"]
+    assert round(accounting.macs(reduced) / 1e6) == table.loc["inception_3a", "ops_millions"]
 
 
 def test_residual_block_costs_of_the_page():
@@ -172,19 +174,27 @@ def test_residual_block_costs_of_the_page():
                           expansion=2)
     bottleneck_weights = 256 * 64 + 9 * 64 * 64 + 64 * 256
     resnext_weights = 256 * 128 + 9 * 128 * 128 // 32 + 128 * 256
-    assert bottleneck.count_params() == bottleneck_weights + 4 * (64 + 64 + 256) == 71_168
-    assert preactivation.count_params() == bottleneck_weights + 4 * (256 + 64 + 64) == 71_168
-    assert resnext.count_params() == resnext_weights + 4 * (128 + 128 + 256) == 72_192
-    assert accounting.macs(bottleneck) == 56 * 56 * bottleneck_weights == 218_365_952
-    assert accounting.macs(resnext) == 56 * 56 * resnext_weights == 219_971_584
-    assert 2 * 9 * 256 * 256 / 71_168 == pytest.approx(16.58, abs=0.01)
+    assert bottleneck.count_params() == bottleneck_weights + 4 * (64 + 64 + 256)
+    assert preactivation.count_params() == bottleneck_weights + 4 * (256 + 64 + 64)
+    assert resnext.count_params() == resnext_weights + 4 * (128 + 128 + 256)
+    assert accounting.macs(bottleneck) == 56 * 56 * bottleneck_weights
+    assert accounting.macs(resnext) == 56 * 56 * resnext_weights
+
+
+DOWNSAMPLING_BOTTLENECKS = [(56, 256, 128), (28, 512, 256), (14, 1024, 512)]
+"""ResNet-50's three downsampling bottlenecks: (input size, input channels, width)."""
+
+
+def stride_on_3x3_extra_macs() -> int:
+    """MACs that moving the stride to the 3x3 adds to ResNet-50: ``3 (H/2)^2 C F`` per block."""
+    return sum(3 * (size // 2) ** 2 * channels * width
+               for size, channels, width in DOWNSAMPLING_BOTTLENECKS)
 
 
 def test_resnet_v1_5_stride_placement_explains_torchvision_macs():
     """Moving the stride of a downsampling bottleneck from its first 1x1 convolution to its 3x3
     makes the 1x1 run on the input's full resolution: 3 (H/2)^2 C F more MACs per block."""
-    extra = 0
-    for size, channels, width in [(56, 256, 128), (28, 512, 256), (14, 1024, 512)]:
+    for size, channels, width in DOWNSAMPLING_BOTTLENECKS:
         on_3x3 = block_model(blocks.bottleneck_block, (size, size, channels), filters=width,
                              strides=2)
         on_1x1 = block_model(blocks.bottleneck_block, (size, size, channels), filters=width,
@@ -193,27 +203,21 @@ def test_resnet_v1_5_stride_placement_explains_torchvision_macs():
         assert on_3x3.output.shape == on_1x1.output.shape
         difference = accounting.macs(on_3x3) - accounting.macs(on_1x1)
         assert difference == 3 * (size // 2) ** 2 * channels * width
-        extra += difference
-    assert extra == 231_211_008
 
 
 def test_efficient_block_costs_of_the_page():
-    separable_fraction = (9 * 128 + 128 * 128) / (9 * 128 * 128)
-    assert separable_fraction == pytest.approx(1 / 128 + 1 / 9)
-    assert (accounting.depthwise_conv_params(3, 128, use_bias=False)
-            + accounting.conv_params(1, 128, 128, use_bias=False)) == 9 * 128 + 128 * 128
     fire = block_model(blocks.fire_module, (55, 55, 96), squeeze=16, expand_1x1=64, expand_3x3=64)
-    assert fire.count_params() == 11_920
-    assert accounting.conv_params(3, 96, 128) == 9 * 96 * 128 + 128 == 110_720
-    fire_table = published.load("squeezenet_fire_modules")
-    assert fire_table["params"].sum() == 721_216
+    fire_table = published.load("squeezenet_fire_modules").set_index("module")
+    assert fire.count_params() == fire_table.loc["fire2", "params"]  # Iandola et al., Table 1
     shuffle = block_model(blocks.shufflenet_unit, (28, 28, 240), filters=240, groups=3)
     ungrouped = block_model(blocks.shufflenet_unit, (28, 28, 240), filters=240, groups=1)
     assert shuffle.count_params() == 240 * 60 // 3 + 4 * 60 + 9 * 60 + 4 * 60 + 60 * 240 // 3 \
-        + 4 * 240 == 11_580
-    assert ungrouped.count_params() == blocks.shufflenet_unit_params(240, 240, 1) == 30_780
+        + 4 * 240
+    assert ungrouped.count_params() == blocks.shufflenet_unit_params(240, 240, 1)
     inverted = block_model(blocks.inverted_residual_block, (56, 56, 24), filters=24)
-    assert inverted.count_params() == 9_456
+    expanded = 6 * 24  # expand 1x1, BN, 3x3 depthwise, BN, project 1x1, BN
+    assert inverted.count_params() == (24 * expanded + 4 * expanded + 9 * expanded
+                                       + 4 * expanded + expanded * 24 + 4 * 24)
     # EfficientNet's MBConv squeezes to a quarter of the block's *input* channels (40 / 4 = 10):
     # squeeze_ratio 24 on the 240 expanded channels.
     mbconv = block_model(blocks.inverted_residual_block, (28, 28, 40), filters=40, expansion=6,
@@ -221,19 +225,20 @@ def test_efficient_block_costs_of_the_page():
     squeeze_layer = next(layer for layer in mbconv.layers if layer.name.endswith("_se_reduce"))
     assert squeeze_layer.units == 10
     assert mbconv.count_params() == (40 * 240 + 4 * 240) + (25 * 240 + 4 * 240) + (
-        240 * 10 + 10 + 10 * 240 + 240) + (240 * 40 + 4 * 40) == 32_330
+        240 * 10 + 10 + 10 * 240 + 240) + (240 * 40 + 4 * 40)
     regnet = block_model(blocks.bottleneck_block, (28, 28, 96), filters=96, expansion=1, groups=4)
-    assert regnet.count_params() == 96 * 96 + 9 * 96 * 96 // 4 + 96 * 96 + 3 * 4 * 96 == 40_320
+    assert regnet.count_params() == 96 * 96 + 9 * 96 * 96 // 4 + 96 * 96 + 3 * 4 * 96
 
 
 def test_squeeze_excitation_costs_of_the_page():
     se = block_model(blocks.squeeze_excitation, (56, 56, 256), ratio=16)
-    assert se.count_params() == 256 * 16 + 16 + 16 * 256 + 256 == 8_464
-    assert accounting.macs(se) == 2 * 256 * 16 == 8_192
-    extra = sum(n * blocks.squeeze_excitation_params(c, 16)
-                for n, c in [(3, 256), (4, 512), (6, 1024), (3, 2048)])
-    assert extra == 2_530_992
-    assert 100 * extra / 25_636_712 == pytest.approx(9.87, abs=0.01)
+    assert se.count_params() == 256 * 16 + 16 + 16 * 256 + 256
+    assert accounting.macs(se) == 2 * 256 * 16
+    stages = [(3, 256), (4, 512), (6, 1024), (3, 2048)]  # ResNet-50's blocks and channels
+    extra = sum(n * blocks.squeeze_excitation_params(c, 16) for n, c in stages)
+    assert extra == sum(n * (2 * c * (c // 16) + c // 16 + c) for n, c in stages)
+    senet = published.load("senet_overhead").iloc[0]
+    assert round(extra / 1e6, 1) == senet.extra_params_millions
 
 
 def test_convnext_blocks_of_the_page():
@@ -268,10 +273,8 @@ def test_computed_parameters_match_the_published_ones(survey):
             assert row["params"] == round(published_millions * 1e6), name
         else:  # printed rounded to `decimals` places of millions
             assert round(row["params"] / 1e6, decimals) == pytest.approx(published_millions), name
-    assert survey.loc["VGG16", "params"] == 138_357_544
-    assert survey.loc["ResNet50", "params"] == 25_636_712
-    assert survey.loc["LeNet-5", "params"] == 61_706
-    assert survey.loc["AlexNet", "params"] == 62_378_344
+    assert survey.loc["LeNet-5", "params"] == models.lenet5().count_params()
+    assert survey.loc["AlexNet", "params"] == models.alexnet().count_params()
 
 
 @pytest.mark.slow
@@ -286,7 +289,8 @@ def test_computed_macs_round_to_the_published_ones(survey):
     resnet50 = survey.loc["ResNet50"]
     paper = published.load("he2015_imagenet_macs").set_index("network").loc["ResNet-50", "macs_g"]
     assert resnet50["macs_g"] == pytest.approx(paper, rel=0.02)
-    assert round((resnet50["macs"] + 231_211_008) / 1e9, 2) == float(resnet50["published_macs_g"])
+    assert round((resnet50["macs"] + stride_on_3x3_extra_macs()) / 1e9, 2) == float(
+        resnet50["published_macs_g"])
 
 
 @pytest.mark.slow
@@ -294,21 +298,25 @@ def test_mobilenet_v3_count_is_torchvisions_plus_batch_norm_statistics(survey):
     row = survey.loc["MobileNetV3-Large"]
     torchvision = published.load("torchvision_param_counts").set_index("model")
     assert row["trainable_params"] == torchvision.loc["MobileNetV3-Large", "num_params"]
-    assert row["params"] - row["trainable_params"] == 24_400
+    stats = row["layer_stats"]  # the moving mean and variance of every batch norm: 2 C each
+    batch_norm_channels = [shape[-1] for shape in
+                           stats.loc[stats["type"] == "BatchNormalization", "output_shape"]]
+    assert row["params"] - row["trainable_params"] == 2 * sum(batch_norm_channels)
     # The paper's 5.4M is the learnt count truncated, not rounded.
     assert math.floor(row["trainable_params"] / 1e5) / 10 == float(row["published_params_millions"])
 
 
 @pytest.mark.slow
 def test_survey_ratios_glued_in_the_page(survey):
+    """The ratios the page glues, against the same ratios of the published figures."""
     b0, b7 = survey.loc["EfficientNetB0"], survey.loc["EfficientNetB7"]
     assert (b0["image_size"], b7["image_size"]) == (224, 600)
-    assert b7["macs"] / b0["macs"] == pytest.approx(97.83, abs=0.01)
-    assert b7["params"] / b0["params"] == pytest.approx(12.50, abs=0.01)
     vgg16 = survey.loc["VGG16"]
-    assert vgg16["macs"] / b0["macs"] == pytest.approx(40.10, abs=0.01)
-    assert vgg16["params"] / b0["params"] == pytest.approx(25.96, abs=0.01)
-    assert survey.loc["AlexNet", "params"] / 6.62e6 == pytest.approx(9.42, abs=0.01)
+    for big, small in ((b7, b0), (vgg16, b0)):
+        assert big["macs"] / small["macs"] == pytest.approx(
+            big["published_macs_g"] / small["published_macs_g"], rel=0.05)
+        assert big["params"] / small["params"] == pytest.approx(
+            big["published_params_millions"] / small["published_params_millions"], rel=0.05)
     assert list(survey["year"]) == sorted(survey["year"])
 
 
@@ -319,9 +327,12 @@ def test_vgg16_dense_layers_hold_the_parameters_and_convolutions_do_the_work(sur
     dense = stats["type"] == "Dense"
     dense_params = (7 * 7 * 512 + 1) * 4096 + (4096 + 1) * 4096 + (4096 + 1) * 1000
     assert stats.loc[dense, "params"].sum() == dense_params
-    assert 100 * dense_params / 138_357_544 == pytest.approx(89.36, abs=0.01)
-    dense_macs = 7 * 7 * 512 * 4096 + 4096 * 4096 + 4096 * 1000
-    assert stats.loc[stats["type"] == "Conv2D", "macs"].sum() == 15_470_264_320 - dense_macs
+    assert dense_params > 0.85 * survey.loc["VGG16", "params"]  # "most of the parameters"
+    convs = [(224, 3, 64), (224, 64, 64), (112, 64, 128), (112, 128, 128)] + [
+        (56, 128, 256), (56, 256, 256), (56, 256, 256), (28, 256, 512)] + [(28, 512, 512)] * 2 \
+        + [(14, 512, 512)] * 3  # (size, C_in, C_out) of the 13 3x3 convolutions, "same"
+    conv_macs = sum(size * size * 9 * c_in * c_out for size, c_in, c_out in convs)
+    assert stats.loc[stats["type"] == "Conv2D", "macs"].sum() == conv_macs
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,3 +364,14 @@ def test_measure_speeds_gives_one_row_per_model_and_batch_size():
 def test_unknown_survey_models_are_rejected_with_the_list_of_names():
     with pytest.raises(ValueError, match="ResNet50"):
         architectures.survey_model("ResNet-51")
+    with pytest.raises(ValueError, match="ResNet50"):
+        architectures.computed_costs(["LeNet-5", "ResNet-51"])  # checked before building
+
+
+def test_computed_costs_refuses_a_single_string_instead_of_iterating_its_characters():
+    with pytest.raises(ValueError, match=r"names must be a list of survey model names, e\.g\. "
+                                         r"\['VGG16'\]"):
+        architectures.computed_costs("VGG16")
+    costs = architectures.computed_costs(["LeNet-5"])
+    assert list(costs["model"]) == ["LeNet-5"]
+    assert costs.loc[0, "params"] == models.lenet5().count_params()

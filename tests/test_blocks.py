@@ -31,7 +31,8 @@ BLOCK_CASES = {
         lambda: blocks.inception_module_params(192, 64, 128, 32, 32, 96, 16),
     ),
     "inception_naive": (
-        blocks.inception_module, (28, 28, 192), dict(filters_1x1=64, filters_3x3=128, filters_5x5=32),
+        blocks.inception_module, (28, 28, 192),
+        dict(filters_1x1=64, filters_3x3=128, filters_5x5=32),
         (28, 28, 64 + 128 + 32 + 192), lambda: blocks.inception_module_params(192, 64, 128, 32),
     ),
     "bottleneck_projection": (
@@ -43,7 +44,8 @@ BLOCK_CASES = {
         lambda: blocks.bottleneck_block_params(256, 64),
     ),
     "resnext_strided": (
-        blocks.bottleneck_block, (56, 56, 256), dict(filters=256, strides=2, groups=32, expansion=2),
+        blocks.bottleneck_block, (56, 56, 256),
+        dict(filters=256, strides=2, groups=32, expansion=2),
         (28, 28, 512), lambda: blocks.bottleneck_block_params(256, 256, 2, 2, 32),
     ),
     "preactivation_projection": (
@@ -171,7 +173,6 @@ def test_squeeze_excitation_adds_what_senet_reports_to_resnet50():
         num_blocks * blocks.squeeze_excitation_params(channels, ratio)
         for num_blocks, channels in stages
     )
-    assert weights_only == 2_514_944
     assert round(weights_only / 1e6, 1) == row.extra_params_millions
     assert round(with_biases / 1e6, 1) == row.extra_params_millions
     se_block = block_model(blocks.squeeze_excitation, (7, 7, 2048), ratio=ratio)
@@ -201,26 +202,22 @@ def _params_of_layers_named(model, pattern: str) -> int:
     ],
 )
 def test_block_formulas_match_the_same_block_in_keras_applications(
-    application, layer_names, formula
+    application, layer_names, formula, keras_application
 ):
-    model = getattr(keras.applications, application)(weights=None, input_shape=(224, 224, 3))
-    try:
-        assert _params_of_layers_named(model, layer_names) == formula()
-    finally:
-        keras.backend.clear_session()
+    model = keras_application(application, input_shape=(224, 224, 3))
+    assert _params_of_layers_named(model, layer_names) == formula()
 
 
-def test_depthwise_separable_costs_one_over_f_plus_one_ninth_of_a_convolution():
-    """Howard et al. 2017: 3x3 depthwise + 1x1 pointwise over a full 3x3 convolution."""
+def test_depthwise_separable_block_costs_one_over_f_plus_one_ninth_of_a_convolution():
+    """Howard et al. 2017, section 3.1: a depthwise separable convolution costs
+    ``1/F + 1/k^2`` of a full ``k x k`` convolution. The block's convolution weights (its formula
+    without the two batch norms) against that ratio, and the block built in Keras."""
     in_channels, filters = 64, 128
-    full = keras.layers.Conv2D(filters, 3, use_bias=False)
-    depthwise = keras.layers.DepthwiseConv2D(3, use_bias=False)
-    pointwise = keras.layers.Conv2D(filters, 1, use_bias=False)
-    for layer in (full, depthwise):
-        layer.build((None, 8, 8, in_channels))
-    pointwise.build((None, 8, 8, in_channels))
-    ratio = (depthwise.count_params() + pointwise.count_params()) / full.count_params()
-    assert ratio == pytest.approx(1 / filters + 1 / 9)
+    block = block_model(blocks.depthwise_separable_block, (8, 8, in_channels), filters=filters)
+    convolutions = blocks.depthwise_separable_block_params(in_channels, filters) - 4 * (
+        in_channels + filters)
+    assert block.count_params() - 4 * (in_channels + filters) == convolutions
+    assert convolutions / (9 * in_channels * filters) == pytest.approx(1 / filters + 1 / 9)
 
 
 def test_channel_shuffle_transposes_the_group_grid():
@@ -270,7 +267,8 @@ def test_blocks_with_custom_layers_reload_in_safe_mode(tmp_path):
         (lambda x: blocks.bottleneck_block(x, filters=30, groups=4), "multiple of groups"),
         (lambda x: blocks.squeeze_excitation(x, ratio=64), "ratio"),
         (lambda x: blocks.convnext_block(x, version=3), "version must be 1"),
-        (lambda x: blocks.shufflenet_unit(x, filters=48, groups=3), "must equal the input channels"),
+        (lambda x: blocks.shufflenet_unit(x, filters=48, groups=3),
+         "must equal the input channels"),
         (lambda x: blocks.inverted_residual_block(x, 16, activation="gelu"), "activation must be"),
         (lambda x: blocks.dense_block(x, num_layers=2.5, growth_rate=12), "num_layers"),
     ],
@@ -278,6 +276,28 @@ def test_blocks_with_custom_layers_reload_in_safe_mode(tmp_path):
 def test_bad_block_arguments_raise_value_errors_that_say_what_to_do(call, message):
     with pytest.raises(ValueError, match=message):
         call(keras.Input((8, 8, 24)))
+
+
+def test_batch_norm_settings_are_those_of_keras_applications_and_of_the_cifar_reference(
+    keras_application,
+):
+    """One constructor, two settings: the blocks' batch norm is keras.applications' own (read
+    from its ResNet50), the CIFAR networks' that of He et al.'s Torch code (momentum 0.1 in
+    Torch's convention, 0.9 in Keras'; epsilon 1e-5)."""
+    from cnnbook import models
+
+    reference = keras_application("ResNet50").get_layer("conv2_block1_1_bn")
+    block = block_model(blocks.bottleneck_block, (8, 8, 16), filters=4)
+    block_norms = [layer for layer in block.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    assert block_norms and all(
+        (layer.momentum, layer.epsilon) == (reference.momentum, reference.epsilon)
+        for layer in block_norms)
+    cifar = models.residual_block((8, 8, 4), 4, name="b")
+    cifar_norms = [layer for layer in cifar.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    assert cifar_norms and all((layer.momentum, layer.epsilon) == (0.9, 1e-5)
+                               for layer in cifar_norms)
 
 
 def test_blocks_need_a_4d_input_with_known_channels():

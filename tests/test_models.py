@@ -58,9 +58,10 @@ def test_option_a_parameters_match_he2015_table6(depth, table6):
     )
 
 
-def test_resnet1202_parameters_match_he2015_table6(table6):
-    # builds 600 blocks: about 8 s
-    counted = trainable_parameters(models.resnet_cifar(1202)) / 1e6
+@pytest.mark.slow
+def test_resnet1202_parameters_match_he2015_table6(table6, resnet1202):
+    # 600 blocks, built once per run by the session fixture (tests/conftest.py)
+    counted = trainable_parameters(resnet1202) / 1e6
     assert round_significant(counted, significant_figures(table6[1202])) == table6[1202]
 
 
@@ -171,6 +172,19 @@ def test_depth_that_is_not_6n_plus_2_raises(depth):
 def test_every_6n_plus_2_depth_builds(depth):
     model = models.resnet_cifar(depth)
     assert len(models.block_names(model)) == 3 * (depth - 2) // 6
+
+
+@pytest.mark.parametrize("shortcut", ["C", "a", "b", "", None, 1, ("A",)])
+def test_residual_block_accepts_only_options_a_and_b(shortcut):
+    with pytest.raises(ValueError, match="shortcut must be 'A'"):
+        models.residual_block((8, 8, 4), 8, stride=2, shortcut=shortcut)
+
+
+def test_residual_block_rejects_bad_filters_and_stride():
+    with pytest.raises(ValueError, match="filters must be an integer >= 1"):
+        models.residual_block((8, 8, 4), 0)
+    with pytest.raises(ValueError, match="stride must be an integer >= 1"):
+        models.residual_block((8, 8, 4), 4, stride=1.5)
 
 
 def test_bad_shortcut_classes_or_width_raise():
@@ -311,10 +325,11 @@ def test_chain_rebuild_shares_weights_and_deleting_blocks_keeps_shapes(shortcut)
     same = rebuild(model, {})
     np.testing.assert_allclose(same.predict(images, verbose=0), model.predict(images, verbose=0))
     deleted = ["stage1_block2", "stage2_block1", "stage3_block2"]
-    lesioned = rebuild(
-        model, {name: (lambda x, b=model.get_layer(name): models.apply_shortcut(b, x))
-                for name in deleted}
-    )
+    def deletion(name):
+        block = model.get_layer(name)
+        return lambda x: models.apply_shortcut(block, x)
+
+    lesioned = rebuild(model, {name: deletion(name) for name in deleted})
     assert lesioned.output.shape == model.output.shape
     outputs = lesioned.predict(images, verbose=0)
     assert np.all(np.isfinite(outputs))

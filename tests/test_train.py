@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnnbook import data, models, train
+from cnnbook import data, keras_internals, models, train
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +100,13 @@ def test_fused_batch_norm_trains_like_keras_and_is_restored():
         fused_logits, fused_gradients = training_step(fused)
     assert patched == 9  # stem + 2 per block + the two projection shortcuts
     np.testing.assert_allclose(fused_logits, reference_logits, rtol=1e-4, atol=1e-4)
-    for got, expected in zip(fused_gradients, reference_gradients):
+    for got, expected in zip(fused_gradients, reference_gradients, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
-    for got, expected in zip(fused.get_weights(), reference.get_weights()):  # moving statistics
+    # the weights, moving statistics included
+    for got, expected in zip(fused.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    assert not any("call" in vars(layer) for layer in train._batch_norm_layers(fused))
+    assert not any(keras_internals.has_replaced_call(layer)
+                   for layer in train._batch_norm_layers(fused))
 
 
 def test_bad_arguments_raise_clear_errors(cifar):
@@ -136,12 +138,14 @@ def first_epoch_loss(cifar, seed):
     return history.history["loss"][0]
 
 
+@pytest.mark.slow  # trains
 def test_same_seed_gives_the_same_first_epoch_loss(cifar):
     first, again, other = (first_epoch_loss(cifar, seed) for seed in (0, 0, 1))
     assert first == pytest.approx(again, rel=1e-6, abs=0)
     assert abs(first - other) > 1e-4, "a different seed should give a different run"
 
 
+@pytest.mark.slow  # trains
 def test_training_under_a_strategy_copies_the_weights_back(cifar):
     (x_train, y_train), _ = cifar
     model = models.resnet_cifar(8)
@@ -153,8 +157,8 @@ def test_training_under_a_strategy_copies_the_weights_back(cifar):
     )
     assert len(history.history["loss"]) == 1
     after = model.get_weights()
-    assert all(a.shape == b.shape for a, b in zip(before, after))
-    assert not all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert all(a.shape == b.shape for a, b in zip(before, after, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     # the returned model is ready to evaluate integer labels
     assert set(model.evaluate(x_train[:64], y_train[:64], verbose=0, return_dict=True)) == {
         "loss", "accuracy"

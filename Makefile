@@ -1,7 +1,10 @@
 # The two jobs of the README. Each one sets up .venv from requirements.txt when it is missing or
 # older than the requirements, then does its work.
 #   make book   set up, then build the site into _build/html (pages executed, cached)
-#   make test   set up, then run the whole test suite (which also builds the book, cold and cached)
+#   make test   set up, then lint (ruff) and run the whole test suite (which also builds the book,
+#               cold and cached)
+#   make test-fast  set up, lint, then the fast tier: every test not marked slow (no training, no
+#               book build; at most 3 minutes)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +16,7 @@ CNNBOOK_DATA ?= $(SHARED_DATA)
 export CNNBOOK_DATA
 endif
 
-.PHONY: book test setup system clean
+.PHONY: book test test-fast lint setup system clean
 setup: $(VENV)/.installed
 
 # What the tests need from outside PyPI: Debian's packages (system-packages.txt: bubblewrap for the
@@ -39,8 +42,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 book: setup
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf _build

@@ -1,0 +1,432 @@
+"""Sandboxed ``nbgrader autograde`` and leak-free ``nbgrader generate_feedback``: the nbgrader
+preprocessors that ``nbgrader_config.py`` puts in place of nbgrader's own.
+
+Autograding (``c.Autograde.sanitize_preprocessors`` / ``autograde_preprocessors``):
+
+* :class:`CheckSubmittedFiles` (after nbgrader has copied the submission to ``autograded/``):
+  removes from the copy every file that was a symlink or not a regular file in ``submitted/``,
+  every file larger than ``c.GradingSandbox.max_file_bytes``, and every file or folder whose name
+  would shadow an installed module (``cnnbook/``, ``numpy.py``); a note at the top of the notebook
+  says what was removed and why. ``submitted/`` itself is never modified.
+* :class:`CheckAnswerSource` (before execution): analyses the student's cells outside the kernel
+  with :mod:`cnnbook.answers`; a cell that breaks a rule is replaced by one that raises an
+  ``AssertionError`` naming the rule, so it defines nothing and the tests that need it fail.
+* :class:`SandboxedExecute` (nbgrader's ``Execute`` with a short per-cell timeout): each kernel runs
+  under bubblewrap (:mod:`cnnbook.sandbox`), in the submission's own copy, with the memory,
+  process and output limits of ``c.GradingSandbox``. When a cell times out or the kernel dies
+  (memory or process limit, ``os._exit``, a crash) or cannot start, that cell and every later
+  graded cell are *deferred*: they keep no automatic score and wait for manual grading, with the
+  reason written under the cell; the cells that ran before keep their scores.
+* :class:`SaveAutoGradesOrDefer`: nbgrader's ``SaveAutoGrades``, then marks deferred cells
+  ``needs_manual_grade`` without an automatic score. At the end of the command a summary of
+  deferred cells goes to stderr and the command exits with status 2.
+
+Feedback (``c.GenerateFeedback.preprocessors``): :class:`StripHiddenTests` removes the hidden-test
+region of every cell (the code between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``)
+and cuts the traceback of a failing test cell to its last line, which names the error and the
+assertion message but shows no test code.
+
+All limits live in ``c.GradingSandbox`` (:class:`GradingSandbox`); ``solutions/README.md``
+documents them and the threat model.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat.v4 import new_markdown_cell, new_output
+from nbgrader.api import Gradebook
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor, SaveAutoGrades
+from traitlets import Bool, Integer, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from cnnbook import answers, sandbox
+
+__all__ = [
+    "GradingSandbox",
+    "SandboxedKernelManager",
+    "SandboxedExecute",
+    "CheckSubmittedFiles",
+    "CheckAnswerSource",
+    "SaveAutoGradesOrDefer",
+    "StripHiddenTests",
+    "deferred_cells",
+]
+
+DEFERRED_KEY = "cnnbook_deferred"
+"""Key of ``resources`` under which the preprocessors of one notebook pass deferred cells
+(``{grade_id: reason}``) from :class:`SandboxedExecute` to :class:`SaveAutoGradesOrDefer`."""
+
+_DEFERRED: list[tuple[str, str, str, str, str]] = []
+"""(student, assignment, notebook, grade_id, reason) of every cell deferred in this process."""
+
+
+def deferred_cells() -> list[tuple[str, str, str, str, str]]:
+    """Cells deferred to manual grading so far in this process (the exit summary)."""
+    return list(_DEFERRED)
+
+
+def _report_deferred_and_exit() -> None:
+    """At exit: name every deferred cell on stderr and end with status 2 (nbgrader itself would
+    exit 0: the grades are saved, but an instructor has work to do)."""
+    if not _DEFERRED:
+        return
+    lines = [f"nbgrader autograde: {len(_DEFERRED)} graded cell(s) were NOT graded automatically "
+             "(a grader limit or failure, not the student's score); grade them in formgrader:"]
+    lines += [f"  {student}/{assignment}/{notebook} {grade_id}: {reason}"
+              for student, assignment, notebook, grade_id, reason in _DEFERRED]
+    sys.stdout.flush()
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    os._exit(2)
+
+
+atexit.register(_report_deferred_and_exit)
+
+
+def _default_readonly_paths() -> list[str]:
+    data = os.environ.get("CNNBOOK_DATA")
+    return [data] if data else []
+
+
+class GradingSandbox(LoggingConfigurable):
+    """The limits of autograding, in one place (``c.GradingSandbox`` in ``nbgrader_config.py``)."""
+
+    enabled = Bool(True, help="Run grading kernels under bubblewrap. When bwrap is missing, "
+                   "autograde stops with instructions; set False only to grade on a machine "
+                   "without it, knowing that student code then runs with your rights.").tag(
+                       config=True)
+    memory_limit_mib = Integer(4096, help="Resident memory (MiB) of one grading kernel and its "
+                               "children; the kernel is killed above it.").tag(config=True)
+    max_processes = Integer(64, help="Processes one grading kernel may have at once (a fork "
+                            "bomb is killed).").tag(config=True)
+    max_output_bytes = Integer(2_000_000, help="Bytes of cell output kept per notebook; later "
+                               "output is dropped with a note.").tag(config=True)
+    max_file_bytes = Integer(100 * 2**20, help="Largest submitted file (bytes) copied into "
+                             "the grading folder; larger files are left out with a note.").tag(
+                                 config=True)
+    readonly_paths = List(Unicode(), help="Files or folders every grading kernel may read "
+                          "(default: the CNNBOOK_DATA folder when set). One that is missing on "
+                          "the grading machine defers the whole notebook to manual grading."
+                          ).tag(config=True)
+
+    @default("readonly_paths")
+    def _readonly_paths_default(self):
+        return _default_readonly_paths()
+
+
+def _cell_label(cell, index: int) -> str:
+    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+    return f"`{grade_id}`" if grade_id else f"number {index + 1}"
+
+
+def _is_graded(cell) -> bool:
+    metadata = cell.metadata.get("nbgrader", {})
+    return bool(metadata.get("grade")) and cell.cell_type == "code"
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel runs under :func:`cnnbook.sandbox.sandboxed_command`: the
+    working directory (the submission's copy) writable, its connection file and ZMQ ``ipc``
+    sockets in a private runtime folder, ``python -P`` so that the working directory is not on
+    the import path, and a :class:`cnnbook.sandbox.Watchdog` on memory and processes."""
+
+    settings: GradingSandbox | None = None
+    watchdog: sandbox.Watchdog | None = None
+    _runtime_dir: str | None = None
+
+    async def _async_pre_start_kernel(self, **kw):
+        self._runtime_dir = tempfile.mkdtemp(prefix="cnnbook-kernel-")
+        self.transport = "ipc"
+        self.ip = os.path.join(self._runtime_dir, "kernel")
+        self.connection_file = os.path.join(self._runtime_dir, "kernel.json")
+        return await super()._async_pre_start_kernel(**kw)
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        if self.kernel_name not in ("python3", "python"):
+            raise ValueError(f"the grading sandbox runs Python kernels only, the notebook asks "
+                             f"for {self.kernel_name!r}")
+        extra = [argument for argument in (extra_arguments or [])]
+        argv = [sys.executable, "-P", "-m", "ipykernel_launcher", "-f",
+                os.path.realpath(self.connection_file), "--IPKernelApp.ignore_cwd=True", *extra]
+        settings = self.settings or GradingSandbox()
+        if not settings.enabled:
+            return argv
+        workdir = self._launch_args.get("cwd") or os.getcwd()
+        return sandbox.sandboxed_command(
+            argv, writable_dir=workdir, readonly_paths=settings.readonly_paths,
+            socket_dir=self._runtime_dir,
+            environment={"NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde")})
+
+    async def _async_post_start_kernel(self, **kw):
+        await super()._async_post_start_kernel(**kw)
+        settings = self.settings or GradingSandbox()
+        process = getattr(self.provisioner, "process", None)
+        if process is not None:
+            self.watchdog = sandbox.Watchdog(
+                process.pid, max_memory_bytes=settings.memory_limit_mib * 2**20,
+                max_processes=settings.max_processes).start()
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if self._runtime_dir and not restart:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+
+    cleanup_resources = AsyncKernelManager.cleanup_resources
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's ``Execute`` for autograding: sandboxed kernels (:class:`SandboxedKernelManager`),
+    ``timeout`` seconds per cell (``c.SandboxedExecute.timeout``; ``nbgrader validate`` keeps
+    ``c.Execute.timeout``), at most ``c.GradingSandbox.max_output_bytes`` of output per notebook,
+    and cells that could not be graded deferred to manual grading with their reason."""
+
+    timeout = Integer(120, allow_none=True, help="Seconds one cell may run while autograding."
+                      ).tag(config=True)
+    interrupt_on_timeout = Bool(False)
+
+    @default("kernel_manager_class")
+    def _kernel_manager_class_default(self):
+        return SandboxedKernelManager
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        super().__init__(*args, **kwargs)
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        km.settings = self._settings
+        return km
+
+    def output(self, outs, msg, display_id, cell_index):
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        self._output_bytes += size
+        limit = self._settings.max_output_bytes
+        if self._output_bytes > limit:
+            if not self._output_dropped:
+                self._output_dropped = True
+                outs.append(new_output("stream", name="stderr", text=(
+                    f"\n[grader: this notebook's output passed the limit of {limit:,} bytes; "
+                    "the rest of it was dropped]\n")))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _defer(self, cell, index: int, reason: str, deferred: dict) -> None:
+        if not _is_graded(cell):
+            return
+        grade_id = cell.metadata.nbgrader["grade_id"]
+        deferred[grade_id] = reason
+        cell.outputs.append(new_output("stream", name="stderr", text=(
+            f"\n[grader: cell {_cell_label(cell, index)} was not graded automatically: {reason}. "
+            "An instructor will grade it by hand; this is not your score.]\n")))
+
+    def preprocess(self, nb, resources=None, km=None):
+        from nbclient.client import NotebookClient
+
+        self._settings = GradingSandbox(parent=self)
+        self._output_bytes, self._output_dropped = 0, False
+        deferred = resources.setdefault(DEFERRED_KEY, {})
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+
+        stop_reason = None
+        missing = [path for path in self._settings.readonly_paths if not os.path.exists(path)]
+        if missing:
+            stop_reason = (f"the grading machine lacks {', '.join(missing)} "
+                           "(c.GradingSandbox.readonly_paths)")
+        elif self._settings.enabled:
+            sandbox.require_sandbox()  # CheckSubmittedFiles stopped the command already if not
+        first_unrun = 0
+        if stop_reason is None:
+            try:
+                with self.setup_kernel():
+                    info = self.wait_for_reply(self.kc.kernel_info())
+                    self.nb.metadata["language_info"] = info["content"]["language_info"]
+                    for index, cell in enumerate(self.nb.cells):
+                        first_unrun = index
+                        try:
+                            self.preprocess_cell(cell, resources, index)
+                        except CellTimeoutError:
+                            stop_reason = (f"cell {_cell_label(cell, index)} ran longer than the "
+                                           f"{self.timeout} s limit per cell")
+                        except DeadKernelError:
+                            stop_reason = self._death_reason(cell, index)
+                        if stop_reason:
+                            break
+                    else:
+                        first_unrun = len(self.nb.cells)
+            except (DeadKernelError, RuntimeError, TimeoutError) as error:
+                if stop_reason is None:
+                    stop_reason = f"the grading kernel failed ({type(error).__name__}: {error})"
+        if stop_reason:
+            for index in range(first_unrun, len(self.nb.cells)):
+                self._defer(self.nb.cells[index], index, stop_reason, deferred)
+            self.log.error("Deferred to manual grading: %s", stop_reason)
+        self.set_widgets_metadata()
+        return self.nb, self.resources
+
+    def _death_reason(self, cell, index: int) -> str:
+        watchdog = getattr(self.km, "watchdog", None)
+        if watchdog is not None and watchdog.reason:
+            why = watchdog.reason
+        else:
+            process = getattr(getattr(self.km, "provisioner", None), "process", None)
+            code = process.poll() if process is not None else None
+            why = f"exit status {code}" if code is not None else "no reply"
+        return f"the kernel stopped while running cell {_cell_label(cell, index)} ({why})"
+
+
+def _notebook_ids(resources) -> tuple[str, str, str]:
+    info = resources["nbgrader"]
+    return info["student"], info["assignment"], info["notebook"]
+
+
+class SaveAutoGradesOrDefer(SaveAutoGrades):
+    """nbgrader's ``SaveAutoGrades``; then every cell :class:`SandboxedExecute` deferred gets no
+    automatic score and ``needs_manual_grade`` (a grader failure is never the student's 0)."""
+
+    def preprocess(self, nb, resources):
+        nb, resources = super().preprocess(nb, resources)
+        deferred = resources.get(DEFERRED_KEY, {})
+        if deferred:
+            student, assignment, notebook = _notebook_ids(resources)
+            with Gradebook(resources["nbgrader"]["db_url"]) as gradebook:
+                for grade_id, reason in deferred.items():
+                    grade = gradebook.find_grade(grade_id, notebook, assignment, student)
+                    grade.auto_score = None
+                    grade.needs_manual_grade = True
+                    _DEFERRED.append((student, assignment, notebook, grade_id, reason))
+                gradebook.db.commit()
+        return nb, resources
+
+
+def _shadows_a_module(name: str) -> bool:
+    """Whether a submitted file or folder called ``name`` could be imported in place of an
+    installed module (``numpy.py``, ``cnnbook/``, ``keras.so``)."""
+    import importlib.util
+
+    module = name.split(".")[0]
+    if not module.isidentifier():
+        return False
+    if module in sys.stdlib_module_names or module in sys.builtin_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class CheckSubmittedFiles(NbGraderPreprocessor):
+    """First step of autograding (runs after nbgrader copied ``submitted/<student>/<id>/`` to
+    ``autograded/<student>/<id>/``): stops the command when the sandbox is required but missing;
+    removes from the copy what the kernel must not see (see the module docstring); adds a note
+    for the student. Never modifies ``submitted/``."""
+
+    def preprocess(self, nb, resources):
+        settings = GradingSandbox(parent=self)
+        student, assignment, notebook = _notebook_ids(resources)
+        coursedir = CourseDirectory(config=self.config)
+        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
+        copy = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment))
+        if settings.enabled:
+            try:
+                sandbox.require_sandbox()
+            except sandbox.SandboxUnavailable as error:
+                shutil.rmtree(copy, ignore_errors=True)  # so that a re-run grades it
+                raise SystemExit(f"nbgrader autograde stopped: {error}") from None
+        source_folder = Path(coursedir.format_path(coursedir.source_directory, ".", assignment))
+        removed = []
+        for path in sorted(copy.rglob("*"), reverse=True) if copy.is_dir() else []:
+            relative = path.relative_to(copy)
+            if relative.suffix == ".ipynb" and len(relative.parts) == 1:
+                continue
+            original = submitted / relative
+            if not os.path.lexists(original):
+                continue  # an instructor file copied from the source folder
+            if (source_folder / relative).exists() and relative.as_posix() not in (
+                    self._kept_student_files(assignment)):
+                continue
+            reason = None
+            if original.is_symlink():
+                reason = "it is a symbolic link"
+            elif len(relative.parts) == 1 and _shadows_a_module(relative.name):
+                reason = f"its name would hide the installed module `{relative.name.split('.')[0]}`"
+            elif original.is_file() and original.stat().st_size > settings.max_file_bytes:
+                reason = (f"it is larger than the {settings.max_file_bytes / 2**20:g} MiB limit "
+                          "for submitted files")
+            elif not original.is_file() and not original.is_dir():
+                reason = "it is not a regular file"
+            if reason:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif os.path.lexists(path):
+                    path.unlink()
+                removed.append(f"`{relative.as_posix()}`: {reason}")
+        if removed:
+            note = ("**Grader's note.** These submitted files were not used for grading:\n\n"
+                    + "\n".join(f"* {line}" for line in sorted(removed)))
+            nb.cells.insert(0, new_markdown_cell(note))
+            self.log.warning("%s/%s: left out %s", student, assignment, "; ".join(removed))
+        return nb, resources
+
+    def _kept_student_files(self, assignment: str) -> list[str]:
+        excluded = self.config.Autograde.get("exclude_overwriting", {})
+        return list(excluded.get(assignment, []))
+
+
+class CheckAnswerSource(NbGraderPreprocessor):
+    """Analyses every cell the student could write (see :func:`cnnbook.answers.find_violations`)
+    outside the kernel, before execution; a cell that breaks a rule is replaced by a cell that
+    raises ``AssertionError`` with the rule, so its definitions do not exist for the tests."""
+
+    def preprocess(self, nb, resources):
+        violations = answers.find_violations(nb)
+        for index, problems in sorted(violations.items()):
+            cell = nb.cells[index]
+            message = ("This cell was not run: " + "; ".join(problems)
+                       + ". Write the answer yourself, without these.")
+            original = "\n".join(f"# {line}" for line in cell.source.splitlines())
+            cell.source = f"raise AssertionError({message!r})\n# Your code was:\n{original}"
+            self.log.warning("%s: cell %d refused: %s", "/".join(_notebook_ids(resources)),
+                             index + 1, "; ".join(problems))
+        return nb, resources
+
+
+class StripHiddenTests(NbGraderPreprocessor):
+    """A step of ``nbgrader generate_feedback``: removes the hidden-test regions from every cell
+    and cuts the tracebacks of cells that held hidden tests to their last line (error name and
+    message), so no feedback page shows hidden-test code."""
+
+    begin = Unicode("### BEGIN HIDDEN TESTS").tag(config=True)
+    end = Unicode("### END HIDDEN TESTS").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        if self.begin not in cell.source and not _is_graded(cell):
+            return cell, resources
+        kept, hidden = [], False
+        for line in cell.source.splitlines():
+            if self.begin in line:
+                hidden = True
+                kept.append(line[: len(line) - len(line.lstrip())]
+                            + "# (hidden tests: not shown)")
+            elif self.end in line:
+                hidden = False
+            elif not hidden:
+                kept.append(line)
+        cell.source = "\n".join(kept)
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
+        return cell, resources

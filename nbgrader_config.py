@@ -20,6 +20,54 @@ c.CourseDirectory.release_directory = "exercises"
 # so this limit only bites on a runaway student cell.
 c.Execute.timeout = 1800
 
+# Autograding assumes hostile submissions (solutions/README.md, "Threat model"). nbgrader's own
+# steps stay; cnnbook.autograde adds or replaces these (nbgrader validate is not affected):
+#   CheckSubmittedFiles   the grading copy keeps no symlink, special file, file over
+#                         max_file_bytes, or file named like an installed module (cnnbook/, numpy.py)
+#   CheckAnswerSource     the student's cells are analysed outside the kernel (cnnbook.answers);
+#                         a cell that imports cnnbook, uses eval/exec/__import__/importlib, patches
+#                         a module or IPython, is replaced by one that raises the reason
+#   SandboxedExecute      each kernel runs under bubblewrap (cnnbook.sandbox): it sees its own copy
+#                         of the submission, read-only Python, a private /tmp; no course folder,
+#                         gradebook, other student or network
+#   SaveAutoGradesOrDefer a cell that timed out, or whose kernel was killed or died, is left for
+#                         manual grading with the reason (never a 0); the command then exits 2
+#                         with a list of those cells
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern,
+    LimitOutput, OverwriteCells, OverwriteKernelspec,
+)
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+    "cnnbook.autograde.CheckSubmittedFiles",
+]
+c.Autograde.autograde_preprocessors = [
+    "cnnbook.autograde.CheckAnswerSource", "cnnbook.autograde.SandboxedExecute", IgnorePattern,
+    ClearMetadataPreprocessor, LimitOutput, "cnnbook.autograde.SaveAutoGradesOrDefer",
+    AssignLatePenalties, CheckCellMetadata,
+]
+# a test cell a student deleted or renamed comes back from the gradebook (and is graded)
+c.OverwriteCells.add_missing_cells = True
+# The limits of autograding, in one place. Seconds per cell (validate keeps c.Execute.timeout):
+c.SandboxedExecute.timeout = 120
+c.GradingSandbox.enabled = True          # False: no bubblewrap (student code runs as you!)
+c.GradingSandbox.memory_limit_mib = 4096  # resident memory of one kernel and its children
+c.GradingSandbox.max_processes = 64       # processes of one kernel (a fork bomb is killed)
+c.GradingSandbox.max_output_bytes = 2_000_000  # output kept per notebook
+c.GradingSandbox.max_file_bytes = 100 * 2**20  # largest submitted file given to the kernel
+# c.GradingSandbox.readonly_paths = [...]  # what kernels may read; default: $CNNBOOK_DATA
+
+# Feedback never shows hidden tests: `nbgrader generate_feedback` strips them (and the tracebacks
+# of test cells, which quote test code) before it renders the page.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [
+    "cnnbook.autograde.StripHiddenTests", GetGrades, CSSHTMLHeaderPreprocessor,
+]
+
 # Autograding copies the non-notebook files of solutions/<id>/ over each submission. The trained
 # model of the resnet assignment is the student's own: never overwrite it with one that an
 # instructor's `nbgrader validate` of the source may have left in solutions/resnet/.

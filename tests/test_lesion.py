@@ -306,29 +306,72 @@ def test_accuracy_matches_keras_evaluate():
         lesion.accuracy(model, images, labels[:-1])
 
 
-def test_lesion_study_and_curves_start_from_the_whole_network():
-    model = models.resnet_cifar(14)
+def silenced_copy(model, builder, names):
+    """An independent copy of ``model`` (same weights) whose residual branches in ``names`` are
+    zeroed: what a network with those blocks deleted must compute."""
+    copy = builder()
+    copy.set_weights(model.get_weights())
+    for name in names:
+        silence_residual_branch(copy.get_layer(name))
+    return copy
+
+
+def predicted_accuracy(model, images, labels) -> float:
+    """Accuracy from Keras' own predict, not from cnnbook.lesion."""
+    return float(np.mean(model.predict(images, verbose=0).argmax(axis=-1) == labels))
+
+
+def test_lesion_study_and_deletion_curve_score_the_silenced_networks():
+    # Oracle: a copy of the network whose deleted blocks have a zeroed residual branch (in a
+    # pre-activation block nothing follows the addition, so that is exactly the deleted block),
+    # scored by Keras' predict.
+    builder = lambda: models.resnet_cifar(14, preact=True)  # noqa: E731
+    model = builder()
     randomise_batch_norm(model)
-    images = raw_images(30, seed=4)
-    labels = np.random.default_rng(5).integers(0, 10, 30)
-    baseline = lesion.accuracy(model, images, labels)
+    images = raw_images(60, seed=4)
+    labels = np.random.default_rng(5).integers(0, 10, 60)
+    baseline = predicted_accuracy(model, images, labels)
     rows = lesion.lesion_study(model, images, labels)
     assert [row["name"] for row in rows] == models.block_names(model)
     assert all(row["baseline"] == baseline for row in rows)
     for row in rows:
-        deleted = lesion.accuracy(lesion.delete_blocks(model, [row["name"]]), images, labels)
-        assert row["accuracy"] == deleted
+        assert row["accuracy"] == predicted_accuracy(
+            silenced_copy(model, builder, [row["name"]]), images, labels), row["name"]
+    curve = lesion.deletion_curve(model, images, labels, [0, 2], repeats=3, seed=1)
+    assert [row["num_deleted"] for row in curve] == [0, 2, 2, 2]
+    assert curve[0]["accuracy"] == baseline and curve[0]["blocks"] == []
+    for row in curve[1:]:
+        assert len(set(row["blocks"])) == 2 and "stage2_block1" not in row["blocks"]
+        assert row["accuracy"] == predicted_accuracy(
+            silenced_copy(model, builder, row["blocks"]), images, labels)
     plain_rows = lesion.lesion_study(models.plain_cifar(14), images, labels)
     # n = 2 blocks per stage: the first blocks of stages 2 and 3 downsample
     assert [row["accuracy"] is None for row in plain_rows] == [False, False, True, False, True,
                                                                False]
-    curve = lesion.deletion_curve(model, images, labels, [0, 2], repeats=2, seed=1)
-    assert [row["num_deleted"] for row in curve] == [0, 2, 2]
-    assert curve[0]["accuracy"] == baseline and curve[0]["blocks"] == []
-    assert all(len(row["blocks"]) == 2 and "stage2_block1" not in row["blocks"]
-               for row in curve[1:])
     swaps = lesion.reorder_curve(models.resnet_cifar(20), images, labels, [0, 1], repeats=2)
     assert [row["num_swaps"] for row in swaps] == [0, 1, 1]
+
+
+def test_curve_summary_gives_each_counts_spread_over_its_draws():
+    import statistics
+
+    rows = [{"num_deleted": 0, "accuracy": 0.8},
+            {"num_deleted": 3, "accuracy": 0.5}, {"num_deleted": 3, "accuracy": 0.7},
+            {"num_deleted": 3, "accuracy": 0.6}, {"num_deleted": 1, "accuracy": 0.75},
+            {"num_deleted": 1, "accuracy": 0.65}]
+    summary = lesion.curve_summary(rows, "num_deleted")
+    assert [row["num_deleted"] for row in summary] == [0, 1, 3]
+    assert [row["draws"] for row in summary] == [1, 2, 3]
+    assert summary[2]["mean"] == pytest.approx(0.6)
+    assert summary[2]["std"] == pytest.approx(statistics.pstdev([0.5, 0.7, 0.6]))
+    assert summary[1]["std"] == pytest.approx(0.05)
+    assert (summary[2]["min"], summary[2]["max"]) == (0.5, 0.7)
+    assert summary[0] == {"num_deleted": 0, "draws": 1, "mean": 0.8, "std": 0.0, "min": 0.8,
+                          "max": 0.8}
+    with pytest.raises(ValueError, match="num_swaps"):
+        lesion.curve_summary(rows, "num_swaps")
+    with pytest.raises(ValueError, match="list of dicts"):
+        lesion.curve_summary("rows", "num_deleted")
 
 
 def test_gradient_reaches_every_block_of_a_stage_unchanged_when_branches_are_silent():

@@ -12,7 +12,8 @@ import keras
 import pandas as pd
 import pytest
 
-from cnnbook import accounting, architectures, blocks, models, published, sizing
+from cnnbook import accounting, blocks, models, published, sizing
+from cnnbook import survey as survey_module
 from cnnbook.blocks import block_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def test_every_source_and_citation_is_in_the_bibliography():
 
 
 def test_the_chapter_covers_the_architectures_the_course_asks_for():
-    names = set(architectures.architecture_years()["architecture"])
+    names = set(survey_module.architecture_years()["architecture"])
     for required in ("LeNet-5", "AlexNet", "ZFNet", "VGG", "Network in Network",
                      "GoogLeNet (Inception v1)", "Inception v3", "Inception v4 / Inception-ResNet",
                      "ResNet", "Pre-activation ResNet", "ResNeXt", "DenseNet", "Xception",
@@ -53,7 +54,7 @@ def test_the_chapter_covers_the_architectures_the_course_asks_for():
 def test_years_in_the_page_headings_match_the_data_file():
     """A heading "### ResNet (2015) and pre-activation ResNet (2016)" must name, for each year
     it gives, an architecture of architectures.csv first published that year."""
-    table = architectures.architecture_years()
+    table = survey_module.architecture_years()
     headings = re.findall(r"^### (.+)$", PAGE.read_text(), flags=re.M)
     checked = 0
     for heading in headings:
@@ -72,7 +73,7 @@ def test_years_in_the_page_headings_match_the_data_file():
 
 
 def test_every_published_imagenet_model_has_an_architecture_and_a_year():
-    catalogue = architectures.published_models()
+    catalogue = survey_module.published_models()
     assert catalogue["year"].between(1998, 2023).all()
     assert catalogue.set_index("model").loc["ResNet50", "architecture"] == "ResNet"
     # The glued range of the year plot.
@@ -257,7 +258,7 @@ def _printed_decimals(value: float) -> int:
 
 @pytest.fixture(scope="module")
 def survey():
-    return architectures.survey_table(architectures.computed_costs()).set_index("model")
+    return survey_module.survey_table(survey_module.computed_costs()).set_index("model")
 
 
 @pytest.mark.slow
@@ -345,33 +346,40 @@ def test_models_reaching_a_frame_rate_reads_batch_size_one_fastest_first():
         "batch_size": [1, 32, 1, 32, 1, 32],
         "images_per_second": [25.0, 90.0, 19.9, 60.0, 40.0, 35.0],
     })
-    assert architectures.models_reaching(speeds, 20) == ["c", "a"]
-    assert architectures.models_reaching(speeds, 100) == []
+    assert survey_module.models_reaching(speeds, 20) == ["c", "a"]
+    assert survey_module.models_reaching(speeds, 100) == []
     with pytest.raises(ValueError, match="frames_per_second"):
-        architectures.models_reaching(speeds, 0)
+        survey_module.models_reaching(speeds, 0)
     with pytest.raises(ValueError, match="batch_size == 1"):
-        architectures.models_reaching(speeds[speeds["batch_size"] == 32])
+        survey_module.models_reaching(speeds[speeds["batch_size"] == 32])
 
 
 def test_measure_speeds_gives_one_row_per_model_and_batch_size():
-    speeds = architectures.measure_speeds(["MobileNetV2"], batch_sizes=(1, 2), iterations=1)
+    speeds = survey_module.measure_speeds(["MobileNetV2"], batch_sizes=(1, 2), iterations=1)
     assert list(speeds["batch_size"]) == [1, 2]
     assert (speeds["images_per_second"] > 0).all()
     assert (speeds["timed_calls"] == 1).all()
-    assert set(architectures.SPEED_MODELS) <= {m.name for m in architectures.SURVEY_MODELS}
+    assert set(survey_module.SPEED_MODELS) <= {m.name for m in survey_module.SURVEY_MODELS}
+
+
+def test_the_old_module_name_still_gives_the_survey():
+    from cnnbook import architectures
+
+    assert architectures.computed_costs is survey_module.computed_costs
+    assert set(architectures.__all__) == set(survey_module.__all__)
 
 
 def test_unknown_survey_models_are_rejected_with_the_list_of_names():
     with pytest.raises(ValueError, match="ResNet50"):
-        architectures.survey_model("ResNet-51")
+        survey_module.survey_model("ResNet-51")
     with pytest.raises(ValueError, match="ResNet50"):
-        architectures.computed_costs(["LeNet-5", "ResNet-51"])  # checked before building
+        survey_module.computed_costs(["LeNet-5", "ResNet-51"])  # checked before building
 
 
 def test_computed_costs_refuses_a_single_string_instead_of_iterating_its_characters():
     with pytest.raises(ValueError, match=r"names must be a list of survey model names, e\.g\. "
                                          r"\['VGG16'\]"):
-        architectures.computed_costs("VGG16")
-    costs = architectures.computed_costs(["LeNet-5"])
+        survey_module.computed_costs("VGG16")
+    costs = survey_module.computed_costs(["LeNet-5"])
     assert list(costs["model"]) == ["LeNet-5"]
     assert costs.loc[0, "params"] == models.lenet5().count_params()

@@ -39,7 +39,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
-book: setup
+book: setup node_modules/.installed
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 lint: setup

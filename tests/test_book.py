@@ -5,59 +5,33 @@ from __future__ import annotations
 
 import html.parser
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-import yaml
+from book_build import build, toc_files
 
 pytestmark = pytest.mark.slow
 
 
-def _toc_files(repo_root: Path) -> list[str]:
-    toc = yaml.safe_load((repo_root / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        for chapter in part.get("chapters", []):
-            files.append(chapter["file"])
-            files.extend(section["file"] for section in chapter.get("sections", []))
-    return files
-
-
-def _build(repo_root: Path, output: Path, *extra: str) -> tuple[float, str]:
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jupyter_book), "build", str(repo_root), "-W", "-n", "--keep-going",
-               "--path-output", str(output), *extra]
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, f"jupyter-book build failed:\n{log[-6000:]}"
-    return seconds, log
-
-
 @pytest.fixture(scope="module")
-def built_book(repo_root, tmp_path_factory, report_timing):
-    output = tmp_path_factory.mktemp("book")
-    cold_seconds, cold_log = _build(repo_root, output)
-    report_timing("book build, cold (every page executed)", cold_seconds)
-    cached_seconds, cached_log = _build(repo_root, output)
+def rebuilt_book(built_book, repo_root, report_timing):
+    """The session's book (tests/conftest.py, built cold once), rebuilt twice into the same folder:
+    with nothing changed, and with ``--all`` (every page re-read, notebooks from jupyter-cache)."""
+    cached_seconds, _ = build(repo_root, built_book.output)
     report_timing("book rebuild, nothing changed", cached_seconds)
-    reread_seconds, reread_log = _build(repo_root, output, "--all")
-    report_timing("book rebuild --all (pages re-read, notebooks from jupyter-cache)", reread_seconds)
-    return output / "_build" / "html", cold_log, reread_log
+    reread_seconds, reread_log = build(repo_root, built_book.output, "--all")
+    report_timing("book rebuild --all (pages re-read, notebooks from jupyter-cache)",
+                  reread_seconds)
+    return reread_log
 
 
 def test_every_toc_page_is_rendered(built_book, repo_root):
-    html_dir, _, _ = built_book
-    for page in _toc_files(repo_root):
+    html_dir = built_book.html_dir
+    for page in toc_files(repo_root):
         assert (html_dir / f"{page}.html").is_file(), f"{page} was not rendered"
 
 
 def test_pages_show_no_error_traceback_or_log(built_book, repo_root):
-    html_dir, _, _ = built_book
+    html_dir = built_book.html_dir
     forbidden = [
         "Traceback (most recent call last)",
         "output traceback",
@@ -66,7 +40,7 @@ def test_pages_show_no_error_traceback_or_log(built_book, repo_root):
         "cuda_platform",
         "oneDNN custom operations",
     ]
-    for page in _toc_files(repo_root):
+    for page in toc_files(repo_root):
         html = (html_dir / f"{page}.html").read_text()
         for pattern in forbidden:
             found = pattern.search(html) if isinstance(pattern, re.Pattern) else pattern in html
@@ -74,8 +48,8 @@ def test_pages_show_no_error_traceback_or_log(built_book, repo_root):
 
 
 def test_pages_are_executed_with_outputs(built_book, repo_root):
-    html_dir, _, _ = built_book
-    for page in _toc_files(repo_root):
+    html_dir = built_book.html_dir
+    for page in toc_files(repo_root):
         if page.endswith("bibliography"):
             continue
         html = (html_dir / f"{page}.html").read_text()
@@ -129,18 +103,18 @@ def test_shown_results_finds_reprs_in_outputs_only():
 
 
 def test_pages_show_no_numpy_scalar_reprs(built_book, repo_root):
-    html_dir, _, _ = built_book
-    for page in _toc_files(repo_root):
-        results = shown_results((html_dir / f"{page}.html").read_text())
+    for page in toc_files(repo_root):
+        results = shown_results((built_book.html_dir / f"{page}.html").read_text())
         found = NUMPY_SCALAR_REPR.search(results)
         assert not found, (
             f"{page}.html shows a NumPy scalar's repr: ...{results[max(0, found.start() - 60):found.end() + 20]}"
             "...; glue plain values (cnnbook.pages.glue_value) and format tables (cnnbook.pages.table)")
 
 
-def test_rebuild_takes_notebooks_from_the_cache(built_book):
-    _, cold_log, reread_log = built_book
+def test_rebuild_takes_notebooks_from_the_cache(built_book, rebuilt_book):
+    cold_log, reread_log = built_book.log, rebuilt_book
     assert "Executing" in cold_log or "executing" in cold_log
     assert not re.search(r"Executing notebook", reread_log), (
-        "an unchanged page was executed again: jupyter-cache did not serve it\n" + reread_log[-3000:]
+        "an unchanged page was executed again: jupyter-cache did not serve it\n"
+        + reread_log[-3000:]
     )

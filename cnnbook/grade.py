@@ -2,14 +2,19 @@
 
 * :func:`check_written_here` -- used by the tests of ``solutions/*/*.ipynb``: an answer must be a
   function written in the student's notebook that uses no reference code of ``cnnbook``.
-* ``python -m cnnbook.grade accuracy ASSIGNMENT`` -- grades the trained model of every submission
-  of ``ASSIGNMENT`` (``submitted/<student>/<ASSIGNMENT>/<model_file>``) into nbgrader's gradebook:
-  each model is loaded with ``safe_mode=True`` in its own process, checked for the architecture the
-  assignment asks for, evaluated on the 10,000 CIFAR-10 test images, and its accuracy earns the
-  points of the highest tier it reaches. A missing, unloadable or wrong model earns zero; the
-  reason goes into the cell's comment, which ``nbgrader generate_feedback`` shows to the student.
-  Settings (model file, grade cell, architecture, tiers per training set) come from
-  ``c.AccuracyGrader`` in ``nbgrader_config.py``; ``solutions/README.md`` gives the commands.
+* ``python -m cnnbook.grade accuracy ASSIGNMENT --training-set SET`` -- grades the trained model
+  of every submission of ``ASSIGNMENT`` (``submitted/<student>/<ASSIGNMENT>/<model_file>``) into
+  nbgrader's gradebook. Each model is loaded with ``safe_mode=True`` in its own process; a model
+  that copies one the course ships is refused; the grader builds the reference architecture
+  itself and loads only the student's weights into it, layer by layer by name and shape (a
+  padded or altered model says which layers differ); that network is evaluated on the 10,000
+  CIFAR-10 test images, which students' notebooks never load, and its accuracy earns the points
+  of the highest tier it reaches. A missing, unloadable or wrong model earns zero; the reason
+  goes into the cell's comment, which ``nbgrader generate_feedback`` shows to the student. Groups
+  of submissions with (nearly) identical weights are printed for the instructor.
+  Settings (model file, grade cell, architecture, tiers per training set with their measured
+  source, shipped models) come from ``c.AccuracyGrader`` in ``nbgrader_config.py``;
+  ``solutions/README.md`` gives the commands.
 * ``python -m cnnbook.grade evaluate MODEL.keras`` -- what the accuracy grader runs in each child
   process: loads, checks and evaluates one model and prints a JSON line.
 
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import types
@@ -37,8 +41,16 @@ __all__ = [
     "AccuracyRule",
     "accuracy_rule",
     "points_for",
-    "inspect_model",
+    "reference_resnet20",
+    "REFERENCE_ARCHITECTURES",
+    "load_submitted_model",
+    "load_weights_by_name",
+    "copied_from_shipped",
+    "weight_signature",
+    "identical_weight_groups",
     "evaluate_model",
+    "SandboxSettings",
+    "sandbox_settings",
     "grade_accuracy",
     "main",
 ]
@@ -126,23 +138,42 @@ def check_written_here(
 EVALUATION_TIMEOUT_S = 600
 """Seconds one child process may take to load, check and evaluate a model."""
 
+COPY_CORRELATION = 0.9
+"""Two weight arrays whose Pearson correlation reaches this are treated as copies of each other.
+Independently trained (or initialised) kernels correlate at about 0 (within +-0.1 for the arrays
+compared here); a copy, a copy with a little noise added, or a few epochs of fine-tuning of a copy
+stay close to 1."""
+
+COMPARED_MIN_VALUES = 256
+"""Only weight arrays with at least this many values (and not constant) are compared for copies:
+kernels, not the 16..64-value vectors of batch normalisation that start at 0 or 1 everywhere."""
+
+SIGNATURE_SIZE = 2048
+"""Values of a submission's weight signature (a fixed random sample of its standardised kernels);
+two independent models' signatures correlate within about +-0.07 (4 standard deviations)."""
+
 
 @dataclass(frozen=True)
 class AccuracyRule:
     """How ``python -m cnnbook.grade accuracy`` grades one assignment (from ``nbgrader_config.py``).
 
-    ``tiers`` are ``(threshold, points)`` pairs, highest threshold first: an accuracy of at least
-    ``threshold`` (a fraction of the test images) earns ``points``; below every threshold, zero.
+    ``architecture`` names the reference network of :data:`REFERENCE_ARCHITECTURES` that the
+    grader builds itself and loads the submitted weights into. ``tiers`` are ``(threshold,
+    points)`` pairs, highest threshold first: an accuracy of at least ``threshold`` (a fraction of
+    the test images) earns ``points``; below every threshold, zero. ``tiers_source`` says which
+    measured reference run the tiers come from (``None``: not measured). ``shipped_models`` are
+    the ``.keras`` files the course ships (paths), which a submission must not copy.
     """
 
     assignment: str
     notebook: str
     grade_id: str
     model_file: str
-    trainable_params: int
-    residual_additions: int
+    architecture: str
     training_set: str
     tiers: tuple[tuple[float, float], ...]
+    tiers_source: str | None = None
+    shipped_models: tuple[str, ...] = ()
 
     @property
     def max_points(self) -> float:
@@ -191,11 +222,20 @@ def load_course_config(root: Path):
     return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
 
 
-def accuracy_rule(config, assignment: str, training_set: str | None = None) -> AccuracyRule:
-    """The :class:`AccuracyRule` of ``assignment`` in ``config.AccuracyGrader``: its
-    ``assignments[assignment]`` entry (``model_file``, ``grade_id``, ``trainable_params``,
-    ``residual_additions``, ``tiers`` per training set, optional ``notebook``, default the
-    assignment id) and the tiers of ``training_set`` (default ``AccuracyGrader.training_set``)."""
+def accuracy_rule(config, assignment: str, training_set: str | None = None,
+                  root: Path | None = None, accept_unmeasured: bool = False) -> AccuracyRule:
+    """The :class:`AccuracyRule` of ``assignment`` in ``config.AccuracyGrader``.
+
+    Its ``assignments[assignment]`` entry holds ``model_file``, ``grade_id``, ``architecture``
+    (a key of :data:`REFERENCE_ARCHITECTURES`), optional ``notebook`` (default: the assignment
+    id) and ``tiers``: per training set, ``{"tiers": [[threshold, points], ...], "source": ...}``
+    where ``source`` describes the measured reference run (command, budget, accuracy) or is
+    ``None`` while nobody has measured it. ``training_set`` must be given, here (the command's
+    ``--training-set``) or as ``c.AccuracyGrader.training_set``: tiers only mean something for
+    the data the class trained on. Tiers without a source are refused unless
+    ``accept_unmeasured``. ``c.AccuracyGrader.shipped_models`` lists glob patterns (relative to
+    ``root``) of the models the course ships.
+    """
     settings = config.AccuracyGrader
     assignments = dict(settings.get("assignments", {}))
     if assignment not in assignments:
@@ -204,29 +244,102 @@ def accuracy_rule(config, assignment: str, training_set: str | None = None) -> A
             f"c.AccuracyGrader.assignments names {sorted(assignments) or 'none'}"
         )
     entry = assignments[assignment]
-    training_set = training_set or settings.get("training_set")
     tiers_by_set = entry.get("tiers", {})
+    training_set = training_set or settings.get("training_set")
+    if not training_set:
+        raise ValueError(
+            f"name the data the class trained {assignment!r} on: --training-set "
+            f"{' or --training-set '.join(sorted(tiers_by_set))} (or set "
+            "c.AccuracyGrader.training_set in nbgrader_config.py); the tiers of one set mean "
+            "nothing for another"
+        )
     if training_set not in tiers_by_set:
         raise ValueError(
             f"training set {training_set!r} has no tiers for {assignment!r}; choose one of "
             f"{sorted(tiers_by_set)} (--training-set or c.AccuracyGrader.training_set)"
         )
-    missing = [key for key in ("model_file", "grade_id", "trainable_params", "residual_additions")
-               if key not in entry]
+    missing = [key for key in ("model_file", "grade_id", "architecture") if key not in entry]
     if missing:
         raise ValueError(
             f"c.AccuracyGrader.assignments[{assignment!r}] lacks {', '.join(missing)}"
         )
+    if entry["architecture"] not in REFERENCE_ARCHITECTURES:
+        raise ValueError(
+            f"c.AccuracyGrader.assignments[{assignment!r}]['architecture'] is "
+            f"{entry['architecture']!r}; the grader knows {sorted(REFERENCE_ARCHITECTURES)}"
+        )
+    tier_set = tiers_by_set[training_set]
+    if not isinstance(tier_set, dict) or "tiers" not in tier_set or "source" not in tier_set:
+        raise ValueError(
+            f"tiers[{training_set!r}] of {assignment!r} must be a dict "
+            "{'tiers': [[threshold, points], ...], 'source': 'the measured reference run' or None}"
+        )
+    source = tier_set["source"]
+    if source is None and not accept_unmeasured:
+        raise ValueError(
+            f"the tiers of {training_set!r} for {assignment!r} were never measured (source None in "
+            "nbgrader_config.py): train the reference notebook on that data with the class's "
+            "budget, set the tiers from its accuracy and record the run as their source, or pass "
+            "--accept-unmeasured-tiers to grade with them anyway"
+        )
+    root = Path(root) if root is not None else Path.cwd()
+    shipped = sorted({str(path.resolve()) for pattern in settings.get("shipped_models", [])
+                      for path in root.glob(pattern) if path.is_file()})
     return AccuracyRule(
         assignment=assignment,
         notebook=entry.get("notebook", assignment),
         grade_id=entry["grade_id"],
         model_file=entry["model_file"],
-        trainable_params=int(entry["trainable_params"]),
-        residual_additions=int(entry["residual_additions"]),
+        architecture=entry["architecture"],
         training_set=training_set,
-        tiers=checked_tiers(tiers_by_set[training_set], f"tiers[{training_set!r}]"),
+        tiers=checked_tiers(tier_set["tiers"], f"tiers[{training_set!r}]"),
+        tiers_source=source,
+        shipped_models=tuple(shipped),
     )
+
+
+# --- The reference architectures, built by the grader itself ---------------------------------------
+
+
+def reference_resnet20():
+    """The ResNet-20 of the ``resnet`` assignment (He et al. 2015, section 4.2, option A), with
+    the layer names the notebook asks for: ``image``, ``normalize``, ``stem_conv``/``_bn``/
+    ``_relu``, ``stage{s}_block{b}_conv1``/``_bn1``/``_relu1``/``_conv2``/``_bn2``/
+    ``_shortcut``/``_add``/``_relu2`` and ``pool``, ``logits``. 269,722 trainable parameters.
+
+    Written here, apart from the notebook's solution and from :mod:`cnnbook.models`, so that the
+    network a submission is measured with is the grader's own: only the weights come from the
+    student."""
+    import keras
+
+    from cnnbook.layers import ZeroPadShortcut
+    from cnnbook.models import image_input, normalization_layer
+
+    images = image_input()
+    x = normalization_layer()(images)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    for stage, filters in ((1, 16), (2, 32), (3, 64)):
+        for block in (1, 2, 3):
+            name, stride = f"stage{stage}_block{block}", (2 if stage > 1 and block == 1 else 1)
+            branch = keras.layers.Conv2D(filters, 3, strides=stride, padding="same",
+                                         use_bias=False, name=f"{name}_conv1")(x)
+            branch = keras.layers.BatchNormalization(name=f"{name}_bn1")(branch)
+            branch = keras.layers.ReLU(name=f"{name}_relu1")(branch)
+            branch = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                         name=f"{name}_conv2")(branch)
+            branch = keras.layers.BatchNormalization(name=f"{name}_bn2")(branch)
+            shortcut = x if stride == 1 else ZeroPadShortcut(filters, stride,
+                                                             name=f"{name}_shortcut")(x)
+            x = keras.layers.ReLU(name=f"{name}_relu2")(
+                keras.layers.Add(name=f"{name}_add")([branch, shortcut]))
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(images, keras.layers.Dense(10, name="logits")(x), name="resnet20")
+
+
+REFERENCE_ARCHITECTURES = {"resnet20": reference_resnet20}
+"""Networks the accuracy grader can rebuild, by the name ``c.AccuracyGrader`` gives them."""
 
 
 def _all_layers(model):
@@ -239,96 +352,327 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-def inspect_model(model, trainable_params: int, residual_additions: int) -> list[str]:
-    """Why ``model`` is not the network asked for (an empty list when it is): raw 32x32x3 images
-    in, 10 logits out, a ``Normalization`` layer (the notebook's, so raw images work),
-    ``residual_additions`` ``Add`` layers and exactly ``trainable_params`` trainable parameters."""
+def _weighted_layers(model) -> dict:
+    """``{name: layer}`` of the layers of ``model`` (nested ones included) that hold weights
+    themselves; raises ``ValueError`` when two of them share a name."""
     import keras
 
-    problems = []
-    input_shape = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
-    if input_shape != (32, 32, 3):
-        problems.append(f"it takes inputs of shape {input_shape}, not one 32x32x3 image batch")
-    output_shape = tuple(model.outputs[0].shape[1:]) if len(model.outputs) == 1 else None
-    if output_shape != (10,):
-        problems.append(f"it outputs shape {output_shape}, not 10 class scores")
-    layers = list(_all_layers(model))
-    if not any(isinstance(layer, keras.layers.Normalization) for layer in layers):
-        problems.append("it has no Normalization layer: start from the notebook's "
-                        "image_input() and normalization_layer()")
-    additions = sum(isinstance(layer, keras.layers.Add) for layer in layers)
-    if additions != residual_additions:
-        problems.append(f"it has {additions} Add layers, a ResNet-20 has {residual_additions} "
-                        "(one per residual block)")
-    trainable = sum(math.prod(weight.shape) for weight in model.trainable_weights)
-    if trainable != trainable_params:
-        problems.append(f"it has {trainable:,} trainable parameters, the assignment's ResNet-20 "
-                        f"has {trainable_params:,}")
-    return problems
+    layers = {}
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.Model) or not layer.weights:
+            continue
+        if layer.name in layers:
+            raise ValueError(f"two layers with weights are both named {layer.name!r}")
+        layers[layer.name] = layer
+    return layers
 
 
-def evaluate_model(path: Path, trainable_params: int, residual_additions: int,
-                   batch_size: int = 500) -> dict:
-    """Load ``path`` with ``safe_mode=True``, check it with :func:`inspect_model` and measure its
-    accuracy on the test images of :func:`cnnbook.data.load_cifar10`.
+def load_weights_by_name(reference, submitted) -> list[str]:
+    """Copy the weights of ``submitted`` into ``reference`` layer by layer, matching layers by
+    name; return why that is impossible (an empty list when every weight was loaded).
 
-    Returns ``{"ok": True, "accuracy": a, "test_images": n}`` or ``{"ok": False, "reason": ...}``;
-    what the ``evaluate`` command prints as JSON in the grader's child process.
+    Every layer of ``reference`` that holds weights needs a layer of the same name, the same
+    class and the same weight shapes in ``submitted``, and ``submitted`` may hold no weights
+    anywhere else: a model padded with extra weights, or with a layer changed, is not the
+    network asked for. Layers without weights (activations, additions, shortcuts) are the
+    reference's own, whatever ``submitted`` holds.
     """
     import numpy as np
 
-    import cnnbook.layers  # noqa: F401 (registers the course's custom layers for loading)
+    wanted = _weighted_layers(reference)
+    try:
+        given = _weighted_layers(submitted)
+    except ValueError as error:
+        return [str(error)]
+    problems = []
+    missing = [name for name in wanted if name not in given]
+    if missing:
+        problems.append(f"it has no layer with weights named {', '.join(missing)}")
+    extra = [name for name in given if name not in wanted]
+    if extra:
+        values = sum(int(np.prod(weight.shape)) for name in extra for weight in given[name].weights)
+        problems.append(f"it has weights the network asked for does not have ({values:,} values "
+                        f"in {', '.join(extra[:8])}{', ...' if len(extra) > 8 else ''})")
+    for name, layer in wanted.items():
+        if name not in given:
+            continue
+        other = given[name]
+        shapes = [tuple(weight.shape) for weight in layer.weights]
+        other_shapes = [tuple(weight.shape) for weight in other.weights]
+        if type(other).__name__ != type(layer).__name__:
+            problems.append(f"{name} is a {type(other).__name__}, not a {type(layer).__name__}")
+        elif shapes != other_shapes:
+            problems.append(f"{name} has weights of shapes {other_shapes}, not {shapes}")
+    if not problems:
+        for name, layer in wanted.items():
+            layer.set_weights([np.asarray(weight, dtype=np.float32)
+                               for weight in given[name].get_weights()])
+    return problems
+
+
+def _compared_arrays(arrays):
+    """The arrays worth comparing for copies, flattened to float64: at least
+    :data:`COMPARED_MIN_VALUES` values and not constant."""
+    import numpy as np
+
+    for array in arrays:
+        flat = np.asarray(array, dtype=np.float64).reshape(-1)
+        if flat.size >= COMPARED_MIN_VALUES and np.ptp(flat) > 0:
+            yield flat
+
+
+def _correlation(first, second) -> float:
+    import numpy as np
+
+    first, second = first - first.mean(), second - second.mean()
+    scale = float(np.sqrt(np.dot(first, first) * np.dot(second, second)))
+    return float(np.dot(first, second) / scale) if scale > 0 else 0.0
+
+
+def keras_file_arrays(path: Path) -> list:
+    """Every weight array stored in the ``.keras`` file ``path`` (its ``model.weights.h5``),
+    read with h5py, without building the model: works for any shipped model whatever its
+    layers."""
+    import io
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    arrays = []
+    with zipfile.ZipFile(path) as archive, h5py.File(
+            io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        weights.visititems(lambda _, item: arrays.append(np.asarray(item))
+                           if isinstance(item, h5py.Dataset) and item.ndim > 0 else None)
+    return arrays
+
+
+def copied_from_shipped(submitted_arrays, shipped_paths: Sequence[str]) -> str | None:
+    """Which shipped model ``submitted_arrays`` copy, if any: the first shipped ``.keras`` file
+    holding an array of the same shape whose correlation with a compared submitted array reaches
+    :data:`COPY_CORRELATION`, as a sentence for the feedback (``None``: no copy found). Arrays are
+    matched by shape only, so renaming or reordering layers does not hide a copy."""
+    submitted = list(_compared_arrays(submitted_arrays))
+    for path in shipped_paths:
+        by_size: dict[int, list] = {}
+        for array in _compared_arrays(keras_file_arrays(Path(path))):
+            by_size.setdefault(array.size, []).append(array)
+        copied, best = 0, 0.0
+        for array in submitted:
+            scores = [abs(_correlation(array, other)) for other in by_size.get(array.size, [])]
+            if scores and max(scores) >= COPY_CORRELATION:
+                copied, best = copied + 1, max(best, max(scores))
+        if copied:
+            return (f"{copied} of its {len(submitted)} weight arrays are those of "
+                    f"{Path(path).name}, a model the course ships (correlation {best:.3f}): "
+                    "submit the network you trained yourself")
+    return None
+
+
+def weight_signature(model) -> list[float]:
+    """A fixed random sample of :data:`SIGNATURE_SIZE` values of the compared weight arrays of
+    ``model`` (in layer order), each array standardised to mean 0 and variance 1: two models with
+    the same weights have signatures that correlate at 1, independent ones at about 0."""
+    import numpy as np
+
+    standardised = [(array - array.mean()) / array.std()
+                    for array in _compared_arrays(weight.numpy() if hasattr(weight, "numpy")
+                                                  else weight for weight in model.weights)]
+    if not standardised:
+        return []
+    values = np.concatenate(standardised)
+    picks = np.random.default_rng(20150101).choice(values.size, min(SIGNATURE_SIZE, values.size),
+                                                   replace=False)
+    return [round(float(value), 4) for value in values[np.sort(picks)]]
+
+
+def identical_weight_groups(signatures: dict[str, list[float]],
+                            threshold: float = COPY_CORRELATION) -> list[list[str]]:
+    """Groups (two or more students, sorted) whose weight signatures correlate at ``threshold``
+    or more, joined transitively: submissions that hold (nearly) the same trained weights."""
+    import numpy as np
+
+    names = sorted(name for name, signature in signatures.items() if signature)
+    parent = {name: name for name in names}
+
+    def root(name):
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    for index, first in enumerate(names):
+        for second in names[index + 1:]:
+            a, b = np.asarray(signatures[first]), np.asarray(signatures[second])
+            if a.shape == b.shape and _correlation(a, b) >= threshold:
+                parent[root(second)] = root(first)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(root(name), []).append(name)
+    return sorted(group for group in groups.values() if len(group) > 1)
+
+
+def load_submitted_model(path: Path):
+    """The model in ``path`` loaded as the grader loads it: ``safe_mode=True`` (no ``Lambda``, no
+    arbitrary code) with every custom layer of :mod:`cnnbook.layers` registered, uncompiled.
+    Raises what Keras raises for a broken or unsafe file."""
     import keras
+
+    import cnnbook.layers  # noqa: F401 (registers the course's custom layers for loading)
+
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def evaluate_model(path: Path, architecture: str, shipped_models: Sequence[str] = (),
+                   batch_size: int = 500) -> dict:
+    """Grade one saved model: load ``path`` with :func:`load_submitted_model`, refuse it when it
+    copies a shipped model (:func:`copied_from_shipped`), build the reference ``architecture``
+    afresh, load the submitted weights into it by layer name and shape
+    (:func:`load_weights_by_name`) and measure the reference's accuracy on the test images of
+    :func:`cnnbook.data.load_cifar10`, which students' notebooks never load.
+
+    Returns ``{"ok": True, "accuracy": a, "test_images": n, "signature": [...]}`` or
+    ``{"ok": False, "reason": ...}`` (with ``signature`` when the weights could be read); what
+    the ``evaluate`` command prints as JSON in the grader's child process.
+    """
+    import keras
+    import numpy as np
 
     from cnnbook.data import load_cifar10
 
     path = Path(path)
     if not path.is_file():
         return {"ok": False, "reason": f"there is no {path.name} in the submission"}
+    print(LOADING_MARK, flush=True)  # from here on, a crash is the submitted file's doing
     try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        submitted = load_submitted_model(path)
     except Exception as error:  # anything a broken or unsafe file raises
         message = " ".join(str(error).split())[:400]
         return {"ok": False, "reason": f"{path.name} could not be loaded with safe_mode=True "
                                        f"({type(error).__name__}: {message})"}
-    if not isinstance(model, keras.Model):
-        return {"ok": False, "reason": f"{path.name} holds a {type(model).__name__}, not a model"}
+    if not isinstance(submitted, keras.Model):
+        return {"ok": False, "reason": f"{path.name} holds a {type(submitted).__name__}, "
+                                       "not a model"}
+    keras.config.set_dtype_policy("float32")
+    reference = REFERENCE_ARCHITECTURES[architecture]()
     try:
-        problems = inspect_model(model, trainable_params, residual_additions)
-    except Exception as error:  # a model without the usual inputs/outputs/layers
-        problems = [f"its structure could not be read ({type(error).__name__}: {error})"]
+        copied = copied_from_shipped([weight.numpy() for weight in submitted.weights],
+                                     shipped_models)
+        problems = ([] if copied else load_weights_by_name(reference, submitted))
+    except Exception as error:  # a model whose weights cannot be read
+        copied, problems = None, [f"its weights could not be read ({type(error).__name__}: "
+                                  f"{' '.join(str(error).split())[:300]})"]
+    if copied:
+        return {"ok": False, "reason": f"{path.name} is refused: {copied}",
+                "signature": weight_signature(submitted)}
     if problems:
-        return {"ok": False, "reason": f"{path.name} is not the ResNet-20 asked for: "
+        return {"ok": False, "reason": f"{path.name} is not the {architecture} asked for: "
                                        + "; ".join(problems)}
     _, (x_test, y_test) = load_cifar10()
     correct = 0
     for start in range(0, len(y_test), batch_size):
-        logits = np.asarray(model(x_test[start : start + batch_size], training=False))
+        logits = np.asarray(reference(x_test[start : start + batch_size], training=False))
         correct += int(np.sum(np.argmax(logits, axis=-1) == y_test[start : start + batch_size]))
-    return {"ok": True, "accuracy": correct / len(y_test), "test_images": int(len(y_test))}
+    return {"ok": True, "accuracy": correct / len(y_test), "test_images": int(len(y_test)),
+            "signature": weight_signature(reference)}
 
 
-def _evaluate_in_child(path: Path, rule: AccuracyRule, timeout: float) -> dict:
+LOADING_MARK = "cnnbook.grade: loading the submitted model"
+"""What the child prints just before it loads the submitted file: a child that dies after it (a
+file that crashes Keras, exhausts memory or hangs) costs the student the points, one that dies
+before it is the grader's own failure."""
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How the child processes run: under bubblewrap (:mod:`cnnbook.sandbox`) when ``enabled``,
+    with at most ``memory_limit_mib`` of resident memory and ``max_processes`` processes (from
+    ``c.GradingSandbox`` in ``nbgrader_config.py``, shared with ``nbgrader autograde``)."""
+
+    enabled: bool = True
+    memory_limit_mib: int = 4096
+    max_processes: int = 64
+
+
+def sandbox_settings(config) -> SandboxSettings:
+    """The :class:`SandboxSettings` of ``config.GradingSandbox`` (defaults where unset)."""
+    settings = config.GradingSandbox
+    defaults = SandboxSettings()
+    return SandboxSettings(
+        enabled=bool(settings.get("enabled", defaults.enabled)),
+        memory_limit_mib=int(settings.get("memory_limit_mib", defaults.memory_limit_mib)),
+        max_processes=int(settings.get("max_processes", defaults.max_processes)),
+    )
+
+
+def _data_paths() -> list[Path]:
+    """What the child reads besides the model files: the CIFAR-10 folder of ``CNNBOOK_DATA``, or
+    Keras' own cache when the variable is not set."""
+    import os
+
+    folder = os.environ.get("CNNBOOK_DATA")
+    if folder:
+        return [Path(folder).expanduser()] if Path(folder).expanduser().exists() else []
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return [keras_home] if keras_home.exists() else []
+
+
+def _evaluation_command(path: Path, rule: AccuracyRule) -> list[str]:
+    command = [sys.executable, "-m", "cnnbook.grade", "evaluate", str(Path(path).resolve()),
+               "--architecture", rule.architecture]
+    for shipped in rule.shipped_models:
+        command += ["--shipped", shipped]
+    return command
+
+
+def _evaluate_in_child(path: Path, rule: AccuracyRule, timeout: float,
+                       sandbox: SandboxSettings = SandboxSettings()) -> dict:
     """:func:`evaluate_model` in a fresh Python process, so that a model that crashes, hangs or
-    exhausts memory costs only its own grade, and no model's custom objects leak into the next."""
+    exhausts memory costs only its own grade, and no model's custom objects leak into the next.
+
+    With ``sandbox.enabled`` the process runs under bubblewrap (:func:`cnnbook.sandbox.
+    run_sandboxed`): it reads the model, the shipped models and the data, writes only a private
+    temporary folder, has no network, and is stopped at ``sandbox``'s memory and process limits.
+    A child stopped by a limit, or that dies after it started loading the file
+    (:data:`LOADING_MARK`), gives the student zero with the reason; one that dies before, or
+    without a verdict, is the grader's failure: ``{"ok": None, ...}``, never recorded as a zero.
+    """
+    import tempfile
+
     if not path.is_file():
         return {"ok": False, "reason": f"there is no {rule.model_file} in the submission"}
-    command = [sys.executable, "-m", "cnnbook.grade", "evaluate", str(path),
-               "--trainable-params", str(rule.trainable_params),
-               "--residual-additions", str(rule.residual_additions)]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "reason": f"evaluating {path.name} took more than {timeout:.0f} s"}
-    for line in reversed(result.stdout.splitlines()):
+    command = _evaluation_command(path, rule)
+    if sandbox.enabled:
+        from cnnbook.sandbox import run_sandboxed
+
+        with tempfile.TemporaryDirectory(prefix="cnnbook-grade-") as scratch:
+            result = run_sandboxed(
+                command, writable_dir=scratch, timeout=timeout,
+                readonly_paths=[path.resolve(), *map(Path, rule.shipped_models), *_data_paths()],
+                max_memory_bytes=sandbox.memory_limit_mib * 2**20,
+                max_processes=sandbox.max_processes)
+        returncode, stdout, stderr, limit = (result.returncode, result.stdout, result.stderr,
+                                             result.limit)
+    else:
+        try:
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "reason": f"evaluating {path.name} took more than {timeout:.0f} s"}
+        returncode, stdout, stderr, limit = (completed.returncode, completed.stdout,
+                                             completed.stderr, None)
+    for line in reversed(stdout.splitlines()):
         if line.startswith("{"):
             try:
                 return json.loads(line)
             except json.JSONDecodeError:
                 break
-    tail = " ".join(result.stderr.split()[-40:])
-    return {"ok": False, "reason": f"evaluating {path.name} failed (exit code "
-                                   f"{result.returncode}): {tail[-400:]}"}
+    if limit:
+        return {"ok": False, "reason": f"evaluating {path.name} was stopped: {limit}"}
+    tail = " ".join(stderr.split()[-40:])[-400:]
+    if LOADING_MARK in stdout:
+        return {"ok": False, "reason": f"evaluating {path.name} crashed while loading or "
+                                       f"running it (exit code {returncode}): {tail}"}
+    return {"ok": None, "reason": f"evaluating {path.name} failed (exit code {returncode}) "
+                                  f"before it loaded the file: {tail}"}
 
 
 def _comment(rule: AccuracyRule, outcome: dict, points: float) -> str:
@@ -337,7 +681,8 @@ def _comment(rule: AccuracyRule, outcome: dict, points: float) -> str:
         return (f"Accuracy grade: 0 of {rule.max_points:g} points. {outcome['reason']}. "
                 f"(Tiers for {rule.training_set}: {tiers}.)")
     return (f"Accuracy grade: {points:g} of {rule.max_points:g} points for a test accuracy of "
-            f"{outcome['accuracy']:.2%} on {outcome['test_images']:,} CIFAR-10 test images "
+            f"{outcome['accuracy']:.2%} on {outcome['test_images']:,} held-out CIFAR-10 test "
+            f"images, measured with the grader's own {rule.architecture} holding your weights "
             f"(tiers for {rule.training_set}: {tiers}).")
 
 
@@ -351,22 +696,37 @@ def _submitted_students(coursedir, assignment: str) -> list[str]:
 
 def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
                    students: Sequence[str] = (), jobs: int = 1,
-                   timeout: float = EVALUATION_TIMEOUT_S) -> list[dict]:
+                   timeout: float = EVALUATION_TIMEOUT_S,
+                   accept_unmeasured: bool = False) -> list[dict]:
     """Grade the saved model of every submission of ``assignment`` (or of ``students``) under
     ``root`` and write points and comments into the gradebook; return one row per student
-    (``student``, ``points``, ``accuracy`` or ``None``, ``comment``).
+    (``student``, ``points``, ``accuracy`` or ``None``, ``comment``, ``same_weights_as``: the
+    other students whose weights are (nearly) the same).
 
     The points go to the ``grade_id`` task cell as its manual score (autograding never touches a
     task cell's score, so re-running ``nbgrader autograde`` keeps them; a grader may still
     override them in formgrader), the explanation to the cell's comment, which the feedback
-    shows. A submission that nbgrader has not seen yet is created in the gradebook first.
+    shows. A submission that nbgrader has not seen yet is created in the gradebook first. A
+    child process that dies without a verdict (the grader's failure) writes nothing for that
+    student and raises ``RuntimeError`` at the end, naming them. Groups of identical weights are
+    reported in the rows, never turned into points.
+
+    Each model is evaluated in the bubblewrap sandbox of :mod:`cnnbook.sandbox` with the limits
+    of ``c.GradingSandbox``; where ``bwrap`` is missing or cannot run, nothing is graded and
+    :class:`cnnbook.sandbox.SandboxUnavailable` (a ``RuntimeError``) says how to install it or,
+    knowingly, to set ``c.GradingSandbox.enabled = False``.
     """
     from nbgrader.api import Gradebook, MissingEntry
     from nbgrader.coursedir import CourseDirectory
 
     root = Path(root).resolve()
     config = load_course_config(root)
-    rule = accuracy_rule(config, assignment, training_set)
+    rule = accuracy_rule(config, assignment, training_set, root, accept_unmeasured)
+    sandbox = sandbox_settings(config)
+    if sandbox.enabled:
+        from cnnbook.sandbox import require_sandbox
+
+        require_sandbox()  # SandboxUnavailable (bwrap missing or unusable) says what to do
     coursedir = CourseDirectory(config=config)
     coursedir.root = str(root)
     if jobs < 1:
@@ -396,14 +756,21 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
 
     def evaluate(student: str) -> dict:
         folder = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
-        return _evaluate_in_child(folder / rule.model_file, rule, timeout)
+        return _evaluate_in_child(folder / rule.model_file, rule, timeout, sandbox)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(evaluate, chosen))
+        outcomes = dict(zip(chosen, pool.map(evaluate, chosen)))
 
-    rows = []
+    groups = identical_weight_groups({student: outcome.get("signature") or []
+                                      for student, outcome in outcomes.items()})
+    same_weights = {student: [other for other in group if other != student]
+                    for group in groups for student in group}
+    rows, failed = [], []
     with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
-        for student, outcome in zip(chosen, outcomes):
+        for student, outcome in outcomes.items():
+            if outcome["ok"] is None:
+                failed.append(f"{student}: {outcome['reason']}")
+                continue
             points = points_for(outcome["accuracy"], rule.tiers) if outcome["ok"] else 0.0
             comment_text = _comment(rule, outcome, points)
             gradebook.update_or_create_student(student)
@@ -418,7 +785,13 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
             comment.manual_comment = comment_text
             gradebook.db.commit()
             rows.append({"student": student, "points": points,
-                         "accuracy": outcome.get("accuracy"), "comment": comment_text})
+                         "accuracy": outcome.get("accuracy"), "comment": comment_text,
+                         "same_weights_as": same_weights.get(student, [])})
+    if failed:
+        raise RuntimeError(
+            f"the grader could not evaluate {len(failed)} submission(s); nothing was recorded "
+            "for them (fix the grader's environment and run again with --student):\n  "
+            + "\n  ".join(failed))
     return rows
 
 
@@ -431,8 +804,10 @@ def _parser() -> argparse.ArgumentParser:
     accuracy = commands.add_parser(
         "accuracy", help="grade every submitted model of ASSIGNMENT (run from the course root)")
     accuracy.add_argument("assignment", help="assignment id, e.g. resnet")
-    accuracy.add_argument("--training-set", help="which tiers of nbgrader_config.py apply "
-                          "(default: c.AccuracyGrader.training_set)")
+    accuracy.add_argument("--training-set", help="which tiers of nbgrader_config.py apply; "
+                          "required unless c.AccuracyGrader.training_set names it")
+    accuracy.add_argument("--accept-unmeasured-tiers", action="store_true",
+                          help="grade with tiers that no reference run measured (source None)")
     accuracy.add_argument("--student", action="append", default=[],
                           help="grade only this student (repeatable; default: every submission)")
     accuracy.add_argument("--jobs", type=int, default=1,
@@ -444,24 +819,37 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="load, check and evaluate one model; print the outcome as JSON")
     evaluate.add_argument("model", type=Path)
-    evaluate.add_argument("--trainable-params", type=int, required=True)
-    evaluate.add_argument("--residual-additions", type=int, required=True)
+    evaluate.add_argument("--architecture", required=True, choices=sorted(REFERENCE_ARCHITECTURES))
+    evaluate.add_argument("--shipped", action="append", default=[],
+                          help="a .keras file the course ships, which the model must not copy")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "evaluate":
-        outcome = evaluate_model(arguments.model, arguments.trainable_params,
-                                 arguments.residual_additions)
+        outcome = evaluate_model(arguments.model, arguments.architecture, arguments.shipped)
         print(json.dumps(outcome), flush=True)
         return 0
-    rows = grade_accuracy(arguments.root, arguments.assignment, arguments.training_set,
-                          arguments.student, arguments.jobs, arguments.timeout)
+    try:
+        rows = grade_accuracy(arguments.root, arguments.assignment, arguments.training_set,
+                              arguments.student, arguments.jobs, arguments.timeout,
+                              arguments.accept_unmeasured_tiers)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # the sandbox is unavailable, or the grader failed on someone
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     for row in rows:
         accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.2%}"
         print(f"{row['student']}\t{row['points']:g}\t{accuracy}\t{row['comment']}")
     print(f"graded {len(rows)} submission(s) of {arguments.assignment}")
+    groups = sorted({tuple(sorted([row["student"], *row["same_weights_as"]]))
+                     for row in rows if row["same_weights_as"]})
+    for group in groups:
+        print(f"same weights (correlation >= {COPY_CORRELATION}): {', '.join(group)} -- "
+              "a report for the instructor, not a grade")
     return 0
 
 

@@ -110,10 +110,15 @@ class Course:
 
     @classmethod
     def copy_of(cls, repo_root: Path, destination: Path, environment: dict[str, str]) -> Course:
+        """Copy the course, and the models it ships (``results/*/*.keras``, which
+        ``c.AccuracyGrader.shipped_models`` names), into ``destination``."""
         ignore = shutil.ignore_patterns("*.keras", ".ipynb_checkpoints", "__pycache__")
         shutil.copy2(repo_root / "nbgrader_config.py", destination / "nbgrader_config.py")
         for folder in ("solutions", "exercises"):
             shutil.copytree(repo_root / folder, destination / folder, ignore=ignore)
+        for model in repo_root.glob("results/*/*.keras"):
+            (destination / model.parent.relative_to(repo_root)).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(model, destination / model.relative_to(repo_root))
         return cls(destination, environment)
 
     def run(self, *command: str, timeout: float = 900, **extra_env: str) -> tuple[str, float]:
@@ -160,6 +165,29 @@ class Course:
         return folder
 
 
+def with_solutions_replaced(notebook: dict, answers: dict[str, str]) -> dict:
+    """A copy of the release ``notebook`` in which the answer cell ``grade_id`` of each entry of
+    ``answers`` holds that code instead of ``raise NotImplementedError()`` (each ``# YOUR CODE
+    HERE`` region in turn takes the next part of the code split at ``"\n#---\n"``)."""
+    notebook = json.loads(json.dumps(notebook))
+    placeholder = "# YOUR CODE HERE\nraise NotImplementedError()"
+    for cell in notebook["cells"]:
+        grade_id = nbgrader_metadata(cell).get("grade_id")
+        if grade_id not in answers:
+            continue
+        text = source_of(cell)
+        for part in answers[grade_id].split("\n#---\n"):
+            start = text.index(placeholder)
+            indent = text[text.rindex("\n", 0, start) + 1:start] if "\n" in text[:start] else ""
+            code = ("\n" + indent).join(part.strip("\n").splitlines())
+            text = text[:start] + code + text[start + len(placeholder):]
+        cell["source"] = text
+    missing = set(answers) - {nbgrader_metadata(cell).get("grade_id") for cell in notebook["cells"]}
+    if missing:
+        raise ValueError(f"no answer cells {sorted(missing)}")
+    return notebook
+
+
 def edit_cell(notebook: dict, grade_id: str, old: str, new: str) -> dict:
     """A copy of ``notebook`` in which the cell ``grade_id`` has ``old`` replaced by ``new``."""
     notebook = json.loads(json.dumps(notebook))
@@ -183,6 +211,7 @@ def gradebook_scores(root: Path, assignment: str) -> dict[str, dict]:
             notebook = submission.notebooks[0]
             scores[submission.student.id] = {
                 "score": submission.score,
+                "max_score": submission.max_score,
                 "code_score": submission.code_score,
                 "max_code_score": submission.max_code_score,
                 "grades": {grade.name: (grade.score, grade.auto_score, grade.manual_score,

@@ -12,9 +12,16 @@ Grading times are printed in the run's summary (``report_timing``), not asserted
 from __future__ import annotations
 
 import csv
+import json
 import math
+import shlex
+import subprocess
+import sys
+import time
+import zipfile
 
 import keras
+import numpy as np
 import pytest
 from nbgrader_course import (
     ASSIGNMENTS,
@@ -32,16 +39,19 @@ from nbgrader_course import (
     read_notebook,
     source_of,
     split_protected_lines,
+    with_solutions_replaced,
     without_volatile_metadata,
 )
 
 from cnnbook import grade
-from cnnbook.models import resnet_cifar, toy_cnn
+from cnnbook.layers import CUSTOM_LAYERS, ZeroPadShortcut
+from cnnbook.models import toy_cnn
 
 QUICK_ASSIGNMENTS = ("sizing", "parameters")
 RESNET_EPOCHS = "6"
-"""Epochs of the reference ResNet-20 on the 10,000-image subset (CNNBOOK_EPOCHS): about two
-minutes on a 2-core CPU, and enough for the top tier of the subset's thresholds."""
+"""Epochs of the reference ResNet-20 on the 9,000 training images of the subset's split
+(CNNBOOK_EPOCHS): about two minutes on an idle 2-core CPU; the run that measured the subset's
+tiers (their source in nbgrader_config.py)."""
 
 
 # --- The committed notebooks ---------------------------------------------------------------------
@@ -103,10 +113,26 @@ def test_accuracy_cell_of_resnet_matches_the_grader_settings(repo_root):
     config = grade.load_course_config(repo_root)
     notebook = read_notebook(repo_root / "solutions" / "resnet" / "resnet.ipynb")
     for training_set in config.AccuracyGrader.assignments["resnet"]["tiers"]:
-        rule = grade.accuracy_rule(config, "resnet", training_set)
+        rule = grade.accuracy_rule(config, "resnet", training_set, repo_root,
+                                   accept_unmeasured=True)
         cell = grade_cells(notebook)[rule.grade_id]
         assert nbgrader_metadata(cell).get("task"), "the accuracy cell is a manually graded task"
         assert points_of(notebook, rule.grade_id) == rule.max_points, training_set
+
+
+CHAPTERS = {"sizing": ["sizing"], "parameters": ["sizing", "parameters"], "resnet": ["resnet"]}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_first_cell_links_the_book_chapter_by_title_and_path(repo_root, assignment):
+    intro = source_of(read_notebook(
+        repo_root / "solutions" / assignment / f"{assignment}.ipynb")["cells"][0])
+    for chapter in CHAPTERS[assignment]:
+        page = repo_root / "book" / f"{chapter}.md"
+        title = next(line[2:].strip() for line in page.read_text().splitlines()
+                     if line.startswith("# "))
+        # the notebook sits in solutions/<id>/ or exercises/<id>/: two levels below the book
+        assert f"[{title}](../../book/{chapter}.md)" in intro, (assignment, title)
 
 
 # --- The grading helpers ---------------------------------------------------------------------------
@@ -159,22 +185,157 @@ def test_points_for_gives_the_highest_tier_reached():
             grade.checked_tiers(bad, "test")
 
 
-def test_grader_accepts_the_paper_resnet20_and_rejects_other_models(repo_root):
+def test_accuracy_rule_needs_a_named_training_set_and_measured_tiers(repo_root):
     config = grade.load_course_config(repo_root)
-    rule = grade.accuracy_rule(config, "resnet", "cifar10")
-    # cnnbook's own ResNet-20 (nested blocks, option A) is an independent build of the same network
-    assert grade.inspect_model(resnet_cifar(20), rule.trainable_params, rule.residual_additions) == []
-    problems = grade.inspect_model(toy_cnn(), rule.trainable_params, rule.residual_additions)
-    assert any("Add layers" in problem for problem in problems)
-    assert any("trainable parameters" in problem for problem in problems)
-    option_b = grade.inspect_model(resnet_cifar(20, shortcut="B"), rule.trainable_params,
-                                   rule.residual_additions)
-    assert option_b == ["it has 272,474 trainable parameters, the assignment's ResNet-20 has "
-                        "269,722"]
+    assert not config.AccuracyGrader.get("training_set"), "the course names no default set"
+    with pytest.raises(ValueError, match="--training-set cifar10"):
+        grade.accuracy_rule(config, "resnet", root=repo_root)
+    with pytest.raises(ValueError, match="never measured"):
+        grade.accuracy_rule(config, "resnet", "cifar10", repo_root)
+    assert grade.accuracy_rule(config, "resnet", "cifar10", repo_root,
+                               accept_unmeasured=True).tiers_source is None
+    subset = grade.accuracy_rule(config, "resnet", "cifar10-subset", repo_root)
+    assert "CNNBOOK_EPOCHS=6" in subset.tiers_source and "%" in subset.tiers_source
+    assert str((repo_root / "results" / "resnet" / "resnet20.keras").resolve()) in (
+        subset.shipped_models)
     with pytest.raises(ValueError, match="training set 'imagenet'"):
-        grade.accuracy_rule(config, "resnet", "imagenet")
+        grade.accuracy_rule(config, "resnet", "imagenet", repo_root)
     with pytest.raises(ValueError, match="no accuracy grading"):
-        grade.accuracy_rule(config, "sizing")
+        grade.accuracy_rule(config, "sizing", "cifar10-subset", repo_root)
+
+
+def _resnet_solution(repo_root) -> dict:
+    """The source notebook's set-up, basic_block and build_resnet20, run as a notebook would."""
+    notebook = read_notebook(repo_root / "solutions" / "resnet" / "resnet.ipynb")
+    namespace = {"__name__": "__main__"}
+    for cell in notebook["cells"]:
+        if nbgrader_metadata(cell).get("grade_id") in ("resnet_setup", "basic_block",
+                                                       "build_resnet20"):
+            exec(compile(source_of(cell), "<resnet notebook>", "exec"), namespace)
+    return namespace
+
+
+def _randomised(model, seed=0):
+    """``model`` with every weight drawn at random (batch-norm variances positive)."""
+    random = np.random.default_rng(seed)
+    model.set_weights([random.uniform(0.5, 1.5, weight.shape).astype("float32")
+                       if "variance" in weight.path else
+                       random.normal(0, 0.1, weight.shape).astype("float32")
+                       for weight in model.weights])
+    return model
+
+
+RESNET20_TRAINABLE = (
+    9 * 3 * 16  # stem
+    + 6 * 9 * 16 * 16 + (9 * 16 * 32 + 5 * 9 * 32 * 32) + (9 * 32 * 64 + 5 * 9 * 64 * 64)
+    + 2 * (16 + 6 * 16 + 6 * 32 + 6 * 64)  # gamma and beta of 19 batch norms
+    + 64 * 10 + 10  # logits
+)
+"""Trainable parameters of ResNet-20 with option A, summed by hand from He et al.'s table 6
+design (269,722: the paper's 0.27M)."""
+
+
+def test_grader_rebuilds_the_papers_resnet20_with_the_notebooks_layer_names(repo_root):
+    reference = grade.reference_resnet20()
+    assert RESNET20_TRAINABLE == 269_722
+    assert sum(math.prod(weight.shape) for weight in reference.trainable_weights) == (
+        RESNET20_TRAINABLE)
+    assert sum(isinstance(layer, keras.layers.Add) for layer in reference.layers) == 9
+    student = _resnet_solution(repo_root)["build_resnet20"]()
+    assert [layer.name for layer in reference.layers] == [layer.name for layer in student.layers]
+
+
+def test_grader_loads_the_submitted_weights_by_layer_name_into_its_own_network(repo_root):
+    student = _randomised(_resnet_solution(repo_root)["build_resnet20"]())
+    reference = grade.reference_resnet20()
+    assert grade.load_weights_by_name(reference, student) == []
+    images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(reference(images, training=False)),
+                               np.asarray(student(images, training=False)), atol=1e-4)
+
+
+def test_grader_names_the_layers_of_a_padded_or_altered_model(repo_root):
+    build_resnet20 = _resnet_solution(repo_root)["build_resnet20"]
+    resnet20 = build_resnet20()
+    # the cheat of issue 11: frozen extra weights merged into the logits by a Maximum layer
+    hidden = keras.layers.Dense(10, name="memory", trainable=False)(
+        keras.layers.Flatten()(resnet20.get_layer("normalize").output))
+    padded = keras.Model(resnet20.input,
+                         keras.layers.Maximum(name="merge")([resnet20.output, hidden]))
+    problems = grade.load_weights_by_name(grade.reference_resnet20(), padded)
+    assert problems == [f"it has weights the network asked for does not have "
+                        f"({32 * 32 * 3 * 10 + 10:,} values in memory)"]
+    option_b = grade.load_weights_by_name(grade.reference_resnet20(), build_resnet20("B"))
+    assert option_b == ["it has weights the network asked for does not have (2,944 values in "
+                        "stage2_block1_shortcut_conv, stage2_block1_shortcut_bn, "
+                        "stage3_block1_shortcut_conv, stage3_block1_shortcut_bn)"]
+    lesioned = grade.load_weights_by_name(grade.reference_resnet20(),
+                                          build_resnet20(deleted_blocks=("stage1_block2",)))
+    assert lesioned == ["it has no layer with weights named stage1_block2_conv1, "
+                        "stage1_block2_bn1, stage1_block2_conv2, stage1_block2_bn2"]
+    assert grade.load_weights_by_name(grade.reference_resnet20(), toy_cnn())[0].startswith(
+        "it has no layer with weights named stem_conv, stem_bn")
+
+
+def _shipped_weights_in(model, shipped_path):
+    """``model`` holding the weights of the shipped file, copied in order of matching shapes
+    (what a student who renames the book's network would do)."""
+    shipped = keras.saving.load_model(shipped_path, safe_mode=True, compile=False)
+    assert [w.shape for w in shipped.weights] == [w.shape for w in model.weights]
+    model.set_weights(shipped.get_weights())
+    return model
+
+
+def test_grader_refuses_a_shipped_model_renamed_or_perturbed(repo_root):
+    shipped = repo_root / "results" / "resnet" / "resnet20.keras"
+    build_resnet20 = _resnet_solution(repo_root)["build_resnet20"]
+    renamed = _shipped_weights_in(build_resnet20(), shipped)
+    arrays = [weight.numpy() for weight in renamed.weights]
+    verdict = grade.copied_from_shipped(arrays, [str(shipped)])
+    assert verdict.startswith("20 of its 20 weight arrays are those of resnet20.keras"), verdict
+    random = np.random.default_rng(2)
+    perturbed = [array + random.normal(0, 0.3 * array.std(), array.shape) for array in arrays]
+    assert "resnet20.keras" in grade.copied_from_shipped(perturbed, [str(shipped)])
+    fresh = [weight.numpy() for weight in build_resnet20().weights]
+    assert grade.copied_from_shipped(fresh, [str(shipped)]) is None
+    assert grade.copied_from_shipped(arrays, []) is None
+
+
+def test_identical_weight_groups_join_copies_and_leave_independent_models_alone(repo_root):
+    build_resnet20 = _resnet_solution(repo_root)["build_resnet20"]
+    models = {name: _randomised(build_resnet20(), seed) for seed, name in
+              enumerate(("ann", "ben", "cyd", "dee"))}
+    models["eve"] = keras.models.clone_model(models["ben"])
+    models["eve"].set_weights([weight + 0.01 for weight in models["ben"].get_weights()])
+    signatures = {name: grade.weight_signature(model) for name, model in models.items()}
+    assert all(len(signature) == grade.SIGNATURE_SIZE for signature in signatures.values())
+    assert grade.identical_weight_groups(signatures) == [["ben", "eve"]]
+    signatures["fay"] = signatures["eve"]
+    assert grade.identical_weight_groups(signatures) == [["ben", "eve", "fay"]]
+
+
+def test_every_custom_layer_loads_through_the_grader_with_safe_mode(repo_root, tmp_path):
+    paths = []
+    for layer_class in CUSTOM_LAYERS:
+        assert layer_class.__module__ == "cnnbook.layers", "one home for custom layers"
+        images = keras.Input(shape=(32, 32, 3))
+        features = keras.layers.Conv2D(8, 3, name="features")(images)
+        custom = layer_class(16) if layer_class is ZeroPadShortcut else layer_class()
+        logits = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(custom(features)))
+        paths.append(tmp_path / f"{layer_class.__name__}.keras")
+        keras.Model(images, logits).save(paths[-1])
+    # the grader's evaluation in a fresh Python that imports nothing of the test's: each file
+    # loads (safe_mode=True) and is then measured against the ResNet-20, which it is not
+    evaluate_each = ("import json, sys; from cnnbook import grade; print(json.dumps("
+                     "[grade.evaluate_model(path, 'resnet20') for path in sys.argv[1:]]))")
+    result = subprocess.run([sys.executable, "-c", evaluate_each, *map(str, paths)],
+                            capture_output=True, text=True, timeout=300, cwd=repo_root,
+                            env=course_environment(repo_root))
+    outcomes = json.loads(result.stdout.strip().splitlines()[-1])
+    for path, outcome in zip(paths, outcomes, strict=True):
+        assert outcome["ok"] is False
+        assert outcome["reason"].startswith(f"{path.name} is not the resnet20 asked for: it has "
+                                            "no layer with weights named stem_conv"), outcome
 
 
 # --- The course, graded with nbgrader ------------------------------------------------------------
@@ -225,17 +386,93 @@ def test_unanswered_release_passes_no_test(course, released, assignment):
 
 PARTLY_CORRECT = {
     # assignment: (answer cell, text replaced, wrong text, test cells expected to fail)
-    "sizing": ("alexnet_answers", "alexnet_224_unused_rows = 224 - last_row_read",
-               "alexnet_224_unused_rows = 0", ("test_alexnet_first_layer",)),
+    "sizing": ("alexnet_answers", '"unused_rows": input_size - last_row_read',
+               '"unused_rows": 0', ("test_alexnet_first_layer",)),
     "parameters": ("parameter_rules", "return 4 * channels", "return 2 * channels",
                    ("test_batchnorm_params",)),
 }
 
 
+def _parameters_solution(repo_root) -> dict:
+    notebook = read_notebook(repo_root / "solutions" / "parameters" / "parameters.ipynb")
+    namespace = {"__name__": "__main__"}
+    for cell in notebook["cells"]:
+        if nbgrader_metadata(cell).get("grade_id") in (
+                "parameters_setup", "parameter_rules", "vgg16_layer_list", "vgg16_table"):
+            exec(compile(source_of(cell), "<parameters notebook>", "exec"), namespace)
+    return namespace
+
+
+def constant_answers(repo_root, assignment: str) -> dict[str, str]:
+    """A submission of constants copied from the book: every number the book prints for the
+    assignment typed in, and every function a lookup table of the visible examples (regions of
+    an answer cell separated by ``#---``, see ``with_solutions_replaced``)."""
+    if assignment == "sizing":
+        return {
+            "output_size": """
+known = {(32, 3, 1, "valid"): 30, (227, 11, 4, "valid"): 55, (7, 2, 2, "valid"): 3,
+         (32, 3, 1, "same"): 32, (32, 3, 2, "same"): 16, (32, 5, 1, 2): 32}
+if (input_size, kernel_size, stride, padding) not in known:
+    raise ValueError("not one of the book's examples")
+return known[(input_size, kernel_size, stride, padding)]""",
+            "toy_shapes": """return {"input": (32, 32, 3), "conv": (32, 32, 12), "relu": (32, 32, 12),
+        "pool": (16, 16, 12), "flatten": (3072,), "fc": (10,)}""",
+            "alexnet_answers": """
+return {"output_shape": (55, 55, 96), "exact": 54.25, "keras_size": 54, "unused_rows": 1}
+#---
+alexnet_conv1_shape = (55, 55, 96)
+alexnet_224_exact = 54.25
+alexnet_224_keras_size = 54
+alexnet_224_unused_rows = 1""",
+        }
+    if assignment == "parameters":
+        book = _parameters_solution(repo_root)
+        totals = book["network_totals"](book["VGG16_LAYERS"], (224, 224, 3))
+        return {
+            "parameter_rules": """
+return {(3, 3, 64, True): 1792, (1, 16, 32, False): 512}[(kernel_size, in_channels, filters, use_bias)]
+#---
+return {(25088, 4096): 102_764_544}[(in_features, units)]
+#---
+return {16: 64}[channels]""",
+            "activation_memory": "return {(224, 224, 64): 12_845_056}[tuple(shape)]",
+            "vgg16_table": f"""
+return {book["layer_table"](book["VGG16_LAYERS"], (224, 224, 3))!r}
+#---
+return {totals!r}
+#---
+vgg16_total_params = {totals["params"]}
+vgg16_total_activations = {totals["activations"]}
+vgg16_activation_mib = {totals["mib"]!r}""",
+            "block_macs": """
+return 115_605_504
+#---
+return 231_211_008
+#---
+return 218_365_952
+#---
+basic_64_macs = 231_211_008
+bottleneck_256_macs = 218_365_952
+basic_256_macs = 3_699_376_128""",
+        }
+    lesion = json.loads((repo_root / "results" / "resnet" / "lesion.json").read_text())["resnet56"]
+    drops = [lesion["baseline"] - row["accuracy"] for row in lesion["single_block"][:9]]
+    return {"lesion_study": f"""
+raise NotImplementedError()
+#---
+baseline_accuracy = {lesion["baseline"]!r}
+lesion_drops = dict(zip(BLOCK_NAMES, {drops!r}))"""}
+
+
+CONSTANTS_SCORE = {"sizing": 0, "parameters": 0, "resnet": 0}
+"""The most a submission of the book's constants may score, in points of autograded tests (and,
+for resnet, of accuracy): a constant passes visible examples only, never the hidden variants."""
+
+
 @pytest.fixture(scope="module")
-def quick_grades(course, released, report_timing):
-    """Reference, blank and partly correct submissions of sizing and parameters, autograded one
-    student at a time (timed), with feedback generated and grades exported."""
+def quick_grades(course, released, report_timing, repo_root):
+    """Reference, blank, partly correct and constants submissions of sizing and parameters,
+    autograded one student at a time (timed), with feedback generated and grades exported."""
     scores = {}
     for assignment in QUICK_ASSIGNMENTS:
         source = read_notebook(course.source(assignment))
@@ -243,7 +480,9 @@ def quick_grades(course, released, report_timing):
         course.submit("reference", assignment, source)
         course.submit("blank", assignment, course.release(assignment))
         course.submit("partial", assignment, edit_cell(source, cell, old, new))
-        for student in ("reference", "blank", "partial"):
+        course.submit("constants", assignment, with_solutions_replaced(
+            read_notebook(course.release(assignment)), constant_answers(repo_root, assignment)))
+        for student in ("reference", "blank", "partial", "constants"):
             _, seconds = course.nbgrader("autograde", assignment, "--student", student)
             report_timing(f"nbgrader autograde {assignment}, one submission ({student})", seconds)
         course.nbgrader("generate_feedback", assignment)
@@ -271,6 +510,15 @@ def test_blank_release_gets_zero(quick_grades, assignment):
     blank = quick_grades[assignment]["blank"]
     assert blank["score"] == 0 and blank["code_score"] == 0
     assert all(score == 0 for score, *_ in blank["grades"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", QUICK_ASSIGNMENTS)
+def test_constants_copied_from_the_book_score_no_more_than_stated(quick_grades, assignment):
+    constants = quick_grades[assignment]["constants"]
+    print(f"{assignment}: constants from the book score {constants['code_score']:g} of "
+          f"{constants['max_code_score']:g}")
+    assert constants["code_score"] <= CONSTANTS_SCORE[assignment], constants["grades"]
 
 
 @pytest.mark.slow
@@ -303,7 +551,7 @@ def test_grades_export_has_one_row_per_student_and_assignment(course, quick_grad
         rows = list(csv.DictReader(handle))
     for assignment in QUICK_ASSIGNMENTS:
         students = [row["student_id"] for row in rows if row["assignment"] == assignment]
-        assert sorted(students) == ["blank", "partial", "reference"], rows
+        assert sorted(students) == ["blank", "constants", "partial", "reference"], rows
         for row in rows:
             if row["assignment"] == assignment:
                 expected = quick_grades[assignment][row["student_id"]]["score"]
@@ -327,34 +575,57 @@ def _unsafe_model_file(path):
     return path
 
 
+def _padded_model_file(path, trained_path):
+    """The trained reference with 6.3 M frozen extra weights merged into its logits by a
+    Maximum layer: the cheat that passed the old architecture check."""
+    trained = keras.saving.load_model(trained_path, safe_mode=True, compile=False)
+    flat = keras.layers.Flatten()(trained.get_layer("normalize").output)
+    memory = keras.layers.Dense(2048, trainable=False, name="memory")(flat)
+    memory = keras.layers.Dense(10, trainable=False, name="memory_logits")(memory)
+    keras.Model(trained.input, keras.layers.Maximum()([trained.output, memory])).save(path)
+    return path
+
+
+RESNET_STUDENTS = ("reference", "twin", "no_model", "blank", "constants", "corrupt", "wrong",
+                   "unsafe", "padded", "shipped")
+
+
 @pytest.fixture(scope="module")
-def resnet_grades(course, released, tmp_path_factory, report_timing):
-    """Train the reference through ``nbgrader validate`` of the source, autograde it and two
+def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root):
+    """Train the reference through ``nbgrader validate`` of the source, autograde it and the
     incomplete submissions, grade the accuracy of every submitted model, generate feedback."""
     output, seconds = course.nbgrader("validate", str(course.source("resnet")))
     report_timing(f"nbgrader validate solutions/resnet (trains ResNet-20, {RESNET_EPOCHS} epochs "
-                  "on the 10,000-image subset)", seconds)
+                  "on the 9,000 training images of the subset's split)", seconds)
     assert VALIDATION_PASSED in output, output[-3000:]
     model = course.source("resnet").with_name("resnet20.keras")
     assert model.is_file()
+    shipped = course.root / "results" / "resnet" / "resnet20.keras"
 
     spare = tmp_path_factory.mktemp("models")
     source = read_notebook(course.source("resnet"))
     course.submit("reference", "resnet", source, {"resnet20.keras": model})
+    course.submit("twin", "resnet", source, {"resnet20.keras": model})  # a copied submission
     course.submit("no_model", "resnet", source)
     course.submit("blank", "resnet", course.release("resnet"))
+    course.submit("constants", "resnet", with_solutions_replaced(
+        read_notebook(course.release("resnet")), constant_answers(repo_root, "resnet")),
+        {"resnet20.keras": shipped})
     course.submit("corrupt", "resnet", source, {"resnet20.keras": b"PK\x03\x04 not a model"})
     course.submit("wrong", "resnet", source,
                   {"resnet20.keras": _wrong_model_file(spare / "toy.keras")})
     course.submit("unsafe", "resnet", source,
                   {"resnet20.keras": _unsafe_model_file(spare / "lambda.keras")})
-    for student in ("reference", "no_model", "blank"):
+    course.submit("padded", "resnet", source,
+                  {"resnet20.keras": _padded_model_file(spare / "padded.keras", model)})
+    course.submit("shipped", "resnet", source, {"resnet20.keras": shipped})
+    for student in ("reference", "no_model", "blank", "constants"):
         _, seconds = course.nbgrader("autograde", "resnet", "--student", student)
         report_timing(f"nbgrader autograde resnet, one submission ({student})", seconds)
     output, seconds = course.python("-m", "cnnbook.grade", "accuracy", "resnet",
-                                    "--training-set", "cifar10-subset")
-    report_timing("python -m cnnbook.grade accuracy resnet (six submissions, one process each)",
-                  seconds)
+                                    "--training-set", "cifar10-subset", "--jobs", "2")
+    report_timing(f"python -m cnnbook.grade accuracy resnet ({len(RESNET_STUDENTS)} "
+                  "submissions, one process each, two at a time)", seconds)
     course.nbgrader("generate_feedback", "resnet")
     return {"scores": gradebook_scores(course.root, "resnet"), "grader_output": output,
             "source": source}
@@ -372,10 +643,18 @@ def test_resnet_reference_gets_full_marks_from_its_saved_model(resnet_grades):
     reference = scores["reference"]
     assert reference["code_score"] == reference["max_code_score"] == auto_points(source)
     points, _, manual, needs_manual = reference["grades"]["resnet20_test_accuracy"]
+    comment = reference["comments"]["resnet20_test_accuracy"]
     assert points == manual == points_of(source, "resnet20_test_accuracy") and not needs_manual, (
-        reference["comments"]["resnet20_test_accuracy"]
-    )
-    print(reference["comments"]["resnet20_test_accuracy"])
+        comment)
+    assert "held-out CIFAR-10 test images" in comment and "grader's own resnet20" in comment
+    print(comment)
+
+
+@pytest.mark.slow
+def test_identical_submissions_are_reported_not_zeroed(resnet_grades):
+    assert "same weights (correlation >= 0.9): reference, twin" in resnet_grades["grader_output"]
+    twin = resnet_grades["scores"]["twin"]["grades"]["resnet20_test_accuracy"]
+    assert twin[0] == resnet_grades["scores"]["reference"]["grades"]["resnet20_test_accuracy"][0]
 
 
 @pytest.mark.slow
@@ -394,12 +673,26 @@ def test_resnet_blank_release_gets_zero(resnet_grades):
 
 
 @pytest.mark.slow
+def test_resnet_constants_and_the_shipped_model_score_no_more_than_stated(resnet_grades):
+    constants = resnet_grades["scores"]["constants"]
+    print(f"resnet: the book's lesion drops and shipped model score {constants['score']:g} of "
+          f"{constants['max_score']:g}")
+    assert constants["score"] <= CONSTANTS_SCORE["resnet"], constants["grades"]
+    assert "a model the course ships" in constants["comments"]["resnet20_test_accuracy"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("student, reason", [
     ("corrupt", "could not be loaded with safe_mode=True"),
     ("unsafe", "could not be loaded with safe_mode=True"),
-    ("wrong", "is not the ResNet-20 asked for"),
+    ("wrong", "is not the resnet20 asked for: it has no layer with weights named stem_conv"),
+    ("padded", "is not the resnet20 asked for: it has weights the network asked for does not "
+               "have (6,313,994 values in memory, memory_logits)"),
+    ("shipped", "resnet20.keras is refused: 20 of its 20 weight arrays are those of "
+                "resnet20.keras, a model the course ships"),
 ])
-def test_broken_or_wrong_models_get_zero_with_a_reason(resnet_grades, student, reason):
+def test_broken_padded_copied_or_wrong_models_get_zero_with_a_reason(resnet_grades, student,
+                                                                     reason):
     result = resnet_grades["scores"][student]
     assert result["grades"]["resnet20_test_accuracy"][0] == 0
     assert reason in result["comments"]["resnet20_test_accuracy"]
@@ -411,3 +704,59 @@ def test_resnet_feedback_shows_the_accuracy_verdict(course, resnet_grades):
         html = (course.root / "feedback" / student / "resnet" / "resnet.html").read_text()
         comment = resnet_grades["scores"][student]["comments"]["resnet20_test_accuracy"]
         assert comment.split(".")[0] in html, student
+
+
+# --- The guide's commands, verbatim, on submissions collected from a real zip ----------------------
+
+
+VERBATIM = "<!-- tests/test_course.py runs the next block verbatim -->"
+
+
+def guide_commands(repo_root) -> list[str]:
+    """The command lines of the blocks of ``solutions/README.md`` marked :data:`VERBATIM`."""
+    guide = (repo_root / "solutions" / "README.md").read_text()
+    commands = []
+    for block in guide.split(VERBATIM)[1:]:
+        body = block.split("```bash\n", 1)[1].split("```", 1)[0]
+        commands += [line.split("  #")[0].strip() for line in body.splitlines()
+                     if line.strip() and not line.startswith("#")]
+    return commands
+
+
+@pytest.mark.slow
+def test_guide_collects_a_zip_and_grades_with_its_commands_verbatim(
+    repo_root, cifar_subset_dir, tmp_path_factory, resnet_grades, course, report_timing
+):
+    commands = guide_commands(repo_root)
+    assert any(command.startswith("nbgrader zip_collect") for command in commands), commands
+    assert "python -m cnnbook.grade accuracy resnet --training-set cifar10-subset" in commands
+    guide = Course.copy_of(repo_root, tmp_path_factory.mktemp("guide"), course.environment)
+    guide.python("-m", "cnnbook.release")
+    # what a learning platform hands out: one zip, files named <student>_<file>
+    trained = course.source("resnet").with_name("resnet20.keras")
+    for assignment, files in {
+        "resnet": {"alice_resnet.ipynb": course.source("resnet"),
+                   "alice_resnet20.keras": trained,
+                   "bob_resnet.ipynb": course.release("resnet")},
+        "sizing": {"alice_sizing.ipynb": course.source("sizing")},
+    }.items():
+        archive = guide.root / "downloaded" / assignment / "archive"
+        archive.mkdir(parents=True)
+        with zipfile.ZipFile(archive / "submissions.zip", "w") as bundle:
+            for name, path in files.items():
+                bundle.write(path, name)
+    start = time.perf_counter()
+    for command in commands:
+        guide.run(*shlex.split(command))
+    report_timing(f"the guide's {len(commands)} commands on 3 zipped submissions",
+                  time.perf_counter() - start)
+    submitted = guide.root / "submitted"
+    assert sorted(path.name for path in (submitted / "alice" / "resnet").iterdir()) == [
+        "resnet.ipynb", "resnet20.keras"]
+    assert (submitted / "bob" / "resnet" / "resnet.ipynb").is_file()
+    scores = gradebook_scores(guide.root, "resnet")
+    assert scores["alice"]["score"] == scores["alice"]["max_score"] - 2  # the written answer
+    assert scores["bob"]["score"] == 0
+    assert gradebook_scores(guide.root, "sizing")["alice"]["code_score"] == 12
+    assert (guide.root / "feedback" / "alice" / "resnet" / "resnet.html").is_file()
+    assert (guide.root / "grades.csv").is_file()

@@ -20,10 +20,11 @@ layer normalises them, with one of two recipes:
     weight decay 2e-3 (twice the paper's strength, see :class:`Recipe`) on kernels only, not on
     batch-norm scales and shifts nor biases. On a GPU Keras compiles the step with XLA; build
     the model inside :func:`fast_precision` to train it in mixed precision (float16 on a GPU,
-    bfloat16 on a CPU with bfloat16 instructions). :func:`evaluate` with ``flip=True`` adds
-    test-time flip augmentation.
+    bfloat16 on a CPU with bfloat16 instructions). :func:`cnnbook.evaluation.evaluate` with
+    ``flip=True`` adds test-time flip augmentation.
 
-Both recipes train batch norm with TensorFlow's fused kernel (:func:`fused_batch_norm`): the same
+Both recipes train batch norm with TensorFlow's fused kernel
+(:func:`cnnbook.fused_norm.fused_batch_norm`): the same
 computation as Keras' layer in far fewer operations, a quarter to a third less time per step on a
 2-core CPU.
 
@@ -32,6 +33,10 @@ Whatever the recipe, the model leaves :func:`fit_cifar` compiled with
 ``model.evaluate(x_test, y_test)`` on integer labels works, in this session or after saving and
 loading the model. With several GPUs :func:`fit_cifar` trains a copy of the model under
 ``tf.distribute.MirroredStrategy`` and copies the weights back.
+
+Evaluation (:mod:`cnnbook.evaluation`), the history plot (:mod:`cnnbook.plotting`) and the fused
+batch norm (:mod:`cnnbook.fused_norm`) live in their own modules; ``cnnbook.train``
+re-exports ``evaluate``, ``predict_probabilities``, ``plot_history`` and ``fused_batch_norm``.
 """
 
 from __future__ import annotations
@@ -42,10 +47,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from cnnbook import data, keras_internals, metrics, models
+from cnnbook import data, models
 from cnnbook.checks import check_int as _check_int
+from cnnbook.evaluation import check_images as _check_images
+from cnnbook.evaluation import evaluate, predict_probabilities  # re-exported
+from cnnbook.fused_norm import fused_batch_norm  # re-exported
+from cnnbook.plotting import plot_history  # re-exported: train.plot_history
 
 __all__ = [
     "Recipe",
@@ -57,6 +65,7 @@ __all__ = [
     "make_optimizer",
     "fit_cifar",
     "evaluate",
+    "predict_probabilities",
     "plot_history",
     "fast_precision",
     "fused_batch_norm",
@@ -189,19 +198,6 @@ def make_optimizer(recipe, total_steps: int, batch_size: int = 128, depth: int =
     return optimizer
 
 
-def _check_images(part: str, pair, model: keras.Model):
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise ValueError(f"{part} must be a pair (images, labels), got {type(pair).__name__}")
-    images, labels = np.asarray(pair[0]), np.asarray(pair[1]).reshape(-1)
-    expected = tuple(model.input.shape[1:])
-    if images.shape[1:] != expected or len(images) != len(labels):
-        raise ValueError(
-            f"{part} must hold images of shape (N, {', '.join(map(str, expected))}) and N labels, "
-            f"got {images.shape} and {labels.shape}"
-        )
-    return images, labels
-
-
 def _default_strategy():
     """MirroredStrategy over the visible GPUs when there are several, else None (no strategy)."""
     import tensorflow as tf
@@ -281,73 +277,6 @@ def fit_cifar(
     return history
 
 
-def _batch_norm_layers(model: keras.Model):
-    """Every ``keras.layers.BatchNormalization`` of ``model``, nested sub-models included (exact
-    class only: a subclass may compute something else)."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _batch_norm_layers(layer)
-        elif type(layer) is keras.layers.BatchNormalization:
-            yield layer
-
-
-def _fused_training_call(layer: keras.layers.BatchNormalization):
-    """``layer.call`` computing the training-mode batch norm with TensorFlow's fused kernel.
-
-    Same formula as Keras: ``y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta`` with the
-    batch's mean and (biased) variance over N, H, W, and ``moving = m * moving + (1 - m) * batch``.
-    The fused kernel returns the variance with Bessel's correction ``n / (n - 1)``; it is undone
-    so that the moving variance is Keras'. Anything else (inference, masks, other axes, renorm,
-    synchronised or scale/center-less layers) goes to Keras' own ``call``.
-    """
-    import tensorflow as tf
-
-    keras_call = layer.call
-    plain = (
-        layer.axis in (-1, 3) and layer.scale and layer.center and not layer.renorm
-        and not getattr(layer, "synchronized", False)
-    )
-
-    def call(inputs, training=None, mask=None):
-        fusable = training and layer.trainable and plain and mask is None
-        if not fusable or inputs.shape.rank != 4:
-            return keras_call(inputs, training=training, mask=mask)
-        outputs, batch_mean, batch_variance = keras_internals.tf_fused_batch_norm_training(
-            inputs, tf.cast(layer.gamma, "float32"), tf.cast(layer.beta, "float32"),
-            layer.epsilon,
-        )
-        count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), "float32")
-        batch_variance = batch_variance * (count - 1.0) / count
-        momentum = layer.momentum
-        layer.moving_mean.assign(layer.moving_mean * momentum + batch_mean * (1.0 - momentum))
-        layer.moving_variance.assign(
-            layer.moving_variance * momentum + batch_variance * (1.0 - momentum)
-        )
-        return tf.cast(outputs, layer.compute_dtype)
-
-    return call
-
-
-@contextlib.contextmanager
-def fused_batch_norm(model: keras.Model):
-    """Within the block, the batch-norm layers of ``model`` train with TensorFlow's fused kernel
-    (one op for the statistics, normalisation and their gradients) instead of Keras 3's
-    composition of a dozen small ops; inference is untouched. Same results to rounding; on a
-    2-core CPU a ResNet-20 training step takes about three quarters (float32) to two thirds
-    (bfloat16) of the time (``benchmarks/README.md``). The model's classes, configuration and
-    saved form do not change: only the layers' ``call`` is replaced, and restored on exit.
-    """
-    layers = [layer for layer in _batch_norm_layers(model)
-              if not keras_internals.has_replaced_call(layer)]
-    for layer in layers:
-        keras_internals.replace_call(layer, _fused_training_call(layer))
-    try:
-        yield len(layers)
-    finally:
-        for layer in layers:
-            keras_internals.restore_call(layer)
-
-
 def _compile_for_evaluation(model: keras.Model, optimizer=None) -> None:
     """Leave ``model`` compiled for integer labels: from-logits cross-entropy and accuracy."""
     model.compile(
@@ -355,54 +284,6 @@ def _compile_for_evaluation(model: keras.Model, optimizer=None) -> None:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-
-
-def predict_probabilities(model: keras.Model, images, batch_size: int = 500, flip: bool = False):
-    """Class probabilities ``softmax(logits)`` for ``images``; with ``flip=True`` the mean of those
-    of each image and its mirror image (test-time flip augmentation)."""
-    images = np.asarray(images)
-
-    def probabilities(batch):
-        logits = model.predict(batch, batch_size=batch_size, verbose=0)
-        return keras.ops.convert_to_numpy(keras.ops.softmax(logits.astype("float32"), axis=-1))
-
-    result = probabilities(images)
-    if flip:
-        result = (result + probabilities(images[:, :, ::-1])) / 2
-    return result
-
-
-def evaluate(model: keras.Model, test, batch_size: int = 500, flip: bool = False) -> float:
-    """Accuracy of ``model`` on ``test = (images, labels)``: the fraction of images whose most
-    probable class (:func:`predict_probabilities`, with test-time flips if ``flip``) is the label
-    (:func:`cnnbook.metrics.top1_accuracy`)."""
-    images, labels = _check_images("test", test, model)
-    return metrics.top1_accuracy(predict_probabilities(model, images, batch_size, flip), labels)
-
-
-def plot_history(history, title: str | None = None, path: str | Path | None = None):
-    """Loss and accuracy per epoch (training, and validation when present) side by side; returns
-    the matplotlib figure (saved to ``path`` if given)."""
-    import matplotlib.pyplot as plt
-
-    record = history.history if hasattr(history, "history") else dict(history)
-    if "loss" not in record:
-        raise ValueError("history must be a keras History (or its .history dict) with a 'loss'")
-    epochs = np.arange(1, len(record["loss"]) + 1)
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    for axis, metric, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
-        for prefix, name in (("", "training"), ("val_", "validation")):
-            if prefix + metric in record:
-                axis.plot(epochs, record[prefix + metric], marker="o", markersize=3, label=name)
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    if title:
-        figure.suptitle(title)
-    if path is not None:
-        figure.savefig(path, dpi=120)
-    return figure
 
 
 def _cpu_has_bfloat16() -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnnbook import data, keras_internals, models, train
+from cnnbook import data, fused_norm, keras_internals, models, train
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_fused_batch_norm_trains_like_keras_and_is_restored():
     for got, expected in zip(fused.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert not any(keras_internals.has_replaced_call(layer)
-                   for layer in train._batch_norm_layers(fused))
+                   for layer in fused_norm._batch_norm_layers(fused))
 
 
 def test_bad_arguments_raise_clear_errors(cifar):

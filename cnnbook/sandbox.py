@@ -13,10 +13,11 @@ What a sandboxed command sees (:func:`sandboxed_command`):
   a cleared environment (:data:`PASSED_ENVIRONMENT` only), and a kill of the whole sandbox when
   its parent dies (``--die-with-parent``).
 
-Limits that bubblewrap does not give are enforced from outside by :class:`Watchdog`: the resident
-memory of the sandbox's processes (``RLIMIT_AS`` is not usable: TensorFlow reserves far more
-address space than it uses) and their number (a fork bomb). Running as root, ``RLIMIT_NPROC`` does
-not apply, and cgroups are not writable on the grading machines this was built on, so the watchdog
+New processes are refused by a seccomp filter (``fork``, ``vfork``, ``clone`` of a process; threads
+are allowed): running as root, ``RLIMIT_NPROC`` does not apply, and cgroups are not writable on the
+grading machines this was built on. Limits that bubblewrap does not give are enforced from outside
+by :class:`Watchdog`: the resident memory of the sandbox's processes (``RLIMIT_AS`` is not usable:
+TensorFlow reserves far more address space than it uses) and, as a second line, their number; it
 polls ``/proc`` (through ``psutil``) and kills the sandbox, whose PID namespace dies with it.
 
 :func:`require_sandbox` raises :class:`SandboxUnavailable` with instructions where ``bwrap`` is
@@ -28,10 +29,13 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -68,6 +72,41 @@ variable (data folder, epochs); everything else (tokens, ``JPY_PARENT_PID``, ``P
 is dropped."""
 
 
+def _no_fork_filter() -> bytes:
+    """A seccomp BPF program (``struct sock_filter`` array) for x86-64 that refuses every new
+    process: ``fork``/``vfork`` and ``clone`` without ``CLONE_THREAD`` fail with ``EPERM``,
+    ``clone3`` with ``ENOSYS`` (the C library then falls back to ``clone``), x32 system calls with
+    ``EPERM``; threads and everything else are allowed. On another architecture it allows all."""
+    load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    audit_arch_x86_64, clone_thread = 0xC000003E, 0x00010000
+    program = [
+        (load, 0, 0, 4),                    # 0: A = arch
+        (jeq, 0, 8, audit_arch_x86_64),     # 1: other architectures -> allow
+        (load, 0, 0, 0),                    # 2: A = system call number
+        (jge, 7, 0, 0x40000000),            # 3: x32 ABI -> EPERM
+        (jeq, 6, 0, 57),                    # 4: fork -> EPERM
+        (jeq, 5, 0, 58),                    # 5: vfork -> EPERM
+        (jeq, 5, 0, 435),                   # 6: clone3 -> ENOSYS
+        (jeq, 0, 2, 56),                    # 7: clone -> check its flags, others -> allow
+        (load, 0, 0, 16),                   # 8: A = low half of clone's flags
+        (jset, 0, 1, clone_thread),         # 9: a thread -> allow, a process -> EPERM
+        (ret, 0, 0, allow),                 # 10
+        (ret, 0, 0, eperm),                 # 11
+        (ret, 0, 0, enosys),                # 12
+    ]
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+
+
+@functools.lru_cache(maxsize=1)
+def no_fork_filter_path() -> str:
+    """A file holding :func:`_no_fork_filter`'s program, written once per grader process."""
+    handle, path = tempfile.mkstemp(prefix="cnnbook-nofork-", suffix=".bpf")
+    with os.fdopen(handle, "wb") as output:
+        output.write(_no_fork_filter())
+    return path
+
+
 class SandboxUnavailable(RuntimeError):
     """bubblewrap is missing or cannot create the namespaces the sandbox needs."""
 
@@ -82,7 +121,7 @@ def bwrap_path() -> str | None:
 def _probe(bwrap: str) -> str:
     """Run ``true`` in a minimal sandbox; return ``""`` when it works, else bwrap's complaint."""
     command = sandboxed_command(["/bin/true"], writable_dir=Path("/tmp"), _bwrap=bwrap,
-                                _python=False)
+                                _python=False, allow_fork=True)
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -165,13 +204,16 @@ def _environment(extra: Mapping[str, str] | None) -> list[str]:
 def sandboxed_command(argv: Sequence[str], *, writable_dir: str | os.PathLike,
                       readonly_paths: Iterable[str | os.PathLike] = (),
                       socket_dir: str | os.PathLike | None = None,
-                      environment: Mapping[str, str] | None = None,
+                      environment: Mapping[str, str] | None = None, allow_fork: bool = False,
                       _bwrap: str | None = None, _python: bool = True) -> list[str]:
     """The command line that runs ``argv`` inside the grading sandbox (see the module docstring):
     system and Python environment read-only, ``writable_dir`` read-write and the working
     directory, each of ``readonly_paths`` (files or folders, e.g. the data set) read-only at its
     own path, ``socket_dir`` read-write for a kernel's connection file and ZMQ ``ipc`` sockets,
-    private ``/tmp``, no network, a cleared environment plus ``environment``.
+    private ``/tmp``, no network, a cleared environment plus ``environment``, and (unless
+    ``allow_fork``) a seccomp filter that refuses new processes, so a fork bomb stops at its first
+    ``fork`` (``RLIMIT_NPROC`` does not bind root, and no pids cgroup is writable here); threads
+    work. The command then starts with ``sh -c`` to open the filter for bwrap's ``--seccomp``.
 
     Every path must exist (``ValueError`` otherwise: a missing bind would make bwrap fail later
     with a less helpful message). Does not check that bwrap works: call :func:`require_sandbox`
@@ -202,7 +244,11 @@ def sandboxed_command(argv: Sequence[str], *, writable_dir: str | os.PathLike,
         socket = Path(socket_dir).absolute()
         command += ["--bind", str(socket), str(socket)]
     command += _environment(environment)
+    if not allow_fork:
+        command += ["--seccomp", "3"]
     command += ["--chdir", str(writable), "--", *argv]
+    if not allow_fork:
+        command = ["/bin/sh", "-c", 'exec "$@" 3< "$0"', no_fork_filter_path(), *command]
     return command
 
 
@@ -301,14 +347,15 @@ def run_sandboxed(argv: Sequence[str], *, writable_dir: str | os.PathLike,
                   readonly_paths: Iterable[str | os.PathLike] = (), timeout: float = 600,
                   max_memory_bytes: int = 4 * 2**30, max_processes: int = 256,
                   max_output_bytes: int = 1_000_000,
-                  environment: Mapping[str, str] | None = None) -> SandboxResult:
+                  environment: Mapping[str, str] | None = None,
+                  allow_fork: bool = False) -> SandboxResult:
     """Run ``argv`` under :func:`sandboxed_command` with a wall-clock ``timeout`` (seconds), the
     :class:`Watchdog`'s memory and process limits and at most ``max_output_bytes`` kept of each
     of stdout and stderr (the rest is read and dropped). Raises :class:`SandboxUnavailable` when
     the sandbox cannot run."""
     require_sandbox()
     command = sandboxed_command(argv, writable_dir=writable_dir, readonly_paths=readonly_paths,
-                                environment=environment)
+                                environment=environment, allow_fork=allow_fork)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL, start_new_session=True)

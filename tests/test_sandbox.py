@@ -95,18 +95,36 @@ def test_memory_hog_is_killed_at_the_limit(tmp_path):
     assert result.seconds < 30
 
 
-def test_fork_bomb_is_killed_with_all_its_processes(tmp_path):
-    marker = tmp_path / "alive"
-    result = _python(f"""
-        import os, time
-        open({str(marker)!r}, "w").write(str(os.getpid()))
+def test_fork_bomb_stops_at_its_first_fork_and_threads_still_work(tmp_path):
+    result = _python("""
+        import os, subprocess, threading
+        thread = threading.Thread(target=lambda: print("thread ran"))
+        thread.start(); thread.join()
+        try:
+            subprocess.run(["true"])
+            print("SPAWNED")
+        except OSError as error:
+            print("spawn refused:", error.strerror)
         while True:
             os.fork()
-    """, tmp_path, timeout=60, max_processes=64)
+    """, tmp_path, timeout=60)
+    assert "thread ran" in result.stdout and "SPAWNED" not in result.stdout
+    assert "spawn refused: Operation not permitted" in result.stdout
+    assert result.returncode == 1 and "PermissionError" in result.stderr
+    assert result.limit is None
+
+
+def test_process_limit_kills_a_sandbox_allowed_to_fork(tmp_path):
+    result = _python("""
+        import subprocess, time
+        children = [subprocess.Popen(["sleep", "60"]) for _ in range(40)]
+        time.sleep(60)
+    """, tmp_path, timeout=90, max_processes=16, allow_fork=True)
     assert result.returncode == -9
-    assert "processes" in result.limit
-    leftover = subprocess.run(["pgrep", "-f", "while True:"], capture_output=True, text=True)
-    assert leftover.stdout.strip() == "", "processes of the fork bomb outlived the sandbox"
+    assert "limit of 16 processes" in result.limit
+    assert result.seconds < 60
+    leftover = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "children outlived the sandbox"
 
 
 def test_runaway_loop_is_stopped_at_the_timeout(tmp_path):

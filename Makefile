@@ -16,7 +16,7 @@ CNNBOOK_DATA ?= $(SHARED_DATA)
 export CNNBOOK_DATA
 endif
 
-.PHONY: book test test-fast lint setup system clean
+.PHONY: book test test-fast lint setup system clean hub
 setup: $(VENV)/.installed
 
 # What the tests need from outside PyPI: Debian's packages (system-packages.txt: bubblewrap for the
@@ -50,6 +50,12 @@ test: lint
 
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
+
+# A local demonstration hub on http://127.0.0.1:8000 (deploy/README.md): JupyterHub with an
+# instructor and two students (any password), the course ready to release. Ctrl-C stops it and
+# every server; its state lives in .hub/ (delete it to start the course afresh).
+hub: setup node_modules/.installed
+	$(BIN)/python deploy/demo_hub.py --state .hub --port 8000
 
 clean:
 	rm -rf _build

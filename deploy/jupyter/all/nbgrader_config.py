@@ -1,0 +1,23 @@
+# nbgrader settings of every user's server on the course hub: the exchange through which
+# assignments are released, fetched, submitted, collected and fed back. The hub
+# (deploy/jupyterhub_config.py, deploy/z2jh/values.yaml) puts this folder on JUPYTER_CONFIG_PATH.
+#
+#   CNNBOOK_EXCHANGE_KIND=folder (default)  a shared folder, CNNBOOK_EXCHANGE: one machine
+#   CNNBOOK_EXCHANGE_KIND=ngshare           the ngshare service of a Kubernetes hub, where pods
+#                                           share no folder (deploy/README.md, Kubernetes)
+import os
+
+c = get_config()  # noqa: F821 (traitlets defines it when it loads this file)
+
+exchange_kind = os.environ.get("CNNBOOK_EXCHANGE_KIND", "folder")
+if exchange_kind == "ngshare":
+    from ngshare_exchange import configureExchange
+
+    configureExchange(c)
+elif exchange_kind == "folder":
+    c.Exchange.root = os.environ.get("CNNBOOK_EXCHANGE", "/srv/nbgrader/exchange")
+else:
+    raise ValueError(
+        f"CNNBOOK_EXCHANGE_KIND must be 'folder' or 'ngshare', got {exchange_kind!r}: "
+        "set it in the hub's configuration"
+    )

@@ -69,7 +69,7 @@ def test_all_published_depths_are_in_the_table(table6):
     assert set(models.PUBLISHED_CIFAR_DEPTHS) == set(table6)
 
 
-@pytest.mark.parametrize("depth", PAPER_DEPTHS)
+@pytest.mark.parametrize("depth", (20, 32))  # the difference does not depend on the depth
 def test_option_b_adds_exactly_two_projections(depth):
     option_a = trainable_parameters(models.resnet_cifar(depth, "A"))
     option_b = trainable_parameters(models.resnet_cifar(depth, "B"))
@@ -78,7 +78,7 @@ def test_option_b_adds_exactly_two_projections(depth):
     assert option_b - option_a == projections
 
 
-@pytest.mark.parametrize("depth", (8, 20, 56))
+@pytest.mark.parametrize("depth", (8, 20))
 def test_plain_network_has_the_parameters_of_option_a(depth):
     assert trainable_parameters(models.plain_cifar(depth)) == trainable_parameters(
         models.resnet_cifar(depth, "A")

@@ -1,0 +1,444 @@
+"""The site as a reader sees it: every page of the built book opened in a real browser (Debian's
+Chromium driven by Playwright, no browser download) from a local HTTP server on 127.0.0.1, offline.
+
+Every page loads with no console error and no failed request, its mathematics is typeset by the
+MathJax served with the site, its images load, its internal links resolve, and no code cell needs a
+horizontal scroll bar at a 1280-pixel window. Search finds the sizing chapter for "padding". The
+launch links of each assignment are well-formed nbgitpuller, Colab and Binder URLs built from the
+settings of ``_config.yml``. Nothing of ``solutions/`` (solution code, hidden tests) is on the site.
+A full-page screenshot of every page is kept in ``test-artifacts/site/`` as JPEG (or
+``$CNNBOOK_TEST_ARTIFACTS/site``), named in the run's summary.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import parse_qs, urldefrag, urlsplit
+
+import pytest
+import yaml
+from book_build import toc_files
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WINDOW = {"width": 1280, "height": 900}
+#: The chapter that each assignment of exercises/ belongs to.
+ASSIGNMENT_CHAPTERS = {
+    "sizing": "book/sizing",
+    "parameters": "book/parameters",
+    "resnet": "book/resnet",
+}
+
+
+@dataclass
+class PageVisit:
+    """What the browser saw on one page."""
+
+    path: str
+    console_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    math_elements: int = 0
+    math_untypeset: list[str] = field(default_factory=list)
+    math_errors: list[str] = field(default_factory=list)
+    raw_tex_in_text: list[str] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
+    overflowing_code: list[dict] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    screenshot: Path | None = None
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url(built_book):
+    """The built site served by Python's HTTP server on 127.0.0.1 (a free port)."""
+    handler = functools.partial(_Quiet, directory=str(built_book.html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`make system`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def screenshot_dir(repo_root) -> Path:
+    base = Path(os.environ.get("CNNBOOK_TEST_ARTIFACTS", repo_root / "test-artifacts"))
+    folder = base / "site"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _site_pages(repo_root: Path) -> list[str]:
+    """Every page a reader reaches: the chapters of _toc.yml, search and the indexes (index.html
+    only redirects to the first of them)."""
+    return ([f"{doc}.html" for doc in toc_files(repo_root)]
+            + ["genindex.html", "py-modindex.html", "search.html"])
+
+
+# Runs in the page once it has loaded: waits for MathJax's first typesetting, makes lazy images
+# load, and reports what the tests check.
+_INSPECT_PAGE = """
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const images = Array.from(document.images);
+  images.forEach(img => { img.loading = "eager"; });
+  await Promise.all(images.map(img => img.complete ? null : new Promise(done => {
+    img.addEventListener("load", done); img.addEventListener("error", done);
+  })));
+  const maths = Array.from(document.querySelectorAll("span.math, div.math"));
+  // Text a reader sees outside code: raw TeX delimiters there mean MathJax did not typeset it.
+  const article = document.querySelector("article") || document.body;
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, {
+    acceptNode: node => node.parentElement.closest("pre, code, script, style, mjx-container")
+      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+  });
+  const rawTex = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const match = node.textContent.match(/\\\\[\\[\\(]|\\$\\$|\\\\frac|\\\\begin\\{/);
+    if (match) rawTex.push(node.textContent.trim().slice(0, 120));
+  }
+  return {
+    mathElements: maths.length,
+    mathUntypeset: maths.filter(el => !el.querySelector("mjx-container"))
+                        .map(el => el.textContent.trim().slice(0, 120)),
+    mathErrors: Array.from(document.querySelectorAll("mjx-merror"))
+                     .map(el => el.getAttribute("data-mjx-error") || el.textContent),
+    rawTex: rawTex,
+    images: images.map(img => ({src: img.currentSrc || img.src, complete: img.complete,
+                                naturalWidth: img.naturalWidth})),
+    links: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
+  };
+}
+"""
+
+# Runs after the screenshot: opens every folded cell, then finds what in a code cell (its code or
+# its output) either scrolls sideways or sticks out of the cell's column.
+_OVERFLOWING_CODE = """
+() => {
+  document.querySelectorAll("details").forEach(details => { details.open = true; });
+  const found = [];
+  for (const cell of document.querySelectorAll("div.cell")) {
+    const right = cell.getBoundingClientRect().right;
+    for (const element of cell.querySelectorAll("*")) {
+      if (element.offsetParent === null) continue;
+      const style = getComputedStyle(element);
+      const scrolls = ["auto", "scroll"].includes(style.overflowX)
+        && element.scrollWidth > element.clientWidth + 1;
+      const sticksOut = element.getBoundingClientRect().right > right + 1;
+      if (scrolls || sticksOut) {
+        found.push({element: element.tagName.toLowerCase() + "." + element.className,
+                    text: element.textContent.trim().slice(0, 80),
+                    scrollWidth: element.scrollWidth, clientWidth: element.clientWidth,
+                    right: Math.round(element.getBoundingClientRect().right),
+                    cellRight: Math.round(right)});
+        break;
+      }
+    }
+  }
+  return found;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def visits(browser, site_url, repo_root, screenshot_dir, report_timing) -> dict[str, PageVisit]:
+    """Every page opened once in a 1280-pixel window, with what the browser saw."""
+    start = time.perf_counter()
+    context = browser.new_context(viewport=WINDOW, service_workers="block")
+    # The site must work offline: a request that leaves the local server (a CDN, a web font) is
+    # aborted at once, and recorded as a failed request of its page.
+    context.route(lambda url: not url.startswith(site_url), lambda route: route.abort())
+    results = {}
+    for path in _site_pages(repo_root):
+        visit = PageVisit(path)
+        page = context.new_page()
+        page.on("console", lambda message, visit=visit: visit.console_errors.append(
+            message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error, visit=visit: visit.console_errors.append(str(error)))
+        page.on("requestfailed", lambda request, visit=visit: visit.failed_requests.append(
+            f"{request.url} ({request.failure})"))
+        page.on("response", lambda response, visit=visit: visit.failed_requests.append(
+            f"{response.url} (HTTP {response.status})") if response.status >= 400 else None)
+        response = page.goto(site_url + path, wait_until="load")
+        assert response is not None and response.ok, f"{path}: {response and response.status}"
+        seen = page.evaluate(_INSPECT_PAGE)
+        page.wait_for_load_state("networkidle")
+        visit.math_elements = seen["mathElements"]
+        visit.math_untypeset = seen["mathUntypeset"]
+        visit.math_errors = seen["mathErrors"]
+        visit.raw_tex_in_text = seen["rawTex"]
+        visit.images = seen["images"]
+        visit.links = seen["links"]
+        # JPEG: a full page of a long chapter is tens of thousands of pixels tall.
+        visit.screenshot = screenshot_dir / (path.replace("/", "__").removesuffix(".html") + ".jpg")
+        page.screenshot(path=str(visit.screenshot), full_page=True, type="jpeg", quality=80,
+                        timeout=180_000)
+        visit.overflowing_code = page.evaluate(_OVERFLOWING_CODE)
+        page.close()
+        results[path] = visit
+    context.close()
+    report_timing(f"site in Chromium: {len(results)} pages opened, screenshots in {screenshot_dir}",
+                  time.perf_counter() - start)
+    return results
+
+
+def test_every_page_loads_without_console_error_or_failed_request(visits):
+    problems = {path: {"console errors": visit.console_errors,
+                       "failed requests": visit.failed_requests}
+                for path, visit in visits.items()
+                if visit.console_errors or visit.failed_requests}
+    assert not problems, json.dumps(problems, indent=1)
+
+
+def test_mathematics_is_typeset_by_mathjax_on_every_page(visits, built_book, repo_root):
+    for path, visit in visits.items():
+        assert not visit.math_untypeset, f"{path}: not typeset: {visit.math_untypeset[:5]}"
+        assert not visit.math_errors, f"{path}: MathJax errors: {visit.math_errors[:5]}"
+        assert not visit.raw_tex_in_text, f"{path}: raw TeX: {visit.raw_tex_in_text[:5]}"
+    # The chapters write mathematics ($...$ or $$...$$ in their MyST source): their pages show it.
+    for doc in toc_files(repo_root):
+        source = (repo_root / f"{doc}.md").read_text()
+        if re.search(r"\$[^$\s][^$]*\$", source):
+            assert visits[f"{doc}.html"].math_elements > 0, f"{doc}: no typeset mathematics"
+
+
+def test_mathjax_is_served_with_the_site(built_book):
+    html_dir = built_book.html_dir
+    sizing = (html_dir / "book" / "sizing.html").read_text()
+    scripts = re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', sizing, flags=re.IGNORECASE)
+    assert scripts == ["../_static/mathjax/tex-mml-chtml.js"], scripts
+    assert (html_dir / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    # The CommonHTML fonts that the bundle loads on demand are served too.
+    assert list((html_dir / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
+
+
+def test_every_image_loads(visits):
+    total = 0
+    for path, visit in visits.items():
+        for image in visit.images:
+            total += 1
+            assert image["complete"] and image["naturalWidth"] > 0, f"{path}: {image}"
+    # The chapters draw their figures with matplotlib: the site has many images.
+    assert total >= 10, f"only {total} images on the whole site"
+
+
+class _Anchors(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("id", "name") and value:
+                self.ids.add(value)
+
+
+def test_internal_links_resolve(visits, site_url):
+    anchors_of: dict[str, set[str]] = {}
+    checked = 0
+    for path, visit in visits.items():
+        for link in visit.links:
+            if not link.startswith(site_url):
+                continue
+            target, fragment = urldefrag(link)
+            if target not in anchors_of:
+                try:
+                    with urllib.request.urlopen(target) as response:
+                        body = response.read().decode("utf-8", errors="replace")
+                except urllib.error.HTTPError as error:
+                    pytest.fail(f"{path} links to {link}: HTTP {error.code}")
+                parser = _Anchors()
+                if target.endswith((".html", "/")):
+                    parser.feed(body)
+                anchors_of[target] = parser.ids
+            if fragment:
+                assert fragment in anchors_of[target], f"{path} links to a missing anchor: {link}"
+            checked += 1
+    assert checked > 100, f"only {checked} internal links on the whole site"
+
+
+def test_the_landing_page_opens_the_introduction(browser, site_url, repo_root):
+    page = browser.new_page(viewport=WINDOW)
+    page.goto(site_url, wait_until="load")
+    page.wait_for_url(f"{site_url}{toc_files(repo_root)[0]}.html", timeout=30_000)
+    page.close()
+
+
+def test_search_finds_the_sizing_chapter_for_padding(browser, site_url):
+    page = browser.new_page(viewport=WINDOW)
+    page.goto(site_url + "search.html?q=padding", wait_until="load")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#search-results ul.search li a').length > 0",
+        timeout=30_000)
+    results = page.eval_on_selector_all("#search-results ul.search li a",
+                                        "links => links.map(a => a.href)")
+    page.close()
+    assert any(urlsplit(url).path.endswith("/book/sizing.html") for url in results), results
+
+
+def _launch_settings(repo_root: Path) -> dict:
+    config = yaml.safe_load((repo_root / "_config.yml").read_text())
+    return {"repository": config["repository"]["url"].rstrip("/"),
+            "branch": config["repository"]["branch"],
+            "hub": config["launch_buttons"]["jupyterhub_url"].rstrip("/"),
+            "binder": config["launch_buttons"]["binderhub_url"].rstrip("/")}
+
+
+def _assignment_links(page_html: str) -> dict[str, dict[str, str]]:
+    """``{assignment: {"hub": url, "colab": url, "binder": url}}`` of the launch boxes on a page."""
+    boxes = {}
+    for match in re.finditer(r'<div class="cnnbook-launch[^"]*" id="launch-([\w-]+)"(.*?)</div>',
+                             page_html, flags=re.DOTALL):
+        links = re.findall(r'class="[^"]*cnnbook-launch-(hub|colab|binder)[^"]*" href="([^"]+)"'
+                           r'|href="([^"]+)" class="[^"]*cnnbook-launch-(hub|colab|binder)',
+                           match.group(2))
+        found = {}
+        for kind, url, url_after, kind_after in links:
+            found[kind or kind_after] = html.unescape(url or url_after)
+        boxes[match.group(1)] = found
+    return boxes
+
+
+def test_each_assignment_has_well_formed_launch_links_on_its_chapter(built_book, repo_root):
+    settings = _launch_settings(repo_root)
+    repository_path = urlsplit(settings["repository"]).path.strip("/")
+    repository_name = repository_path.split("/")[-1]
+    released = sorted(folder.name for folder in (repo_root / "exercises").iterdir()
+                      if (folder / f"{folder.name}.ipynb").is_file())
+    assert released, "exercises/ holds no released assignment"
+    boxes_by_page = {doc: _assignment_links((built_book.html_dir / f"{doc}.html").read_text())
+                     for doc in toc_files(repo_root)}
+    for assignment in released:
+        assert assignment in ASSIGNMENT_CHAPTERS, (
+            f"exercises/{assignment} has no chapter in ASSIGNMENT_CHAPTERS: add its launch box "
+            f"(```{{launch-assignment}} {assignment}```) to its chapter and name it here")
+        pages = [doc for doc, boxes in boxes_by_page.items() if assignment in boxes]
+        assert pages == [ASSIGNMENT_CHAPTERS[assignment]], (assignment, pages)
+        links = boxes_by_page[pages[0]][assignment]
+        notebook = f"exercises/{assignment}/{assignment}.ipynb"
+
+        # nbgitpuller on the course hub (nbgitpuller's link format: /hub/user-redirect/git-pull
+        # with repo, branch and urlpath; it clones into a folder named after the repository).
+        hub = urlsplit(links["hub"])
+        assert f"{hub.scheme}://{hub.netloc}" == settings["hub"]
+        assert hub.path == "/hub/user-redirect/git-pull"
+        query = parse_qs(hub.query, strict_parsing=True)
+        assert sorted(query) == ["branch", "repo", "urlpath"]
+        assert query["repo"] == [settings["repository"]]
+        assert query["branch"] == [settings["branch"]]
+        assert query["urlpath"] == [f"lab/tree/{repository_name}/{notebook}"]
+        assert (repo_root / notebook).is_file()
+
+        assert links["colab"] == (f"https://colab.research.google.com/github/{repository_path}"
+                                  f"/blob/{settings['branch']}/{notebook}")
+        binder = urlsplit(links["binder"])
+        assert f"{binder.scheme}://{binder.netloc}" == settings["binder"]
+        assert binder.path == f"/v2/gh/{repository_path}/{settings['branch']}"
+        assert parse_qs(binder.query) == {"urlpath": [f"lab/tree/{notebook}"]}
+
+
+def test_chapter_pages_open_as_notebooks_on_the_hub(built_book, repo_root):
+    """The theme's launch menu of a chapter opens its MyST source on the hub (jupytext there opens
+    it as a notebook)."""
+    settings = _launch_settings(repo_root)
+    repository_name = urlsplit(settings["repository"]).path.strip("/").split("/")[-1]
+    for chapter in ASSIGNMENT_CHAPTERS.values():
+        page_html = (built_book.html_dir / f"{chapter}.html").read_text()
+        hub_links = [html.unescape(url) for url in re.findall(
+            r'href="([^"]*/hub/user-redirect/git-pull\?[^"]*)"', page_html)]
+        menu_links = [url for url in hub_links
+                      if parse_qs(urlsplit(url).query)["urlpath"][0].endswith(".md")]
+        assert len(menu_links) == 1, (chapter, hub_links)
+        query = parse_qs(urlsplit(menu_links[0]).query)
+        assert query["urlpath"] == [f"lab/tree/{repository_name}/{chapter}.md"]
+        assert query["repo"] == [settings["repository"]]
+        assert (repo_root / f"{chapter}.md").is_file()
+
+
+def test_no_code_cell_needs_horizontal_scrolling_at_1280_pixels(visits):
+    overflowing = {path: visit.overflowing_code for path, visit in visits.items()
+                   if visit.overflowing_code}
+    assert not overflowing, json.dumps(overflowing, indent=1)
+
+
+def test_every_page_has_a_screenshot(visits):
+    for path, visit in visits.items():
+        assert visit.screenshot.is_file() and visit.screenshot.stat().st_size > 10_000, path
+
+
+def _solution_blocks(repo_root: Path) -> list[tuple[str, str]]:
+    """``(where, code)`` of every solution and hidden-test block of solutions/*/*.ipynb."""
+    blocks = []
+    pattern = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.DOTALL)
+    for notebook in sorted((repo_root / "solutions").glob("*/*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            for kind, code in pattern.findall(source):
+                blocks.append((f"{notebook.name} {kind.lower()}", code))
+    return blocks
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_site_holds_no_solution_or_hidden_test(built_book, repo_root):
+    blocks = [(where, _normalised(code)) for where, code in _solution_blocks(repo_root)]
+    # A block of a line or two (``return total``) may coincide with a chapter's code by chance.
+    distinctive = [(where, code) for where, code in blocks if len(code) >= 60]
+    assert len(distinctive) >= 10, f"only {len(distinctive)} solution blocks found in solutions/"
+    texts = {}
+    for path in sorted(built_book.html_dir.rglob("*.*")):
+        if path.suffix not in (".html", ".ipynb", ".md", ".txt", ".js", ".py") or path.is_dir():
+            continue
+        if "_static" in path.relative_to(built_book.html_dir).parts[:1]:
+            continue  # the theme's and MathJax's own files
+        raw = path.read_text(errors="replace")
+        for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+            assert marker not in raw, f"{path} holds {marker!r}"
+        if path.suffix == ".html":
+            raw = html.unescape(re.sub(r"<[^>]+>", "", raw))
+        elif path.suffix == ".ipynb":
+            raw = "\n".join("".join(cell["source"]) for cell in json.loads(raw)["cells"])
+        texts[path] = _normalised(raw)
+    for where, code in distinctive:
+        for path, text in texts.items():
+            assert code not in text, f"{path} holds the {where} block starting {code[:80]!r}"

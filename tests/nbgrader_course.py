@@ -167,20 +167,24 @@ class Course:
 
 def with_solutions_replaced(notebook: dict, answers: dict[str, str]) -> dict:
     """A copy of the release ``notebook`` in which the answer cell ``grade_id`` of each entry of
-    ``answers`` holds that code instead of ``raise NotImplementedError()`` (each ``# YOUR CODE
-    HERE`` region in turn takes the next part of the code split at ``"\n#---\n"``)."""
+    ``answers`` holds that code instead of ``raise NotImplementedError()``: each ``# YOUR CODE
+    HERE`` region in turn takes the next part of the code split at ``"\n#---\n"``, indented as
+    the region was."""
     notebook = json.loads(json.dumps(notebook))
-    placeholder = "# YOUR CODE HERE\nraise NotImplementedError()"
+    placeholder = re.compile(r"^([ \t]*)# YOUR CODE HERE\n\1raise NotImplementedError\(\)",
+                             re.MULTILINE)
     for cell in notebook["cells"]:
         grade_id = nbgrader_metadata(cell).get("grade_id")
         if grade_id not in answers:
             continue
         text = source_of(cell)
         for part in answers[grade_id].split("\n#---\n"):
-            start = text.index(placeholder)
-            indent = text[text.rindex("\n", 0, start) + 1:start] if "\n" in text[:start] else ""
-            code = ("\n" + indent).join(part.strip("\n").splitlines())
-            text = text[:start] + code + text[start + len(placeholder):]
+            region = placeholder.search(text)
+            if region is None:
+                raise ValueError(f"cell {grade_id} has fewer answer regions than parts given")
+            indent = region.group(1)
+            code = "\n".join(indent + line for line in part.strip("\n").splitlines())
+            text = text[:region.start()] + code + text[region.end():]
         cell["source"] = text
     missing = set(answers) - {nbgrader_metadata(cell).get("grade_id") for cell in notebook["cells"]}
     if missing:

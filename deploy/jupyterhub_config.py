@@ -30,9 +30,10 @@ CNNBOOK_HUB_IP [127.0.0.1 in demo, all interfaces in docker]; CNNBOOK_HUB_PORT [
 CNNBOOK_HUB_API_PORT [8081]; CNNBOOK_PROXY_API_PORT [8001]; CNNBOOK_HUB_ADMIN_TOKEN (unset: no
 admin service), an API token for a service ``course-admin`` that may create users and groups,
 start servers and issue users' tokens (scripts and the test use it); CNNBOOK_IMAGE
-[cnnbook-hub:latest]; CNNBOOK_INSTRUCTORS and CNNBOOK_STUDENTS (demo; comma-separated users
-created at start-up, the instructors also admins); CNNBOOK_ADMINS (docker; comma-separated
-admin users, who approve sign-ups).
+[cnnbook-hub:latest]; CNNBOOK_INSTRUCTORS (comma-separated users of the instructors group; in
+demo mode also admins); CNNBOOK_STUDENTS (demo; the other users allowed to log in);
+CNNBOOK_ADMINS (docker; admin users, who approve sign-ups); CNNBOOK_HUB_CONNECT_IP (docker; the
+address at which containers reach the hub [jupyterhub]); CNNBOOK_DOCKER_NETWORK [cnnbook].
 """
 
 import os
@@ -90,7 +91,14 @@ c.JupyterHub.cleanup_servers = True
 # --- Users: instructors and students -----------------------------------------------------------
 c.Authenticator.allow_all = False
 c.Authenticator.allow_existing_users = True  # users created by an admin or the REST API
-c.JupyterHub.load_groups = {INSTRUCTORS_GROUP: {"users": []}}
+
+
+def _user_list(variable):
+    return [name.strip() for name in os.environ.get(variable, "").split(",") if name.strip()]
+
+
+# Instructors named at start-up join the group; an admin can add more in the admin panel.
+c.JupyterHub.load_groups = {INSTRUCTORS_GROUP: {"users": _user_list("CNNBOOK_INSTRUCTORS")}}
 
 services = [
     {
@@ -117,10 +125,6 @@ if admin_token:
     })
 c.JupyterHub.services = services
 c.JupyterHub.load_roles = roles
-
-
-def _user_list(variable):
-    return [name.strip() for name in os.environ.get(variable, "").split(",") if name.strip()]
 
 
 # --- Single-user servers: profiles, roles, exchange --------------------------------------------
@@ -206,14 +210,11 @@ if MODE == "docker":
     }
     c.Authenticator.admin_users = set(_user_list("CNNBOOK_ADMINS"))
 else:
-    from jupyterhub.spawner import SimpleLocalProcessSpawner  # noqa: F401 (the class it names)
-
     instructors = _user_list("CNNBOOK_INSTRUCTORS")
     students = _user_list("CNNBOOK_STUDENTS")
     c.JupyterHub.authenticator_class = "dummy"
     c.Authenticator.allowed_users = set(instructors + students)
     c.Authenticator.admin_users = set(instructors)
-    c.JupyterHub.load_groups = {INSTRUCTORS_GROUP: {"users": instructors}}
     c.JupyterHub.spawner_class = "simple"
     c.SimpleLocalProcessSpawner.home_dir_template = str(STATE_DIR / "home" / "{username}")
     c.JupyterHub.hub_bind_url = (

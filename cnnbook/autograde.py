@@ -3,11 +3,15 @@ preprocessors that ``nbgrader_config.py`` puts in place of nbgrader's own.
 
 Autograding (``c.Autograde.sanitize_preprocessors`` / ``autograde_preprocessors``):
 
+* :class:`ForgetUnknownCells` (before nbgrader's ``OverwriteCells``): a cell whose metadata names
+  a grade id the gradebook does not know becomes an ordinary student cell, so that a renamed test
+  cell is put back and graded instead of failing the submission.
 * :class:`CheckSubmittedFiles` (after nbgrader has copied the submission to ``autograded/``):
   removes from the copy every file that was a symlink or not a regular file in ``submitted/``,
   every file larger than ``c.GradingSandbox.max_file_bytes``, and every file or folder whose name
   would shadow an installed module (``cnnbook/``, ``numpy.py``); a note at the top of the notebook
-  says what was removed and why. ``submitted/`` itself is never modified.
+  says what was removed and why. A submitted notebook that is itself a symlink is not graded
+  (every answer cell raises the reason). ``submitted/`` itself is never modified.
 * :class:`CheckAnswerSource` (before execution): analyses the student's cells outside the kernel
   with :mod:`cnnbook.answers`; a cell that breaks a rule is replaced by one that raises an
   ``AssertionError`` naming the rule, so it defines nothing and the tests that need it fail.
@@ -57,6 +61,7 @@ __all__ = [
     "SandboxedKernelManager",
     "SandboxedExecute",
     "CheckSubmittedFiles",
+    "ForgetUnknownCells",
     "CheckAnswerSource",
     "SaveAutoGradesOrDefer",
     "StripHiddenTests",
@@ -194,6 +199,9 @@ class SandboxedExecute(Execute):
 
     timeout = Integer(120, allow_none=True, help="Seconds one cell may run while autograding."
                       ).tag(config=True)
+    startup_timeout = Integer(180, help="Seconds a grading kernel may take to start (a busy "
+                              "machine); past it the notebook waits for manual grading.").tag(
+                                  config=True)
     interrupt_on_timeout = Bool(False)
 
     @default("kernel_manager_class")
@@ -347,6 +355,17 @@ class CheckSubmittedFiles(NbGraderPreprocessor):
                 shutil.rmtree(copy, ignore_errors=True)  # so that a re-run grades it
                 raise SystemExit(f"nbgrader autograde stopped: {error}") from None
         source_folder = Path(coursedir.format_path(coursedir.source_directory, ".", assignment))
+        submitted_notebook = submitted / f"{notebook}.ipynb"
+        if submitted_notebook.is_symlink() or not submitted_notebook.is_file():
+            reason = ("the submitted notebook is a symbolic link or not a regular file, so it was "
+                      "not graded")
+            for cell in nb.cells:
+                metadata = cell.metadata.get("nbgrader", {})
+                if cell.cell_type == "code" and not metadata.get("locked"):
+                    cell.source = f"raise AssertionError({reason!r})"
+            nb.cells.insert(0, new_markdown_cell(f"**Grader's note.** {reason[0].upper()}"
+                                                 f"{reason[1:]}."))
+            self.log.warning("%s/%s: %s", student, assignment, reason)
         removed = []
         for path in sorted(copy.rglob("*"), reverse=True) if copy.is_dir() else []:
             relative = path.relative_to(copy)
@@ -384,6 +403,27 @@ class CheckSubmittedFiles(NbGraderPreprocessor):
     def _kept_student_files(self, assignment: str) -> list[str]:
         excluded = self.config.Autograde.get("exclude_overwriting", {})
         return list(excluded.get(assignment, []))
+
+
+class ForgetUnknownCells(NbGraderPreprocessor):
+    """Before nbgrader's ``OverwriteCells``: a cell whose nbgrader metadata names a grade id that
+    the gradebook does not know (a renamed test cell, forged metadata) loses that metadata and
+    becomes an ordinary student cell. (``OverwriteCells`` with ``add_missing_cells`` then puts the
+    real test cell back; without this step it fails on such a cell with a ``KeyError`` and the
+    whole submission is lost.)"""
+
+    def preprocess(self, nb, resources):
+        student, assignment, notebook = _notebook_ids(resources)
+        with Gradebook(resources["nbgrader"]["db_url"]) as gradebook:
+            known = {cell.name for cell in gradebook.find_notebook(notebook, assignment
+                                                                   ).source_cells}
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if "nbgrader" in cell.metadata and grade_id not in known:
+                del cell.metadata["nbgrader"]
+                self.log.warning("%s/%s: cell %r is unknown to the gradebook; graded as the "
+                                 "student's own cell", student, assignment, grade_id)
+        return nb, resources
 
 
 class CheckAnswerSource(NbGraderPreprocessor):

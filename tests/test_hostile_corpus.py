@@ -1,0 +1,238 @@
+"""The hostile corpus (tests/hostile_corpus.py) graded in one batch with good submissions by the
+real ``nbgrader autograde`` of the course's configuration, under the limits of
+``hostile_corpus.TEST_LIMITS``; then feedback, and a second autograde run.
+
+Asserted for each kind: its code score (points of the tests expected to pass, read from the source
+notebook's metadata), the cells left for manual grading, the reason shown in the graded notebook
+or the log; for the batch: submitted files byte-identical afterwards, the gradebook intact (every
+student and grade present, good scores unchanged), a second run giving identical grades, feedback
+without hidden tests, and a wall time under ``BATCH_BOUND_S``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from nbgrader_course import (
+    Course,
+    course_environment,
+    gradebook_scores,
+    points_of,
+    read_notebook,
+    source_of,
+)
+
+import hostile_corpus as corpus_module
+
+RERUN = ("good_reference", "good_partial", "os_exit", "memory_bomb", "patched_keras",
+         "symlink_outside", "shadowing_cnnbook_folder", "tests_deleted")
+"""Submissions graded a second time (a full second batch would double the test's time): the
+good ones, the two kinds of killed kernel, and one of each kind of refused file or cell."""
+
+BATCH_BOUND_S = 20 * 60
+"""Upper bound of one autograde run of the whole corpus, asserted: 32 submissions took about 10
+minutes on the shared 2-core machine at a load of 10 to 20 (about 18 s each, one of them the 60 s
+timeout); a quiet machine takes well under half the bound."""
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder``: a file's SHA-256, a symlink's target (never followed)."""
+    entries = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            entries[key] = "-> " + os.readlink(path)
+        elif path.is_file():
+            entries[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            entries[key] = "dir"
+    return entries
+
+
+def _autograde(course: Course, *arguments: str) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde",
+                             corpus_module.ASSIGNMENT, *arguments], cwd=course.root,
+                            capture_output=True, text=True, env=course.environment,
+                            timeout=BATCH_BOUND_S + 600)
+    return result, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def graded(repo_root, cifar_subset_dir, tmp_path_factory, report_timing):
+    environment = course_environment(repo_root, CNNBOOK_DATA=str(cifar_subset_dir))
+    course = Course.copy_of(repo_root, tmp_path_factory.mktemp("hostile"), environment)
+    limits = corpus_module.TEST_LIMITS
+    with open(course.root / "nbgrader_config.py", "a") as config:
+        config.write(
+            "\n# the hostile corpus test's limits (tests/hostile_corpus.py TEST_LIMITS)\n"
+            f"c.SandboxedExecute.timeout = {limits['timeout_s']}\n"
+            f"c.GradingSandbox.memory_limit_mib = {limits['memory_limit_mib']}\n"
+            f"c.GradingSandbox.max_processes = {limits['max_processes']}\n"
+            f"c.GradingSandbox.max_output_bytes = {limits['max_output_bytes']}\n"
+            f"c.GradingSandbox.max_file_bytes = {limits['max_file_bytes']}\n")
+    course.nbgrader("generate_assignment", corpus_module.ASSIGNMENT, "--force")
+    corpus = corpus_module.build(course.root)
+    corpus_module.write(course.root, corpus)
+    submitted_before = _snapshot(course.root / "submitted")
+
+    first, seconds = _autograde(course)
+    report_timing(f"nbgrader autograde of the hostile corpus ({len(corpus)} submissions)", seconds)
+    scores = gradebook_scores(course.root, corpus_module.ASSIGNMENT)
+    feedback = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback",
+                               corpus_module.ASSIGNMENT], cwd=course.root, capture_output=True,
+                              text=True, env=course.environment, timeout=900)
+    submitted_after_first = _snapshot(course.root / "submitted")
+    start = time.perf_counter()
+    second = [_autograde(course, "--force", "--student", student)[0] for student in RERUN]
+    report_timing(f"second autograde run of {len(RERUN)} submissions (--force, one by one)",
+                  time.perf_counter() - start)
+    return {
+        "course": course, "corpus": corpus, "first": first, "seconds": seconds,
+        "scores": scores, "feedback": feedback, "second": second,
+        "scores_again": gradebook_scores(course.root, corpus_module.ASSIGNMENT),
+        "submitted_before": submitted_before, "submitted_after_first": submitted_after_first,
+        "submitted_after": _snapshot(course.root / "submitted"),
+        "source": read_notebook(course.source(corpus_module.ASSIGNMENT)),
+    }
+
+
+KINDS = sorted(corpus_module.KINDS)
+
+
+def test_corpus_has_at_least_25_hostile_kinds():
+    hostile = [name for name in KINDS if not name.startswith("good_")]
+    assert len(hostile) >= 25, hostile
+
+
+def _graded_text(course: Course, student: str) -> str:
+    path = course.root / "autograded" / student / corpus_module.ASSIGNMENT / (
+        f"{corpus_module.ASSIGNMENT}.ipynb")
+    return path.read_text() if path.is_file() else ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_gets_its_expected_score_and_reason(graded, kind):
+    expected = graded["corpus"][kind].expected
+    source = graded["source"]
+    result = graded["scores"][kind]
+    assert result["code_score"] == points_of(source, *expected.passing), (
+        kind, {name: grade for name, grade in result["grades"].items()})
+    for grade_id, (score, auto_score, _, needs_manual) in result["grades"].items():
+        if not expected.graded:
+            assert not score, (kind, grade_id, "an unreadable submission earns nothing")
+        elif grade_id in expected.deferred:
+            assert auto_score is None and needs_manual, (kind, grade_id, "must wait for a human")
+        elif grade_id in expected.passing:
+            assert score == points_of(source, grade_id), (kind, grade_id)
+        elif grade_id in corpus_module.ALL_TESTS:
+            assert score == 0 and not needs_manual, (kind, grade_id, "a failed test scores 0")
+    text = _graded_text(graded["course"], kind)
+    assert bool(text) == expected.graded, (kind, "graded notebook present?")
+    if expected.reason:
+        assert expected.reason in text, (kind, expected.reason)
+    if expected.log:
+        assert expected.log in graded["first"].stderr + graded["first"].stdout, kind
+    folder = graded["course"].root / "autograded" / kind / corpus_module.ASSIGNMENT
+    for name in expected.absent:
+        assert not os.path.lexists(folder / name), (kind, name, "reached the grading copy")
+
+
+@pytest.mark.slow
+def test_no_attack_reached_outside_its_sandbox(graded):
+    for kind in KINDS:
+        text = _graded_text(graded["course"], kind)
+        for marker in ("NETWORK REACHED", "OVERWROTE", "SHADOWED"):
+            assert marker not in text, (kind, marker)
+
+
+@pytest.mark.slow
+def test_submitted_files_are_byte_identical_after_grading(graded):
+    assert graded["submitted_after_first"] == graded["submitted_before"]
+    assert graded["submitted_after"] == graded["submitted_before"]
+
+
+@pytest.mark.slow
+def test_gradebook_holds_every_submission_and_good_scores_are_unchanged(graded):
+    scores, source = graded["scores"], graded["source"]
+    assert sorted(scores) == KINDS
+    expected_grade_ids = {name for name in scores["good_reference"]["grades"]}
+    for kind in KINDS:
+        assert set(scores[kind]["grades"]) == expected_grade_ids, kind
+    assert scores["good_reference"]["code_score"] == points_of(
+        source, *corpus_module.ALL_TESTS)
+    assert scores["good_partial"]["code_score"] == points_of(
+        source, *corpus_module.ALL_TESTS) - points_of(source, corpus_module.ALEXNET_TEST)
+
+
+@pytest.mark.slow
+def test_command_exits_non_zero_with_a_summary_of_deferred_cells(graded):
+    first = graded["first"]
+    assert first.returncode != 0
+    assert "were NOT graded automatically" in first.stderr
+    for kind in KINDS:
+        if not graded["corpus"][kind].expected.graded:
+            assert f"for student '{kind}'" in first.stderr + first.stdout, kind
+        for grade_id in graded["corpus"][kind].expected.deferred:
+            assert f"{kind}/{corpus_module.ASSIGNMENT}/{corpus_module.ASSIGNMENT} {grade_id}" in (
+                first.stderr), (kind, grade_id)
+
+
+@pytest.mark.slow
+def test_second_autograde_run_gives_identical_grades(graded):
+    for student in RERUN:
+        assert graded["scores_again"][student] == graded["scores"][student], student
+    assert graded["scores_again"] == graded["scores"], "a submission not graded again changed"
+
+
+@pytest.mark.slow
+def test_batch_finishes_within_its_bound(graded):
+    assert graded["seconds"] < BATCH_BOUND_S
+
+
+def _page_text(path: Path) -> str:
+    """A feedback page as the student reads it: tags removed, entities decoded (syntax
+    highlighting splits code into spans, so the raw HTML would hide a leak)."""
+    text = re.sub(r"<[^>]+>", "", path.read_text())
+    return html.unescape(text)
+
+
+@pytest.mark.slow
+def test_feedback_shows_no_hidden_test_line(graded):
+    assert graded["feedback"].returncode == 0, graded["feedback"].stderr[-3000:]
+    course, source = graded["course"], graded["source"]
+    hidden_only = _hidden_test_lines(source)
+    assert len(hidden_only) > 10
+    pages = sorted((course.root / "feedback").rglob("*.html"))
+    assert len(pages) >= len([k for k in KINDS if graded["corpus"][k].expected.graded])
+    for page in pages:
+        lines = {line.strip() for line in _page_text(page).splitlines()}
+        leaked = sorted(hidden_only & lines)
+        assert not leaked, f"{page} shows hidden tests: {leaked[:3]}"
+
+
+def _hidden_test_lines(source: dict) -> set[str]:
+    """Lines of the source that appear only inside hidden-test regions (8 characters or more):
+    not in an answer, a visible test or anywhere else a feedback page may legitimately show."""
+    hidden, elsewhere = set(), set()
+    for cell in source["cells"]:
+        inside = False
+        for line in source_of(cell).splitlines():
+            stripped = line.strip()
+            if stripped == "### BEGIN HIDDEN TESTS":
+                inside = True
+            elif stripped == "### END HIDDEN TESTS":
+                inside = False
+            else:
+                (hidden if inside else elsewhere).add(stripped)
+    return {line for line in hidden - elsewhere if len(line) >= 8}

@@ -22,6 +22,8 @@ c.Execute.timeout = 1800
 
 # Autograding assumes hostile submissions (solutions/README.md, "Threat model"). nbgrader's own
 # steps stay; cnnbook.autograde adds or replaces these (nbgrader validate is not affected):
+#   ForgetUnknownCells    a cell with a grade id the gradebook does not know (a renamed test) is
+#                         the student's own; the real test cell is put back (add_missing_cells)
 #   CheckSubmittedFiles   the grading copy keeps no symlink, special file, file over
 #                         max_file_bytes, or file named like an installed module (cnnbook/, numpy.py)
 #   CheckAnswerSource     the student's cells are analysed outside the kernel (cnnbook.answers);
@@ -40,8 +42,8 @@ from nbgrader.preprocessors import (  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
-    "cnnbook.autograde.CheckSubmittedFiles",
+    ClearOutput, DeduplicateIds, OverwriteKernelspec, "cnnbook.autograde.ForgetUnknownCells",
+    OverwriteCells, CheckCellMetadata, "cnnbook.autograde.CheckSubmittedFiles",
 ]
 c.Autograde.autograde_preprocessors = [
     "cnnbook.autograde.CheckAnswerSource", "cnnbook.autograde.SandboxedExecute", IgnorePattern,

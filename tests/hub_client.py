@@ -14,6 +14,7 @@ import json
 import secrets
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -173,6 +174,47 @@ class Hub:
             self.process.kill()
             self.process.wait(5)
         return [process.pid for process in leftovers]
+
+
+class ProcessWatch:
+    """The names of the processes that ran under ``user``'s single-user server while the block
+    ran (sampled every ``interval`` seconds): which programs grading started, e.g. ``bwrap``."""
+
+    def __init__(self, hub: Hub, user: str, interval: float = 0.2):
+        self.hub, self.user, self.interval = hub, user, interval
+        self.names: set[str] = set()
+        self._done = threading.Event()
+
+    def _server(self) -> psutil.Process:
+        for process in self.hub.processes():
+            try:
+                if (process.environ().get("JUPYTERHUB_USER") == self.user
+                        and any("jupyterhub-singleuser" in part for part in process.cmdline())):
+                    return process
+            except psutil.Error:
+                continue
+        raise HubError(f"no single-user server process of {self.user}")
+
+    def _sample(self, server: psutil.Process) -> None:
+        while not self._done.is_set():
+            try:
+                for child in server.children(recursive=True):
+                    try:
+                        self.names.add(child.name())
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                return
+            self._done.wait(self.interval)
+
+    def __enter__(self) -> ProcessWatch:
+        self._thread = threading.Thread(target=self._sample, args=(self._server(),), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join(10)
 
 
 @dataclass

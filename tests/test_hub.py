@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hub_client import Hub, UserServer, cell_errors, load_demo_module
+from hub_client import Hub, ProcessWatch, UserServer, cell_errors, load_demo_module
 from nbgrader_course import (
     BLOCK_MARKERS,
     auto_points,
@@ -344,9 +344,11 @@ def hub_run(repo_root, tmp_path_factory, report_timing):
 
         step = time.perf_counter()
         instructor.nbgrader_result("POST", f"/formgrader/api/assignment/{ASSIGNMENT}/collect")
-        for student in (FULL_STUDENT, PARTIAL_STUDENT):
-            instructor.nbgrader_result(
-                "POST", f"/formgrader/api/submission/{ASSIGNMENT}/{student}/autograde")
+        with ProcessWatch(hub, INSTRUCTOR) as grading:
+            for student in (FULL_STUDENT, PARTIAL_STUDENT):
+                instructor.nbgrader_result(
+                    "POST", f"/formgrader/api/submission/{ASSIGNMENT}/{student}/autograde")
+        result["grading_processes"] = grading.names
         timings["collect and autograde two submissions"] = time.perf_counter() - step
         instructor.nbgrader_result(
             "POST", f"/formgrader/api/assignment/{ASSIGNMENT}/generate_feedback")
@@ -383,6 +385,13 @@ def test_hub_refuses_unknown_profiles_and_keeps_students_out_of_grading(hub_run)
     assert hub_run["student_formgrader_status"] == 404, "students have no formgrader"
     assert hub_run["student_on_instructor_server"] == 403, (
         "a student's token opens only their own server")
+
+
+@pytest.mark.slow
+def test_instructor_autogrades_in_the_course_sandbox(hub_run):
+    """nbgrader_config.py turns on cnnbook's grading sandbox (GradingSandbox.enabled): the
+    formgrader's autograde on the hub runs each submission's kernel under bubblewrap."""
+    assert "bwrap" in hub_run["grading_processes"], sorted(hub_run["grading_processes"])
 
 
 @pytest.mark.slow

@@ -78,6 +78,7 @@ c.JupyterHub.bind_url = f"http://{hub_ip}:{int(os.environ.get('CNNBOOK_HUB_PORT'
 c.JupyterHub.db_url = f"sqlite:///{STATE_DIR / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(STATE_DIR / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(STATE_DIR / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.pid_file = str(STATE_DIR / "jupyterhub-proxy.pid")
 c.ConfigurableHTTPProxy.api_url = (
     f"http://127.0.0.1:{int(os.environ.get('CNNBOOK_PROXY_API_PORT', '8001'))}"
 )

@@ -67,10 +67,11 @@ def show_source(function):
     return Markdown(f"```python\n{inspect.getsource(function)}```")
 
 
-def table(frame, formats=None, precision: int = 2, thousands: str = ","):
+def table(frame, formats=None, precision: int = 2, thousands: str = ",", na_rep: str = ""):
     """A styled table of ``frame`` for a page: its index hidden, its column axis unnamed, numbers
     with ``thousands`` separators and ``precision`` decimals unless ``formats`` (a dict from
-    column to format string or function, as in ``Styler.format``) says otherwise.
+    column to format string or function, as in ``Styler.format``) says otherwise, and missing
+    values (NaN) shown as ``na_rep``, an empty cell by default.
 
     Keep a meaningful index by ``frame.reset_index()`` first: the index column is always hidden.
     """
@@ -81,11 +82,12 @@ def table(frame, formats=None, precision: int = 2, thousands: str = ","):
     shown = frame.copy()
     shown.columns = [str(column) for column in shown.columns]
     shown.columns.name = None
-    styler = shown.style.hide(axis="index").format(precision=precision, thousands=thousands)
+    styler = shown.style.hide(axis="index").format(precision=precision, thousands=thousands,
+                                                   na_rep=na_rep)
     if formats:
         unknown = sorted(set(formats) - set(shown.columns))
         if unknown:
             raise ValueError(f"formats names columns {unknown} that the frame does not have; "
                              f"its columns are {list(shown.columns)}")
-        styler = styler.format(formats, subset=list(formats), thousands=thousands)
+        styler = styler.format(formats, subset=list(formats), thousands=thousands, na_rep=na_rep)
     return styler

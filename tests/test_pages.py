@@ -37,13 +37,15 @@ def test_glue_value_rejects_collections_with_a_clear_error(bad):
 
 def test_table_hides_index_and_column_name_and_keeps_long_cells():
     long_text = "VGG-like: two 3x3 convs, then 2x2 stride-2 pooling layers"  # > max_colwidth 50
-    frame = pd.DataFrame({"stack": [long_text], "params": [138357544], "ratio": [0.123456]})
+    frame = pd.DataFrame({"stack": [long_text, "no ratio"], "params": [138357544, 0],
+                          "ratio": [0.123456, float("nan")]})
     frame.columns.name = "batch_size"
     html = pages.table(frame, formats={"ratio": "{:.3f}"}).to_html()
     assert long_text in html
     assert "138,357,544" in html and "0.123" in html and "0.1235" not in html
     assert "batch_size" not in html  # no second header row naming the column axis
-    assert html.count("<tr>") == 2  # one header row, one body row
+    assert html.count("<tr>") == 3  # one header row, two body rows
+    assert "nan" not in html.lower()  # a missing value is an empty cell
     with pytest.raises(ValueError, match="does not have"):
         pages.table(frame, formats={"missing": "{:.1f}"})
 

@@ -83,6 +83,31 @@ def _is_notebook_function(value) -> bool:
     return isinstance(value, types.FunctionType) and value.__module__ == "__main__"
 
 
+def _unwrapped(value):
+    """``value`` without ``functools.partial`` layers (a partial of the reference is the
+    reference)."""
+    import functools
+
+    while isinstance(value, functools.partial):
+        value = value.func
+    return value
+
+
+def _referenced_values(function: types.FunctionType):
+    """(name, value) of everything ``function`` can reach without a global lookup: its default
+    arguments, keyword-only defaults and closure cells (a reference function hidden in
+    ``def f(x, rule=cnnbook...)`` or in an enclosing function's variable)."""
+    for index, value in enumerate(function.__defaults__ or ()):
+        yield f"default argument {index + 1}", value
+    for key, value in (function.__kwdefaults__ or {}).items():
+        yield f"default of {key}", value
+    for variable, cell in zip(function.__code__.co_freevars, function.__closure__ or ()):
+        try:
+            yield f"closure variable {variable}", cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+
+
 def check_written_here(
     function, *, may_use: Iterable[str] = (), forbid: Iterable[str] = ()
 ) -> None:
@@ -95,8 +120,10 @@ def check_written_here(
     The check reads the names the compiled code looks up (``co_names`` of the function and of the
     code nested in it) and resolves them in the function's globals, so it catches
     ``cnnbook.sizing.conv_output_size(...)``, ``from cnnbook.sizing import conv_output_size as f``
-    then ``f(...)``, and a wrapper calling either. It is a guard against handing in the reference
-    code, not a sandbox.
+    then ``f(...)``, and a wrapper calling either; it also follows default arguments, closure
+    variables and ``functools.partial`` objects. It runs inside the student's kernel, so it is a
+    second line: autograding analyses the answer cells' source outside the kernel first
+    (:mod:`cnnbook.answers`), where ``eval``, ``__import__`` or replacing this function are caught.
 
     Raises ``AssertionError`` with a message for the student; ``ValueError`` when ``function`` is
     not callable.
@@ -117,15 +144,16 @@ def check_written_here(
         if current in seen:
             continue
         seen.add(current)
-        for code in _code_objects(current.__code__):
-            for global_name in code.co_names:
-                if global_name not in current.__globals__ or global_name in allowed:
-                    continue
-                value = current.__globals__[global_name]
-                if _is_notebook_function(value):
-                    to_visit.append(value)
-                elif _package_of(value) in forbidden:
-                    uses.append(f"{current.__name__} uses {global_name} ({_package_of(value)})")
+        reachable = [(global_name, current.__globals__[global_name])
+                     for code in _code_objects(current.__code__) for global_name in code.co_names
+                     if global_name in current.__globals__ and global_name not in allowed]
+        reachable += list(_referenced_values(current))
+        for label, value in reachable:
+            value = _unwrapped(value)
+            if _is_notebook_function(value):
+                to_visit.append(value)
+            elif _package_of(value) in forbidden:
+                uses.append(f"{current.__name__} uses {label} ({_package_of(value)})")
     if uses:
         raise AssertionError(
             f"{name} must be your own code, without {' or '.join(sorted(forbidden))}: "

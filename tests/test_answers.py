@@ -188,3 +188,32 @@ def test_feedback_step_strips_every_hidden_test_line_and_test_tracebacks(sizing)
     visible = {line.strip() for cell in sizing["cells"] for line in
                source_of(cell).split("### BEGIN HIDDEN TESTS")[0].splitlines() if line.strip()}
     assert visible <= shown | {""}, "visible tests and answers stay in the feedback"
+
+
+def _notebook_functions(code: str) -> dict:
+    """Run ``code`` as a notebook would (module ``__main__``) and return its namespace."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(code, "<notebook>", "exec"), namespace)
+    return namespace
+
+
+def test_check_written_here_follows_defaults_closures_and_partials():
+    from cnnbook import grade
+
+    cells = _notebook_functions(
+        "import functools, cnnbook.sizing\n"
+        "def by_default(w, k, rule=cnnbook.sizing.conv_output_size): return rule(w, k)\n"
+        "def by_keyword(w, k, *, rule=cnnbook.sizing.conv_output_size): return rule(w, k)\n"
+        "def make():\n"
+        "    rule = cnnbook.sizing.conv_output_size\n"
+        "    def by_closure(w, k): return rule(w, k)\n"
+        "    return by_closure\n"
+        "by_closure = make()\n"
+        "partial_rule = functools.partial(cnnbook.sizing.conv_output_size, stride=1)\n"
+        "def by_partial(w, k): return partial_rule(w, k)\n"
+        "def own(w, k, stride=1, table=None): return (w - k) // stride + 1\n"
+    )
+    grade.check_written_here(cells["own"])
+    for name in ("by_default", "by_keyword", "by_closure", "by_partial"):
+        with pytest.raises(AssertionError, match="cnnbook"):
+            grade.check_written_here(cells[name])

@@ -43,17 +43,29 @@ def _sweep():
             yield size, kernel, stride, dilation, padding
 
 
+def keras_conv_length(size, kernel, stride=1, padding="valid", dilation=1) -> int:
+    """Length of the output of ``keras.ops.conv`` (the op that ``Conv2D`` calls) over a
+    ``size x 1`` input: Keras itself, without building a thousand layers."""
+    output = keras.ops.conv(np.zeros((1, size, 1, 1), "float32"),
+                            np.ones((kernel, 1, 1, 1), "float32"), strides=(stride, 1),
+                            padding=padding, dilation_rate=(dilation, 1))
+    return int(output.shape[1])
+
+
 def test_conv_output_size_matches_keras_conv2d_on_a_sweep():
     checked = 0
     for size, kernel, stride, dilation, padding in _sweep():
-        layer = keras.layers.Conv2D(
-            1, (kernel, 1), strides=(stride, 1), dilation_rate=(dilation, 1), padding=padding
-        )
-        keras_size = layer(np.zeros((1, size, 1, 1), "float32")).shape[1]
+        keras_size = keras_conv_length(size, kernel, stride, padding, dilation)
         ours = conv_output_size(size, kernel, stride, padding, dilation)
         assert ours == keras_size, (size, kernel, stride, dilation, padding)
         checked += 1
     assert checked > 500
+    # the op is the one Conv2D runs: spot-check one strided, one dilated case with the layer
+    for size, kernel, stride, dilation, padding in ((13, 3, 2, 1, "same"), (12, 3, 1, 3, "valid")):
+        layer = keras.layers.Conv2D(1, (kernel, 1), strides=(stride, 1),
+                                    dilation_rate=(dilation, 1), padding=padding)
+        assert layer(np.zeros((1, size, 1, 1), "float32")).shape[1] == keras_conv_length(
+            size, kernel, stride, padding, dilation)
 
 
 def test_conv_output_size_matches_keras_max_pooling_on_a_sweep():
@@ -71,14 +83,10 @@ def test_explicit_zero_padding_matches_keras_zero_padding_then_valid_conv():
     for size, kernel, stride, pad in itertools.product(range(1, 10), KERNELS, STRIDES, range(0, 3)):
         if kernel > size + 2 * pad:
             continue
-        model = keras.Sequential(
-            [
-                keras.Input((size, 1, 1)),
-                keras.layers.ZeroPadding2D(((pad, pad), (0, 0))),
-                keras.layers.Conv2D(1, (kernel, 1), strides=(stride, 1)),
-            ]
-        )
-        assert conv_output_size(size, kernel, stride, pad) == model.output_shape[1]
+        assert conv_output_size(size, kernel, stride, pad) == keras_conv_length(
+            size + 2 * pad, kernel, stride, "valid"), (size, kernel, stride, pad)
+    padding = keras.layers.ZeroPadding2D(((2, 2), (0, 0)))  # Keras pads P zeros on each side
+    assert padding(np.zeros((1, 5, 1, 1), "float32")).shape[1] == 5 + 2 * 2
 
 
 def test_same_padding_reproduces_tensorflow_same_convolution_exactly():

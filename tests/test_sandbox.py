@@ -146,3 +146,29 @@ def test_missing_bubblewrap_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
     with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap"):
         sandbox.require_sandbox()
+
+
+def test_autograde_stops_with_instructions_when_bwrap_is_missing(tmp_path, monkeypatch):
+    """CheckSubmittedFiles, the first cnnbook step of `nbgrader autograde`: without a working
+    bwrap it ends the command (SystemExit, which nbgrader does not catch per submission) with the
+    instructions, and removes the half-made grading copy so that a later run grades it."""
+    import nbformat
+    from traitlets.config import Config
+
+    from cnnbook import autograde
+
+    copy = tmp_path / "autograded" / "ann" / "sizing"
+    copy.mkdir(parents=True)
+    (copy / "sizing.ipynb").write_text("{}")
+    config = Config()
+    config.CourseDirectory.root = str(tmp_path)
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    step = autograde.CheckSubmittedFiles(config=config)
+    resources = {"nbgrader": {"student": "ann", "assignment": "sizing", "notebook": "sizing"}}
+    with pytest.raises(SystemExit, match="apt-get install bubblewrap"):
+        step.preprocess(nbformat.v4.new_notebook(), resources)
+    assert not copy.exists()
+    config.GradingSandbox.enabled = False  # the explicit opt-out grades without the sandbox
+    copy.mkdir(parents=True)
+    autograde.CheckSubmittedFiles(config=config).preprocess(nbformat.v4.new_notebook(), resources)
+    assert copy.exists()

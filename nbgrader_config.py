@@ -73,7 +73,8 @@ c.GenerateFeedback.preprocessors = [
 # Autograding copies the non-notebook files of solutions/<id>/ over each submission. The trained
 # model of the resnet assignment is the student's own: never overwrite it with one that an
 # instructor's `nbgrader validate` of the source may have left in solutions/resnet/.
-c.Autograde.exclude_overwriting = {"resnet": ["resnet20.keras"]}
+c.Autograde.exclude_overwriting = {"resnet": ["resnet20.keras"],
+                                   "architectures": ["plain_cnn.keras", "separable_cnn.keras"]}
 
 # `python -m cnnbook.grade accuracy <id> --training-set <set>` grades the saved model of an
 # assignment into the gradebook cell `grade_id` (a manually graded task cell of the notebook): the
@@ -102,6 +103,25 @@ c.AccuracyGrader.assignments = {
         },
     },
 }
+# The architectures assignment saves two models: one entry per model, keyed <id>-<model>, whose
+# "assignment" names the nbgrader assignment (python -m cnnbook.grade accuracy architectures-plain).
+ARCHITECTURES_SUBSET_TIERS = {  # the shared subset, CNNBOOK_EPOCHS=3 (tests/test_course_architectures.py)
+    "plain": {"tiers": [[0.45, 2], [0.35, 1]], "source": None},
+    "separable": {"tiers": [[0.45, 2], [0.35, 1]], "source": None},
+}
+for _kind, _file in (("plain", "plain_cnn"), ("separable", "separable_cnn")):
+    c.AccuracyGrader.assignments[f"architectures-{_kind}"] = {
+        "assignment": "architectures",
+        "model_file": f"{_file}.keras",
+        "grade_id": f"{_file}_test_accuracy",
+        "architecture": _file,
+        "tiers": {
+            # full CIFAR-10 on a GPU with the notebook's budget: not measured yet
+            "cifar10": {"tiers": [[0.85, 2], [0.75, 1]], "source": None},
+            # the shared subset on a 2-core CPU (solutions/README.md, "Tiers")
+            "cifar10-subset": ARCHITECTURES_SUBSET_TIERS[_kind],
+        },
+    }
 # c.AccuracyGrader.training_set = "cifar10-subset"   # name your course's set here, or on the command
 # The models the course ships (the book's trained networks in results/): a submission whose
 # weights copy one of them, even renamed, reordered or fine-tuned a little, is refused.

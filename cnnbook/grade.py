@@ -256,7 +256,9 @@ def accuracy_rule(config, assignment: str, training_set: str | None = None,
 
     Its ``assignments[assignment]`` entry holds ``model_file``, ``grade_id``, ``architecture``
     (a key of :data:`REFERENCE_ARCHITECTURES`), optional ``notebook`` (default: the assignment
-    id) and ``tiers``: per training set, ``{"tiers": [[threshold, points], ...], "source": ...}``
+    id; an assignment that grades several models has one entry per model, keyed e.g.
+    ``architectures-plain``, whose ``assignment`` names the nbgrader assignment) and ``tiers``: per
+    training set, ``{"tiers": [[threshold, points], ...], "source": ...}``
     where ``source`` describes the measured reference run (command, budget, accuracy) or is
     ``None`` while nobody has measured it. ``training_set`` must be given, here (the command's
     ``--training-set``) or as ``c.AccuracyGrader.training_set``: tiers only mean something for
@@ -314,8 +316,8 @@ def accuracy_rule(config, assignment: str, training_set: str | None = None,
     shipped = sorted({str(path.resolve()) for pattern in settings.get("shipped_models", [])
                       for path in root.glob(pattern) if path.is_file()})
     return AccuracyRule(
-        assignment=assignment,
-        notebook=entry.get("notebook", assignment),
+        assignment=entry.get("assignment", assignment),
+        notebook=entry.get("notebook", entry.get("assignment", assignment)),
         grade_id=entry["grade_id"],
         model_file=entry["model_file"],
         architecture=entry["architecture"],
@@ -366,7 +368,13 @@ def reference_resnet20():
     return keras.Model(images, keras.layers.Dense(10, name="logits")(x), name="resnet20")
 
 
-REFERENCE_ARCHITECTURES = {"resnet20": reference_resnet20}
+from cnnbook.reference_models import (  # noqa: E402 (Keras is imported only when they build)
+    reference_plain_cnn,
+    reference_separable_cnn,
+)
+
+REFERENCE_ARCHITECTURES = {"resnet20": reference_resnet20, "plain_cnn": reference_plain_cnn,
+                           "separable_cnn": reference_separable_cnn}
 """Networks the accuracy grader can rebuild, by the name ``c.AccuracyGrader`` gives them."""
 
 
@@ -750,6 +758,7 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
     root = Path(root).resolve()
     config = load_course_config(root)
     rule = accuracy_rule(config, assignment, training_set, root, accept_unmeasured)
+    assignment = rule.assignment  # an entry may grade one of the models of an assignment
     sandbox = sandbox_settings(config)
     if sandbox.enabled:
         from cnnbook.sandbox import require_sandbox
@@ -831,7 +840,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     accuracy = commands.add_parser(
         "accuracy", help="grade every submitted model of ASSIGNMENT (run from the course root)")
-    accuracy.add_argument("assignment", help="assignment id, e.g. resnet")
+    accuracy.add_argument("assignment", help="assignment id, e.g. resnet, or the entry of one "
+                          "of its models, e.g. architectures-plain")
     accuracy.add_argument("--training-set", help="which tiers of nbgrader_config.py apply; "
                           "required unless c.AccuracyGrader.training_set names it")
     accuracy.add_argument("--accept-unmeasured-tiers", action="store_true",

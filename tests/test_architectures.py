@@ -76,9 +76,9 @@ def test_every_published_imagenet_model_has_an_architecture_and_a_year():
     catalogue = survey_module.published_models()
     assert catalogue["year"].between(1998, 2023).all()
     assert catalogue.set_index("model").loc["ResNet50", "architecture"] == "ResNet"
-    # The glued range of the year plot.
-    assert catalogue["year"].min() == 2012 and catalogue["year"].max() == 2022
-    assert catalogue.sort_values("year").iloc[0]["model"] == "AlexNet"
+    # The year plot starts with AlexNet, published at NeurIPS 2012 (Krizhevsky et al.).
+    earliest = catalogue.sort_values("year").iloc[0]
+    assert (earliest["model"], earliest["year"]) == ("AlexNet", 2012)
 
 
 def test_efficientnet_constants_roughly_double_the_cost_per_step():

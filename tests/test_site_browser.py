@@ -6,8 +6,8 @@ MathJax served with the site, its images load, its internal links resolve, and n
 horizontal scroll bar at a 1280-pixel window. Search finds the sizing chapter for "padding". The
 launch links of each assignment are well-formed nbgitpuller, Colab and Binder URLs built from the
 settings of ``_config.yml``. Nothing of ``solutions/`` (solution code, hidden tests) is on the site.
-A full-page screenshot of every page is kept in ``test-artifacts/site/`` as JPEG (or
-``$CNNBOOK_TEST_ARTIFACTS/site``), named in the run's summary.
+A screenshot of every page, whole (JPEG, in parts of 16,000 pixels for long pages), is kept in
+``test-artifacts/site/`` (or ``$CNNBOOK_TEST_ARTIFACTS/site``), named in the run's summary.
 """
 
 from __future__ import annotations
@@ -40,12 +40,15 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 WINDOW = {"width": 1280, "height": 900}
-#: The chapter that each assignment of exercises/ belongs to.
-ASSIGNMENT_CHAPTERS = {
-    "sizing": "book/sizing",
-    "parameters": "book/parameters",
-    "resnet": "book/resnet",
-}
+#: Screenshots of a long page are cut into parts of this height (a JPEG is at most 65,535 pixels).
+SCREENSHOT_PART_HEIGHT = 16_000
+
+
+def _assignment_chapters(repo_root: Path) -> dict[str, str]:
+    """Each released assignment (``exercises/<id>/<id>.ipynb``) and its chapter, ``book/<id>``."""
+    return {folder.name: f"book/{folder.name}"
+            for folder in sorted((repo_root / "exercises").iterdir())
+            if (folder / f"{folder.name}.ipynb").is_file()}
 
 
 @dataclass
@@ -62,7 +65,8 @@ class PageVisit:
     images: list[dict] = field(default_factory=list)
     overflowing_code: list[dict] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
-    screenshot: Path | None = None
+    page_height: int = 0
+    screenshots: list[Path] = field(default_factory=list)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -120,9 +124,11 @@ async () => {
   }
   const images = Array.from(document.images);
   images.forEach(img => { img.loading = "eager"; });
-  await Promise.all(images.map(img => img.complete ? null : new Promise(done => {
+  const loaded = Promise.all(images.map(img => img.complete ? null : new Promise(done => {
     img.addEventListener("load", done); img.addEventListener("error", done);
   })));
+  // An image that never settles is reported as not loaded, after 60 s.
+  await Promise.race([loaded, new Promise(done => setTimeout(done, 60000))]);
   const maths = Array.from(document.querySelectorAll("span.math, div.math"));
   // Text a reader sees outside code: raw TeX delimiters there mean MathJax did not typeset it.
   const article = document.querySelector("article") || document.body;
@@ -207,10 +213,16 @@ def visits(browser, site_url, repo_root, screenshot_dir, report_timing) -> dict[
         visit.raw_tex_in_text = seen["rawTex"]
         visit.images = seen["images"]
         visit.links = seen["links"]
-        # JPEG: a full page of a long chapter is tens of thousands of pixels tall.
-        visit.screenshot = screenshot_dir / (path.replace("/", "__").removesuffix(".html") + ".jpg")
-        page.screenshot(path=str(visit.screenshot), full_page=True, type="jpeg", quality=80,
-                        timeout=180_000)
+        # The whole page as JPEG, in parts: a long chapter is tens of thousands of pixels tall.
+        visit.page_height = page.evaluate("document.documentElement.scrollHeight")
+        stem = path.replace("/", "__").removesuffix(".html")
+        for part, top in enumerate(range(0, visit.page_height, SCREENSHOT_PART_HEIGHT), start=1):
+            height = min(SCREENSHOT_PART_HEIGHT, visit.page_height - top)
+            screenshot = screenshot_dir / f"{stem}-{part}.jpg"
+            page.screenshot(path=str(screenshot), full_page=True, type="jpeg", quality=80,
+                            clip={"x": 0, "y": top, "width": WINDOW["width"], "height": height},
+                            timeout=180_000)
+            visit.screenshots.append(screenshot)
         visit.overflowing_code = page.evaluate(_OVERFLOWING_CODE)
         page.close()
         results[path] = visit
@@ -243,7 +255,8 @@ def test_mathematics_is_typeset_by_mathjax_on_every_page(visits, built_book, rep
 def test_mathjax_is_served_with_the_site(built_book):
     html_dir = built_book.html_dir
     sizing = (html_dir / "book" / "sizing.html").read_text()
-    scripts = re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', sizing, flags=re.IGNORECASE)
+    scripts = re.findall(r'<script[^>]*src="([^"?]*mathjax[^"?]*)(?:\?v=\w+)?"', sizing,
+                         flags=re.IGNORECASE)
     assert scripts == ["../_static/mathjax/tex-mml-chtml.js"], scripts
     assert (html_dir / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
     # The CommonHTML fonts that the bundle loads on demand are served too.
@@ -341,18 +354,16 @@ def test_each_assignment_has_well_formed_launch_links_on_its_chapter(built_book,
     settings = _launch_settings(repo_root)
     repository_path = urlsplit(settings["repository"]).path.strip("/")
     repository_name = repository_path.split("/")[-1]
-    released = sorted(folder.name for folder in (repo_root / "exercises").iterdir()
-                      if (folder / f"{folder.name}.ipynb").is_file())
-    assert released, "exercises/ holds no released assignment"
+    chapters = _assignment_chapters(repo_root)
+    assert chapters, "exercises/ holds no released assignment"
     boxes_by_page = {doc: _assignment_links((built_book.html_dir / f"{doc}.html").read_text())
                      for doc in toc_files(repo_root)}
-    for assignment in released:
-        assert assignment in ASSIGNMENT_CHAPTERS, (
-            f"exercises/{assignment} has no chapter in ASSIGNMENT_CHAPTERS: add its launch box "
-            f"(```{{launch-assignment}} {assignment}```) to its chapter and name it here")
+    for assignment, chapter in chapters.items():
         pages = [doc for doc, boxes in boxes_by_page.items() if assignment in boxes]
-        assert pages == [ASSIGNMENT_CHAPTERS[assignment]], (assignment, pages)
-        links = boxes_by_page[pages[0]][assignment]
+        assert pages == [chapter], (
+            f"exercises/{assignment} must have one launch box, on {chapter} (```{{launch-"
+            f"assignment}} {assignment}``` after the chapter's opening), found on {pages}")
+        links = boxes_by_page[chapter][assignment]
         notebook = f"exercises/{assignment}/{assignment}.ipynb"
 
         # nbgitpuller on the course hub (nbgitpuller's link format: /hub/user-redirect/git-pull
@@ -380,7 +391,7 @@ def test_chapter_pages_open_as_notebooks_on_the_hub(built_book, repo_root):
     it as a notebook)."""
     settings = _launch_settings(repo_root)
     repository_name = urlsplit(settings["repository"]).path.strip("/").split("/")[-1]
-    for chapter in ASSIGNMENT_CHAPTERS.values():
+    for chapter in _assignment_chapters(repo_root).values():
         page_html = (built_book.html_dir / f"{chapter}.html").read_text()
         hub_links = [html.unescape(url) for url in re.findall(
             r'href="([^"]*/hub/user-redirect/git-pull\?[^"]*)"', page_html)]
@@ -399,9 +410,17 @@ def test_no_code_cell_needs_horizontal_scrolling_at_1280_pixels(visits):
     assert not overflowing, json.dumps(overflowing, indent=1)
 
 
-def test_every_page_has_a_screenshot(visits):
+def test_every_page_has_a_screenshot_of_its_whole_height(visits):
+    from PIL import Image
+
     for path, visit in visits.items():
-        assert visit.screenshot.is_file() and visit.screenshot.stat().st_size > 10_000, path
+        assert visit.screenshots, path
+        heights = []
+        for screenshot in visit.screenshots:
+            with Image.open(screenshot) as image:
+                assert image.format == "JPEG" and image.width == WINDOW["width"], screenshot
+                heights.append(image.height)
+        assert sum(heights) == visit.page_height, (path, heights, visit.page_height)
 
 
 def _solution_blocks(repo_root: Path) -> list[tuple[str, str]]:

@@ -39,7 +39,7 @@ def _network(block, widths, name):
     images = image_input()
     x = normalization_layer()(images)
     x = keras.layers.Conv2D(STEM_FILTERS, 3, padding="same", use_bias=False, name="stem_conv")(x)
-    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for index, filters in enumerate(widths, start=1):
         x = block(keras, x, filters, f"block{index}")
@@ -51,16 +51,16 @@ def _network(block, widths, name):
 
 def _plain_block(keras, x, filters, name):
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
 def _separable_block(keras, x, filters, name):
     x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
     x = keras.layers.ReLU(name=f"{name}_dw_relu")(x)
     x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_pw_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_pw_bn")(x)
     return keras.layers.ReLU(name=f"{name}_pw_relu")(x)
 
 

@@ -37,6 +37,7 @@ documents them and the threat model.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import shutil
@@ -139,6 +140,20 @@ def _is_graded(cell) -> bool:
     return bool(metadata.get("grade")) and cell.cell_type == "code"
 
 
+@functools.lru_cache(maxsize=1)
+def _matplotlib_font_cache() -> Path | None:
+    """The grader's own matplotlib font list (built on first import), copied into each kernel's
+    private config folder: without it every sandboxed kernel that imports matplotlib rebuilds the
+    cache, seconds to a minute on a busy machine."""
+    try:
+        import matplotlib
+        import matplotlib.font_manager  # noqa: F401 (builds the font list when missing)
+    except ImportError:
+        return None
+    caches = sorted(Path(matplotlib.get_cachedir()).glob("fontlist-*.json"))
+    return caches[-1] if caches else None
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel runs under :func:`cnnbook.sandbox.sandboxed_command`: the
     working directory (the submission's copy) writable, its connection file and ZMQ ``ipc``
@@ -154,6 +169,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.transport = "ipc"
         self.ip = os.path.join(self._runtime_dir, "kernel")
         self.connection_file = os.path.join(self._runtime_dir, "kernel.json")
+        matplotlib_dir = os.path.join(self._runtime_dir, "matplotlib")
+        os.mkdir(matplotlib_dir)
+        font_cache = _matplotlib_font_cache()
+        if font_cache is not None:
+            shutil.copy(font_cache, os.path.join(matplotlib_dir, font_cache.name))
         return await super()._async_pre_start_kernel(**kw)
 
     def format_kernel_cmd(self, extra_arguments=None):
@@ -170,7 +190,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         return sandbox.sandboxed_command(
             argv, writable_dir=workdir, readonly_paths=settings.readonly_paths,
             socket_dir=self._runtime_dir,
-            environment={"NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde")})
+            environment={"NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
+                         "MPLCONFIGDIR": os.path.join(self._runtime_dir, "matplotlib")})
 
     async def _async_post_start_kernel(self, **kw):
         await super()._async_post_start_kernel(**kw)

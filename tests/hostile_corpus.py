@@ -214,7 +214,7 @@ def empty_file(course):
 @kind
 def wrong_file_name(course):
     return Submission(course.source, Expected(passing=(), graded=False,
-                                              log="No submitted file"),
+                                              log="Skipping unknown notebook"),
                       notebook_name="sizing (1).ipynb")
 
 

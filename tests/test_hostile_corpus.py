@@ -148,12 +148,21 @@ def test_each_kind_gets_its_expected_score_and_reason(graded, kind):
         assert not os.path.lexists(folder / name), (kind, name, "reached the grading copy")
 
 
+def _outputs_text(course: Course, student: str) -> str:
+    text = _graded_text(course, student)
+    if not text:
+        return ""
+    return json.dumps([cell.get("outputs", []) for cell in json.loads(text)["cells"]])
+
+
 @pytest.mark.slow
 def test_no_attack_reached_outside_its_sandbox(graded):
     for kind in KINDS:
-        text = _graded_text(graded["course"], kind)
+        outputs = _outputs_text(graded["course"], kind)
         for marker in ("NETWORK REACHED", "OVERWROTE", "SHADOWED"):
-            assert marker not in text, (kind, marker)
+            assert marker not in outputs, (kind, marker)
+    assert "no network: gaierror" in _outputs_text(graded["course"], "network_connection")
+    assert "refused: FileNotFoundError" in _outputs_text(graded["course"], "writes_elsewhere")
 
 
 @pytest.mark.slow

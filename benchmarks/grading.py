@@ -1,0 +1,154 @@
+"""What the grading sandbox costs: seconds per submission of ``nbgrader autograde``, sandboxed (the
+course's configuration: cnnbook.autograde, bubblewrap) against plain (nbgrader's stock autograde
+steps with the same notebooks), for each assignment, and the time a class of 200 ``sizing``
+submissions would take.
+
+Each assignment is graded in a fresh temporary copy of the course, with ``--submissions`` copies of
+the reference solution (for ``resnet``: without a trained model, so its architecture tests run and
+the tests that need the model fail fast), once per mode, the two modes alternating ``--rounds``
+times so that a change of the machine's load hits both. One run prints a Markdown table and writes
+JSON; ``benchmarks/README.md`` records the figures::
+
+    CNNBOOK_DATA=../shared/data/cifar10 .venv/bin/python benchmarks/grading.py
+    .venv/bin/python benchmarks/grading.py --assignments sizing --submissions 3 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from nbgrader_course import Course, course_environment, read_notebook  # noqa: E402
+
+PLAIN_CONFIG = """
+# benchmarks/grading.py, plain mode: nbgrader 0.9's stock autograde steps (no sandbox)
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
+from nbgrader.preprocessors import Execute as _Execute, SaveAutoGrades as _SaveAutoGrades
+c.Autograde.autograde_preprocessors = [
+    _Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, _SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata]
+c.Execute.timeout = 120
+"""
+CLASS_SIZE = 200
+
+
+def _grade(course: Course, assignment: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one ``nbgrader autograde --force`` of every submission of
+    ``assignment``. CPU time counts nbgrader and every kernel (each process is waited for by its
+    parent, so its time reaches ours): on a shared machine it estimates what a quiet one takes,
+    since grading is sequential."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", assignment,
+                             "--force"], cwd=course.root, env=course.environment,
+                            capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:  # 2 would mean cells deferred: not a measurement of grading
+        raise RuntimeError(f"autograde {assignment} failed:\n{result.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
+
+
+def _course(base: Path, name: str, assignment: str, submissions: int, plain: bool) -> Course:
+    environment = course_environment(REPO_ROOT, **({"CNNBOOK_DATA": os.environ["CNNBOOK_DATA"]}
+                                                   if "CNNBOOK_DATA" in os.environ else {}))
+    folder = base / name
+    folder.mkdir()
+    course = Course.copy_of(REPO_ROOT, folder, environment)
+    if plain:
+        with open(course.root / "nbgrader_config.py", "a") as config:
+            config.write(PLAIN_CONFIG)
+    course.nbgrader("generate_assignment", assignment, "--force")
+    source = read_notebook(course.source(assignment))
+    for index in range(submissions):
+        course.submit(f"student{index:03d}", assignment, source)
+    return course
+
+
+def measure(assignments: list[str], submissions: int, rounds: int) -> dict:
+    base = Path(tempfile.mkdtemp(prefix="cnnbook-grading-bench-"))
+    rows = []
+    try:
+        for assignment in assignments:
+            courses = {mode: _course(base, f"{assignment}-{mode}", assignment, submissions,
+                                     plain=(mode == "plain"))
+                       for mode in ("plain", "sandboxed")}
+            seconds = {"plain": [], "sandboxed": []}
+            cpu = {"plain": [], "sandboxed": []}
+            for round_index in range(rounds):
+                order = ("plain", "sandboxed") if round_index % 2 == 0 else ("sandboxed", "plain")
+                for mode in order:
+                    wall, used = _grade(courses[mode], assignment)
+                    seconds[mode].append(wall / submissions)
+                    cpu[mode].append(used / submissions)
+            plain = statistics.median(seconds["plain"])
+            sandboxed = statistics.median(seconds["sandboxed"])
+            plain_cpu = statistics.median(cpu["plain"])
+            sandboxed_cpu = statistics.median(cpu["sandboxed"])
+            rows.append({"assignment": assignment, "plain_s": plain, "sandboxed_s": sandboxed,
+                         "overhead": sandboxed / plain - 1, "plain_cpu_s": plain_cpu,
+                         "sandboxed_cpu_s": sandboxed_cpu,
+                         "cpu_overhead": sandboxed_cpu / plain_cpu - 1,
+                         "runs": seconds, "cpu_runs": cpu})
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    sizing = next((row for row in rows if row["assignment"] == "sizing"), None)
+    return {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_average_at_end": os.getloadavg(),
+        "submissions_per_run": submissions, "rounds": rounds, "rows": rows,
+        "class_of_200_sizing_minutes": (sizing["sandboxed_s"] * CLASS_SIZE / 60
+                                        if sizing else None),
+        "class_of_200_sizing_cpu_minutes": (sizing["sandboxed_cpu_s"] * CLASS_SIZE / 60
+                                            if sizing else None),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assignments", nargs="+", default=["sizing", "parameters", "resnet"])
+    parser.add_argument("--submissions", type=int, default=4,
+                        help="reference submissions graded per run (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per mode, alternating plain and sandboxed (median kept)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    arguments = parser.parse_args(argv)
+    if arguments.submissions < 1 or arguments.rounds < 1:
+        parser.error("--submissions and --rounds must be >= 1")
+    result = measure(arguments.assignments, arguments.submissions, arguments.rounds)
+    print(f"machine: {result['machine']}; load average at the end: "
+          f"{', '.join(f'{value:.1f}' for value in result['load_average_at_end'])}")
+    print("| assignment | plain s/submission | sandboxed s/submission | overhead | "
+          "plain CPU s | sandboxed CPU s | CPU overhead |")
+    print("|---|---|---|---|---|---|---|")
+    for row in result["rows"]:
+        print(f"| `{row['assignment']}` | {row['plain_s']:.1f} | {row['sandboxed_s']:.1f} | "
+              f"{row['overhead']:+.0%} | {row['plain_cpu_s']:.1f} | "
+              f"{row['sandboxed_cpu_s']:.1f} | {row['cpu_overhead']:+.0%} |")
+    if result["class_of_200_sizing_minutes"] is not None:
+        print(f"class of {CLASS_SIZE} `sizing` submissions, sandboxed: "
+              f"{result['class_of_200_sizing_minutes']:.0f} minutes at this load "
+              f"({result['class_of_200_sizing_cpu_minutes']:.0f} CPU minutes, what a quiet "
+              "machine needs)")
+    if arguments.json:
+        arguments.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

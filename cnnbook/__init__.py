@@ -16,6 +16,9 @@ One module per concept:
 * :mod:`cnnbook.keras_internals` -- every private Keras/TensorFlow API cnnbook uses.
 * :mod:`cnnbook.lesion`, :mod:`cnnbook.experiments` -- the ResNet chapter's studies and runs.
 * :mod:`cnnbook.grade`, :mod:`cnnbook.release` -- the instructor's grading and release tools.
+* :mod:`cnnbook.sandbox`, :mod:`cnnbook.autograde`, :mod:`cnnbook.answers` -- sandboxed
+  autograding: the bubblewrap sandbox, nbgrader's sandboxed steps and feedback without hidden
+  tests, and the source analysis of answers outside the kernel.
 * :mod:`cnnbook.pages` -- the book pages' glue and table helpers.
 
 Importing the package only quietens TensorFlow's C++ logging (``TF_CPP_MIN_LOG_LEVEL``) before

@@ -739,6 +739,7 @@ def test_guide_collects_a_zip_and_grades_with_its_commands_verbatim(
                    "alice_resnet20.keras": trained,
                    "bob_resnet.ipynb": course.release("resnet")},
         "sizing": {"alice_sizing.ipynb": course.source("sizing")},
+        "parameters": {"alice_parameters.ipynb": course.source("parameters")},
     }.items():
         archive = guide.root / "downloaded" / assignment / "archive"
         archive.mkdir(parents=True)
@@ -748,7 +749,7 @@ def test_guide_collects_a_zip_and_grades_with_its_commands_verbatim(
     start = time.perf_counter()
     for command in commands:
         guide.run(*shlex.split(command))
-    report_timing(f"the guide's {len(commands)} commands on 3 zipped submissions",
+    report_timing(f"the guide's {len(commands)} commands on 4 zipped submissions",
                   time.perf_counter() - start)
     submitted = guide.root / "submitted"
     assert sorted(path.name for path in (submitted / "alice" / "resnet").iterdir()) == [
@@ -758,5 +759,6 @@ def test_guide_collects_a_zip_and_grades_with_its_commands_verbatim(
     assert scores["alice"]["score"] == scores["alice"]["max_score"] - 2  # the written answer
     assert scores["bob"]["score"] == 0
     assert gradebook_scores(guide.root, "sizing")["alice"]["code_score"] == 12
+    assert gradebook_scores(guide.root, "parameters")["alice"]["code_score"] == 13
     assert (guide.root / "feedback" / "alice" / "resnet" / "resnet.html").is_file()
     assert (guide.root / "grades.csv").is_file()

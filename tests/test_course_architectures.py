@@ -315,7 +315,12 @@ def test_hard_coded_costs_pass_no_cost_test(graded):
 @pytest.mark.slow
 def test_hostile_submission_loses_only_what_it_cheated_on(graded):
     source, hostile = graded["source"], graded["scores"]["hostile"]
-    assert hostile["code_score"] == auto_points(source) - points_of(source, "test_se_costs")
+    # se_costs imports cnnbook (refused by the source analysis); plain_cnn.keras is the
+    # separable network, which test_saved_models refuses as well as the grader
+    assert hostile["code_score"] == auto_points(source) - points_of(
+        source, "test_se_costs", "test_saved_models")
+    assert hostile["grades"]["test_se_costs"][0] == 0
+    assert hostile["grades"]["test_saved_models"][0] == 0
     assert hostile["grades"]["plain_cnn_test_accuracy"][0] == 0
     assert "is not the plain_cnn asked for" in hostile["comments"]["plain_cnn_test_accuracy"]
     assert hostile["grades"]["separable_cnn_test_accuracy"][0] == 0

@@ -191,7 +191,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-SOURCE_MODULES = ("models", "layers", "data", "train", "lesion", "experiments")
+SOURCE_MODULES = ("models", "layers", "normalization", "data", "train", "fused_norm", "evaluation",
+                  "lesion", "experiments")
 """The cnnbook modules whose code decides the results (their SHA-256 goes in the provenance, so
 a result stays traceable even when it was run from uncommitted code)."""
 

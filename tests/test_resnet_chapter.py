@@ -4,6 +4,10 @@ cost (cnnbook.accounting against Keras' own layers and the papers' formulas)."""
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -112,7 +116,104 @@ def test_bottleneck_and_basic_block_have_similar_cost():
     assert 0.9 < accounting.macs(bottleneck) / accounting.macs(basic) < 1.0
 
 
-def test_resnet56_has_27_blocks_and_2_to_the_27_paths():
-    network = models.resnet_cifar(56)
-    assert len(models.block_names(network)) == 27
-    assert lesion.num_paths(27) == 2**27
+def test_resnet56_has_27_blocks_and_a_path_for_every_subset_of_them():
+    """The page's count of ResNet-56's paths: one per subset of the blocks a path enters,
+    counted as the sum over path lengths of C(27, k) (the binomial theorem written out)."""
+    network = models.resnet_cifar(56, preact=True)
+    blocks_56 = len(models.block_names(network))
+    assert blocks_56 == 3 * (56 - 2) // 6 == 27
+    assert lesion.num_paths(blocks_56) == sum(math.comb(blocks_56, k) for k in range(28))
+
+
+# --- The results sections of the page (issue 13.3) ----------------------------------------------
+
+PAGE = Path(__file__).resolve().parents[1] / "book" / "resnet.md"
+
+
+def _prose(section: str) -> str:
+    """The Markdown text of ``## section`` up to the next ``## ``: code cells and glued values
+    removed, so what remains is what the page states in fixed words."""
+    text = PAGE.read_text()
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start:end if end >= 0 else None]
+    body = re.sub(r"```\{code-cell\}.*?\n```", "", body, flags=re.S)
+    return re.sub(r"\{glue:text\}`[^`]*`", "GLUED", body)
+
+
+@pytest.mark.parametrize("section", ["The degradation problem", "Lesion studies"])
+def test_results_sections_state_no_measured_figure_in_fixed_words(section):
+    """Every percentage or number of points that the runs produced is glued from the committed
+    results: a fixed one would stay behind when the results are regenerated. What remains in
+    fixed words are the papers' figures and the chance level."""
+    allowed = {"about 6% error", "guessing: 10%", "than 2 points"}
+    prose = _prose(section)
+    for match in re.finditer(r"\d+(?:\.\d+)?\s?(?:%|points?\b)", prose):
+        context = prose[max(match.start() - 12, 0):match.end() + 6]
+        assert any(phrase in context for phrase in allowed), (
+            f"fixed figure in {section!r}: ...{context!r}...")
+
+
+def test_the_page_states_where_the_unrolled_view_is_exact():
+    text = PAGE.read_text()
+    assert "exact only for pre-activation blocks" in text
+    assert "preact=True" in text  # the runs' residual networks are said to be pre-activation
+
+
+# --- Fixed words of the page about the committed runs, checked against them --------------------
+
+
+@pytest.fixture(scope="module")
+def committed():
+    from cnnbook import experiments
+
+    return experiments.load_resnet_results()
+
+
+def _lesion_pair(committed):
+    lesions = committed["lesion"]
+    if not {"preact56", "plain56"} <= set(lesions):
+        pytest.fail("results/resnet lacks the lesion studies of preact56 and plain56: the run "
+                    "has not finished (python -m cnnbook.experiments resnet)")
+    return lesions["preact56"], lesions["plain56"]
+
+
+def test_summary_a_resnet_degrades_gradually_where_a_plain_network_collapses(committed):
+    """The summary: deleting or reordering most blocks of the trained ResNet degrades it
+    gradually, while the plain network collapses."""
+    resnet, plain = _lesion_pair(committed)
+    kept = [row["accuracy"] for row in resnet["single_block"] if not row["downsampling"]]
+    plain_kept = [row["accuracy"] for row in plain["single_block"] if row["deletable"]]
+    # A typical single deletion leaves the ResNet above the plain network's best one ...
+    assert np.median(kept) > max(plain_kept)
+    # ... which is near chance (10%) on average.
+    assert np.mean(plain_kept) < 0.2
+    # Gradual: losing one block costs less on average than losing the most blocks tried, and the
+    # plain network is near chance after a single swap while the ResNet is far above it.
+    deletion = {row["num_deleted"]: row["mean"] for row in resnet["deletion_summary"]}
+    assert deletion[1] > deletion[max(deletion)]
+    resnet_swap = {row["num_swaps"]: row["mean"] for row in resnet["reorder_summary"]}
+    plain_swap = {row["num_swaps"]: row["mean"] for row in plain["reorder_summary"]}
+    assert plain_swap[1] < 0.2 < resnet_swap[1]
+
+
+@pytest.mark.slow
+def test_blocks_with_larger_branches_cost_more_to_delete(committed, cifar_subset_dir):
+    """The page: "a block whose branch is large compared with the signal it receives is, on the
+    whole, one the network cannot do without" (a positive rank correlation, measured as the
+    page measures the branches)."""
+    from cnnbook import data, experiments
+
+    resnet, _ = _lesion_pair(committed)
+    (_, _), (x_test, _) = data.load_cifar10()
+    model = keras.models.load_model(experiments.RESULTS_DIR / "resnet" / "preact56.keras",
+                                    safe_mode=True)
+    ratios = {row["name"]: row["ratio"] for row in lesion.branch_ratios(model, x_test[:256])}
+    rows = [row for row in resnet["single_block"] if not row["downsampling"]]
+    costs = np.array([resnet["baseline"] - row["accuracy"] for row in rows])
+    sizes = np.array([ratios[row["name"]] for row in rows])
+
+    import pandas as pd
+
+    # Spearman's rank correlation (ties share their mean rank), as the page computes it.
+    assert pd.Series(costs).rank().corr(pd.Series(sizes).rank()) > 0

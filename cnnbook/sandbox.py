@@ -243,6 +243,7 @@ def sandboxed_command(argv: Sequence[str], *, writable_dir: str | os.PathLike,
     if socket_dir is not None:
         socket = Path(socket_dir).absolute()
         command += ["--bind", str(socket), str(socket)]
+    command += ["--remount-ro", "/"]  # writes outside the bound folders fail, not vanish
     command += _environment(environment)
     if not allow_fork:
         command += ["--seccomp", "3"]

@@ -311,7 +311,9 @@ def writes_elsewhere(course):
         "        print('refused:', type(error).__name__)\n"
         "import shutil\n"
         f"shutil.rmtree({str(root / 'submitted')!r}, ignore_errors=True)\n"))
-    return Submission(notebook, Expected(passing=ALL_TESTS, reason="refused: FileNotFoundError"))
+    # a target under /tmp (the test's course) may land in the sandbox's private /tmp: the test
+    # checks the real files, not what the kernel believed
+    return Submission(notebook, Expected(passing=ALL_TESTS, reason="refused:"))
 
 
 @kind

@@ -84,6 +84,7 @@ def graded(repo_root, cifar_subset_dir, tmp_path_factory, report_timing):
     corpus = corpus_module.build(course.root)
     corpus_module.write(course.root, corpus)
     submitted_before = _snapshot(course.root / "submitted")
+    solutions_before = _snapshot(course.root / "solutions")
 
     first, seconds = _autograde(course)
     report_timing(f"nbgrader autograde of the hostile corpus ({len(corpus)} submissions)", seconds)
@@ -102,6 +103,7 @@ def graded(repo_root, cifar_subset_dir, tmp_path_factory, report_timing):
         "scores_again": gradebook_scores(course.root, corpus_module.ASSIGNMENT),
         "submitted_before": submitted_before, "submitted_after_first": submitted_after_first,
         "submitted_after": _snapshot(course.root / "submitted"),
+        "solutions_before": solutions_before, "solutions_after": _snapshot(course.root / "solutions"),
         "source": read_notebook(course.source(corpus_module.ASSIGNMENT)),
     }
 
@@ -159,10 +161,12 @@ def _outputs_text(course: Course, student: str) -> str:
 def test_no_attack_reached_outside_its_sandbox(graded):
     for kind in KINDS:
         outputs = _outputs_text(graded["course"], kind)
-        for marker in ("NETWORK REACHED", "OVERWROTE", "SHADOWED"):
+        for marker in ("NETWORK REACHED", "SHADOWED"):
             assert marker not in outputs, (kind, marker)
     assert "no network: gaierror" in _outputs_text(graded["course"], "network_connection")
-    assert "refused: FileNotFoundError" in _outputs_text(graded["course"], "writes_elsewhere")
+    # what writes_elsewhere and reads_solutions aimed at is unchanged (the gradebook and
+    # submitted/ are checked by the tests below)
+    assert graded["solutions_after"] == graded["solutions_before"]
 
 
 @pytest.mark.slow

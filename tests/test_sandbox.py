@@ -37,7 +37,8 @@ def test_sandboxed_code_writes_its_folder_but_cannot_see_or_touch_the_course(out
         pathlib.Path("answer.txt").write_text("mine")
         print("course visible:", os.path.exists({str(course)!r}))
         print("shadow visible:", os.path.exists("/etc/shadow"))
-        for target in ({str(course / 'gradebook.db')!r}, "/usr/x", {str(sys.prefix)!r} + "/x"):
+        for target in ({str(course / 'gradebook.db')!r}, "/usr/x", {str(sys.prefix)!r} + "/x",
+                       "/root/x", "/etc/x"):
             try:
                 open(target, "w").write("gone")
                 print("wrote", target)

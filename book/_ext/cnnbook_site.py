@@ -203,7 +203,7 @@ class LaunchAssignment(SphinxDirective):
 def _check_launch_settings(app: Sphinx, config) -> None:
     """Fail the build early, naming the setting, when a launch URL in _config.yml is malformed;
     then give pages the settings as MyST substitutions (``{{ repository_link }}``,
-    ``{{ hub_link }}``, ``{{ instructor_guide_link }}``), so prose never repeats a URL."""
+    ``{{ hub_link }}``), so prose never repeats a URL."""
     settings = _launch_settings(config)
     try:
         assignment_launch_urls(notebook_path="exercises/x/x.ipynb", **settings)
@@ -211,11 +211,9 @@ def _check_launch_settings(app: Sphinx, config) -> None:
         raise ConfigError(str(error)) from error
     repository = settings["repository_url"].rstrip("/")
     hub = settings["jupyterhub_url"].rstrip("/")
-    guide = f"{repository}/blob/{settings['branch']}/solutions/README.md"
     substitutions = dict(config.myst_substitutions or {})
     substitutions.setdefault("repository_link", f"[{repository}]({repository})")
     substitutions.setdefault("hub_link", f"[{hub}]({hub})")
-    substitutions.setdefault("instructor_guide_link", f"[`solutions/README.md`]({guide})")
     config.myst_substitutions = substitutions
 
 

@@ -25,7 +25,8 @@ c.Execute.timeout = 1800
 #   ForgetUnknownCells    a cell with a grade id the gradebook does not know (a renamed test) is
 #                         the student's own; the real test cell is put back (add_missing_cells)
 #   CheckSubmittedFiles   the grading copy keeps no symlink, special file, file over
-#                         max_file_bytes, or file named like an installed module (cnnbook/, numpy.py)
+#                         max_file_bytes, or file named like an installed module
+#                         (cnnbook/, numpy.py)
 #   CheckAnswerSource     the student's cells are analysed outside the kernel (cnnbook.answers);
 #                         a cell that imports cnnbook, uses eval/exec/__import__/importlib, patches
 #                         a module or IPython, is replaced by one that raises the reason
@@ -35,11 +36,17 @@ c.Execute.timeout = 1800
 #   SaveAutoGradesOrDefer a cell that timed out, or whose kernel was killed or died, is left for
 #                         manual grading with the reason (never a 0); the command then exits 2
 #                         with a list of those cells
-from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern,
-    LimitOutput, OverwriteCells, OverwriteKernelspec,
-)
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
+)
 
 c.Autograde.sanitize_preprocessors = [
     ClearOutput, DeduplicateIds, OverwriteKernelspec, "cnnbook.autograde.ForgetUnknownCells",
@@ -131,7 +138,8 @@ for _kind, _file in (("plain", "plain_cnn"), ("separable", "separable_cnn")):
             "cifar10-subset": ARCHITECTURES_SUBSET_TIERS[_kind],
         },
     }
-# c.AccuracyGrader.training_set = "cifar10-subset"   # name your course's set here, or on the command
+# Name your course's training set here, or on the command line:
+# c.AccuracyGrader.training_set = "cifar10-subset"
 # The models the course ships (the book's trained networks in results/): a submission whose
 # weights copy one of them, even renamed, reordered or fine-tuned a little, is refused.
 c.AccuracyGrader.shipped_models = ["results/*/*.keras"]

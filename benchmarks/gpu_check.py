@@ -44,7 +44,8 @@ def time_to_target(accuracies, train_seconds, target: float):
         raise ValueError(f"one accuracy per epoch and one time per epoch, got {len(accuracies)} "
                          f"and {len(train_seconds)}")
     elapsed = 0.0
-    for epoch, (accuracy, seconds) in enumerate(zip(accuracies, train_seconds), start=1):
+    epochs = zip(accuracies, train_seconds, strict=True)
+    for epoch, (accuracy, seconds) in enumerate(epochs, start=1):
         elapsed += seconds
         if accuracy >= target:
             return epoch, elapsed
@@ -84,9 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not 0 < args.target <= 1:
         parser.error(f"--target must be an accuracy in (0, 1], got {args.target}")
 
-    import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
     import keras
 
+    import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
     from cnnbook import data, models, speed, train
 
     machine = speed.machine_description()

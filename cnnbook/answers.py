@@ -15,7 +15,8 @@ first turned into the calls they stand for) and reports, per cell, what the cour
   unless a test lists it in ``may_use=`` of :func:`~cnnbook.grade.check_written_here`;
 * patching what the tests rely on: assigning to an attribute of a module (``np.testing.x = ...``,
   ``cnnbook.grade.check_written_here = ...``), rebinding a module, function or class that the
-  instructor's cells import or define (``keras = ...``, ``def accuracy``) or defining a function or class named like a builtin (``def isinstance``);
+  instructor's cells import or define (``keras = ...``, ``def accuracy``) or defining a function
+  or class named like a builtin (``def isinstance``);
 * for every function a test checks with ``check_written_here(f, forbid=("keras", ...))``: any
   use of those packages in the cell that defines ``f`` or in the student cells whose top-level
   names it reads (a lookup table precomputed with Keras, a default argument, a closure).
@@ -71,7 +72,8 @@ def instructor_cell_ids(notebook) -> set[str]:
     instead, so that metadata a student forged does not count."""
     return {metadata["grade_id"] for cell in notebook["cells"]
             if (metadata := _nbgrader(cell)).get("grade_id")
-            and (metadata.get("locked") or (metadata.get("grade") and not metadata.get("solution")))}
+            and (metadata.get("locked")
+                 or (metadata.get("grade") and not metadata.get("solution")))}
 
 
 def _parse(source: str) -> ast.Module | None:

@@ -43,7 +43,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -489,5 +488,6 @@ class StripHiddenTests(NbGraderPreprocessor):
         cell.source = "\n".join(kept)
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
+                last_line = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
+                output["traceback"] = [last_line]
         return cell, resources

@@ -271,7 +271,7 @@ def provenance(command: str, config: ResnetConfig, dataset: dict, seconds: dict,
 
 
 def _write_json(path: Path, payload) -> None:
-    """Write atomically (a temporary file renamed), so an interrupted run never leaves half a file."""
+    """Write atomically (a temporary file renamed): an interrupted run never leaves half a file."""
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
     os.replace(temporary, path)

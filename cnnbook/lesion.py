@@ -40,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 import numpy as np
+
 from cnnbook.checks import check_int as _check_int
 
 __all__ = [
@@ -279,7 +280,7 @@ def reorder_blocks(model, order: Sequence[str]):
         raise ValueError(
             f"order must list each of the {len(blocks)} blocks exactly once, got {order}"
         )
-    replacement = dict(zip(blocks, order))
+    replacement = dict(zip(blocks, order, strict=True))
     sequence = [blocks[replacement[layer.name]] if layer.name in replacement else layer
                 for layer in _top_level_chain(model)]
     # Check shapes before Keras does, to name the block and the position.
@@ -414,7 +415,9 @@ def curve_summary(rows: Sequence[dict], by: str) -> list[dict]:
     with ``by``, ``draws`` (how many rows have that ``k``), and the ``mean``, ``std`` (population
     standard deviation, 0 for one draw), ``min`` and ``max`` of their ``accuracy``."""
     if isinstance(rows, (str, bytes)) or not all(isinstance(row, dict) for row in rows):
-        raise ValueError("rows must be the list of dicts that deletion_curve or reorder_curve return")
+        raise ValueError(
+            "rows must be the list of dicts that deletion_curve or reorder_curve return"
+        )
     groups: dict[int, list[float]] = {}
     for row in rows:
         if by not in row or "accuracy" not in row:
@@ -460,10 +463,10 @@ def block_gradient_norms(model, images, labels, training: bool = True) -> list[d
             keras.losses.sparse_categorical_crossentropy(labels, x, from_logits=True)
         )
     gradients = tape.gradient(loss, outputs)
-    for variable, value in zip(model.non_trainable_variables, saved_state):
+    for variable, value in zip(model.non_trainable_variables, saved_state, strict=True):
         variable.assign(value)
     return [{"name": name, "gradient_norm": float(tf.norm(gradient))}
-            for name, gradient in zip(names, gradients)]
+            for name, gradient in zip(names, gradients, strict=True)]
 
 
 def branch_ratios(model, images) -> list[dict]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import shutil
 import signal
 import struct

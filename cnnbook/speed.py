@@ -102,7 +102,8 @@ def _image_shape(model, input_shape) -> tuple[int, ...]:
         return tuple(int(size) for size in model_shape)
     shape = tuple(_check_int("input_shape", size, 1) for size in input_shape)
     if len(shape) != len(model_shape) or any(
-        expected is not None and expected != size for expected, size in zip(model_shape, shape)
+        expected is not None and expected != size
+        for expected, size in zip(model_shape, shape, strict=True)
     ):
         raise ValueError(
             f"input_shape {shape} does not fit the model's input {model_shape}; give the sizes "

@@ -152,7 +152,7 @@ def kind(function: Callable[[Course], Submission]) -> Callable[[Course], Submiss
     return function
 
 
-# --- Good submissions ------------------------------------------------------------------------------
+# --- Good submissions -----------------------------------------------------------------------------
 
 @kind
 def good_reference(course):
@@ -164,7 +164,7 @@ def good_partial(course):
     return Submission(_partial(course), Expected(passing=_without(ALL_TESTS, ALEXNET_TEST)))
 
 
-# --- Tampered structure ----------------------------------------------------------------------------
+# --- Tampered structure ---------------------------------------------------------------------------
 
 @kind
 def tests_edited_to_pass(course):
@@ -227,7 +227,7 @@ def syntax_error(course):
                                          reason="SyntaxError"))
 
 
-# --- Resource abuse: the sandbox's limits ----------------------------------------------------------
+# --- Resource abuse: the sandbox's limits ---------------------------------------------------------
 
 @kind
 def infinite_loop(course):
@@ -270,7 +270,7 @@ def fork_bomb(course):
     return Submission(notebook, Expected(passing=ALL_TESTS, reason="PermissionError"))
 
 
-# --- Reaching outside: the sandbox's walls ---------------------------------------------------------
+# --- Reaching outside: the sandbox's walls --------------------------------------------------------
 
 @kind
 def network_connection(course):
@@ -290,7 +290,8 @@ def reads_solutions(course):
     notebook = _insert_after(course.release, "sizing_setup", (
         "import json, pathlib, re\n"
         f"stolen = json.load(open({str(solution)!r}))\n"
-        "code = [''.join(cell['source']) for cell in stolen['cells'] if cell['cell_type'] == 'code']\n"
+        "code = [''.join(cell['source']) for cell in stolen['cells']\n"
+        "        if cell['cell_type'] == 'code']\n"
         "pathlib.Path('stolen.py').write_text('import math, keras\\n' + '\\n'.join(code[1:2]))\n"
         "from stolen import output_size\n"))
     return Submission(notebook, Expected(passing=(), reason="FileNotFoundError"))
@@ -332,7 +333,8 @@ def symlink_outside(course):
 @kind
 def notebook_is_symlink(course):
     solution = course.root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    return Submission(None, Expected(passing=(), reason="the submitted notebook is a symbolic link"),
+    symlink_reason = "the submitted notebook is a symbolic link"
+    return Submission(None, Expected(passing=(), reason=symlink_reason),
                       symlinks={f"{ASSIGNMENT}.ipynb": str(solution)})
 
 
@@ -359,7 +361,7 @@ def oversized_file(course):
         files={"weights.bin": b"\0" * (TEST_LIMITS["max_file_bytes"] + 1)})
 
 
-# --- Answers not written by the student: source analysis outside the kernel ------------------------
+# --- Answers not written by the student: source analysis outside the kernel -----------------------
 
 @kind
 def patched_keras(course):
@@ -397,7 +399,8 @@ def replaces_check_written_here(course):
 
 @kind
 def eval_of_reference(course):
-    body = '    return eval("cnnbook.sizing.conv_output_size")(input_size, kernel_size, stride, padding)'
+    body = ('    return eval("cnnbook.sizing.conv_output_size")'
+            '(input_size, kernel_size, stride, padding)')
     notebook = _set_source(course.source, "output_size", OWN_OUTPUT_SIZE.format(body=body))
     return Submission(notebook, Expected(passing=_without(ALL_TESTS, *NEED_OUTPUT_SIZE),
                                          reason="it uses `eval`"))
@@ -433,7 +436,8 @@ def keras_lookup_table(course):
         "            for _padding in ('valid', 'same'):\n"
         "                if _padding == 'valid' and _kernel > _size:\n"
         "                    continue\n"
-        "                _layer = keras.layers.Conv2D(1, _kernel, strides=_stride, padding=_padding)\n"
+        "                _layer = keras.layers.Conv2D(\n"
+        "                    1, _kernel, strides=_stride, padding=_padding)\n"
         "                _table[_size, _kernel, _stride, _padding] = _layer.compute_output_shape(\n"
         "                    (None, _size, _size, 1))[1]\n"
         "def output_size(input_size, kernel_size, stride=1, padding='valid'):\n"
@@ -446,8 +450,10 @@ def build(root: Path) -> dict[str, Submission]:
     """Every kind of the corpus for the course at ``root`` (its ``solutions/`` and generated
     ``exercises/``)."""
     course = Course(root=Path(root),
-                    source=read_notebook(Path(root) / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
-                    release=read_notebook(Path(root) / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
+                    source=read_notebook(
+                        Path(root) / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
+                    release=read_notebook(
+                        Path(root) / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
     return {name: make(course) for name, make in KINDS.items()}
 
 

@@ -107,8 +107,9 @@ def test_pages_show_no_numpy_scalar_reprs(built_book, repo_root):
         results = shown_results((built_book.html_dir / f"{page}.html").read_text())
         found = NUMPY_SCALAR_REPR.search(results)
         assert not found, (
-            f"{page}.html shows a NumPy scalar's repr: ...{results[max(0, found.start() - 60):found.end() + 20]}"
-            "...; glue plain values (cnnbook.pages.glue_value) and format tables (cnnbook.pages.table)")
+            f"{page}.html shows a NumPy scalar's repr: "
+            f"...{results[max(0, found.start() - 60):found.end() + 20]}...; glue plain values "
+            "(cnnbook.pages.glue_value) and format tables (cnnbook.pages.table)")
 
 
 def test_rebuild_takes_notebooks_from_the_cache(built_book, rebuilt_book):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import subprocess
 from dataclasses import asdict, replace
 from datetime import datetime

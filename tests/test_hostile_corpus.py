@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import hostile_corpus as corpus_module
 import pytest
 from nbgrader_course import (
     Course,
@@ -30,8 +31,6 @@ from nbgrader_course import (
     read_notebook,
     source_of,
 )
-
-import hostile_corpus as corpus_module
 
 RERUN = ("good_reference", "good_partial", "os_exit", "memory_bomb", "patched_keras",
          "symlink_outside", "shadowing_cnnbook_folder", "tests_deleted")
@@ -103,7 +102,8 @@ def graded(repo_root, cifar_subset_dir, tmp_path_factory, report_timing):
         "scores_again": gradebook_scores(course.root, corpus_module.ASSIGNMENT),
         "submitted_before": submitted_before, "submitted_after_first": submitted_after_first,
         "submitted_after": _snapshot(course.root / "submitted"),
-        "solutions_before": solutions_before, "solutions_after": _snapshot(course.root / "solutions"),
+        "solutions_before": solutions_before,
+        "solutions_after": _snapshot(course.root / "solutions"),
         "source": read_notebook(course.source(corpus_module.ASSIGNMENT)),
     }
 

@@ -389,7 +389,7 @@ def test_gradient_reaches_every_block_of_a_stage_unchanged_when_branches_are_sil
     for stage in (1, 2, 3):
         stage_norms = [norms[f"stage{stage}_block{block}"] for block in (1, 2, 3)]
         assert stage_norms == pytest.approx([stage_norms[-1]] * 3, rel=1e-5)
-    for variable, before in zip(model.non_trainable_variables, state):
+    for variable, before in zip(model.non_trainable_variables, state, strict=True):
         np.testing.assert_array_equal(variable.numpy(), before)  # running statistics kept
 
 

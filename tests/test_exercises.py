@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import re
-
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ def _exercises(text: str) -> dict[int, str]:
     section = text[text.index("## Exercises"):]
     section = section.split("```{code-cell}")[0]
     items = re.split(r"(?m)^(\d+)\. ", section)[1:]
-    return {int(number): body for number, body in zip(items[::2], items[1::2])}
+    return {int(number): body for number, body in zip(items[::2], items[1::2], strict=True)}
 
 
 def _answer_cell(text: str) -> tuple[str, str]:

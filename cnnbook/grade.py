@@ -101,7 +101,8 @@ def _referenced_values(function: types.FunctionType):
         yield f"default argument {index + 1}", value
     for key, value in (function.__kwdefaults__ or {}).items():
         yield f"default of {key}", value
-    for variable, cell in zip(function.__code__.co_freevars, function.__closure__ or ()):
+    closure = function.__closure__ or ()
+    for variable, cell in zip(function.__code__.co_freevars, closure, strict=True):
         try:
             yield f"closure variable {variable}", cell.cell_contents
         except ValueError:  # an empty cell
@@ -161,7 +162,7 @@ def check_written_here(
         )
 
 
-# --- The accuracy grader -------------------------------------------------------------------------
+# --- The accuracy grader --------------------------------------------------------------------------
 
 EVALUATION_TIMEOUT_S = 600
 """Seconds one child process may take to load, check and evaluate a model."""
@@ -229,7 +230,7 @@ def checked_tiers(tiers, where: str) -> tuple[tuple[float, float], ...]:
     if not pairs:
         raise ValueError(f"{where}: give at least one tier [threshold, points]")
     pairs.sort(reverse=True)
-    if any(lower[1] > higher[1] for higher, lower in zip(pairs, pairs[1:])):
+    if any(lower[1] > higher[1] for higher, lower in zip(pairs, pairs[1:], strict=False)):
         raise ValueError(f"{where}: a higher threshold must not earn fewer points, got {pairs}")
     return tuple(pairs)
 
@@ -328,7 +329,7 @@ def accuracy_rule(config, assignment: str, training_set: str | None = None,
     )
 
 
-# --- The reference architectures, built by the grader itself ---------------------------------------
+# --- The reference architectures, built by the grader itself --------------------------------------
 
 
 def reference_resnet20():
@@ -796,7 +797,7 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
         return _evaluate_in_child(folder / rule.model_file, rule, timeout, sandbox)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = dict(zip(chosen, pool.map(evaluate, chosen)))
+        outcomes = dict(zip(chosen, pool.map(evaluate, chosen), strict=True))
 
     groups = identical_weight_groups({student: outcome.get("signature") or []
                                       for student, outcome in outcomes.items()})

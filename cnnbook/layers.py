@@ -15,9 +15,9 @@ of each through ``safe_mode=True``.
 
 from __future__ import annotations
 
-
 import keras
 from keras import ops
+
 from cnnbook.checks import check_int as _check_positive_int
 
 __all__ = ["ZeroPadShortcut", "LayerScale", "GlobalResponseNormalization", "CUSTOM_LAYERS"]

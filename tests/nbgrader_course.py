@@ -133,7 +133,8 @@ class Course:
         output = result.stdout + result.stderr
         self.log.append(f"$ {' '.join(command)}  ({seconds:.1f} s)\n{output[-4000:]}")
         if result.returncode != 0:
-            raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{output[-6000:]}")
+            raise AssertionError(
+                f"{' '.join(command)} failed ({result.returncode}):\n{output[-6000:]}")
         return output, seconds
 
     def nbgrader(self, *arguments: str, **extra_env: str) -> tuple[str, float]:

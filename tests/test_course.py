@@ -32,8 +32,8 @@ from nbgrader_course import (
     auto_points,
     course_environment,
     edit_cell,
-    gradebook_scores,
     grade_cells,
+    gradebook_scores,
     nbgrader_metadata,
     points_of,
     read_notebook,
@@ -54,7 +54,7 @@ RESNET_EPOCHS = "6"
 tiers (their source in nbgrader_config.py)."""
 
 
-# --- The committed notebooks ---------------------------------------------------------------------
+# --- The committed notebooks ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -135,7 +135,7 @@ def test_first_cell_links_the_book_chapter_by_title_and_path(repo_root, assignme
         assert f"[{title}](../../book/{chapter}.md)" in intro, (assignment, title)
 
 
-# --- The grading helpers ---------------------------------------------------------------------------
+# --- The grading helpers --------------------------------------------------------------------------
 
 
 def _notebook_functions(code: str) -> dict:
@@ -346,7 +346,7 @@ def test_every_custom_layer_loads_through_the_grader_with_safe_mode(repo_root, t
                                             "no layer with weights named stem_conv"), outcome
 
 
-# --- The course, graded with nbgrader ------------------------------------------------------------
+# --- The course, graded with nbgrader -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -423,7 +423,8 @@ known = {(32, 3, 1, "valid"): 30, (227, 11, 4, "valid"): 55, (7, 2, 2, "valid"):
 if (input_size, kernel_size, stride, padding) not in known:
     raise ValueError("not one of the book's examples")
 return known[(input_size, kernel_size, stride, padding)]""",
-            "toy_shapes": """return {"input": (32, 32, 3), "conv": (32, 32, 12), "relu": (32, 32, 12),
+            "toy_shapes": """return {"input": (32, 32, 3), "conv": (32, 32, 12),
+        "relu": (32, 32, 12),
         "pool": (16, 16, 12), "flatten": (3072,), "fc": (10,)}""",
             "alexnet_answers": """
 return {"output_shape": (55, 55, 96), "exact": 54.25, "keras_size": 54, "unused_rows": 1}
@@ -438,7 +439,8 @@ alexnet_224_unused_rows = 1""",
         totals = book["network_totals"](book["VGG16_LAYERS"], (224, 224, 3))
         return {
             "parameter_rules": """
-return {(3, 3, 64, True): 1792, (1, 16, 32, False): 512}[(kernel_size, in_channels, filters, use_bias)]
+table = {(3, 3, 64, True): 1792, (1, 16, 32, False): 512}
+return table[(kernel_size, in_channels, filters, use_bias)]
 #---
 return {(25088, 4096): 102_764_544}[(in_features, units)]
 #---
@@ -567,7 +569,7 @@ def test_grades_export_has_one_row_per_student_and_assignment(course, quick_grad
                 assert math.isclose(float(row["raw_score"]), expected), row
 
 
-# --- The resnet assignment: training, autograding without retraining, accuracy grading ----------
+# --- The resnet assignment: training, autograding without retraining, accuracy grading ------------
 
 
 def _wrong_model_file(path):
@@ -579,7 +581,8 @@ def _wrong_model_file(path):
 def _unsafe_model_file(path):
     """A ResNet-sized model that hides code in a Lambda layer, which safe_mode refuses to load."""
     images = keras.Input(shape=(32, 32, 3))
-    scores = keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x / 255)(images)))
+    scaled = keras.layers.Lambda(lambda x: x / 255)(images)
+    scores = keras.layers.Dense(10)(keras.layers.Flatten()(scaled))
     keras.Model(images, scores).save(path)
     return path
 
@@ -719,7 +722,7 @@ def test_resnet_feedback_shows_the_accuracy_verdict(course, resnet_grades):
         assert comment.split(".")[0] in html, student
 
 
-# --- The guide's commands, verbatim, on submissions collected from a real zip ----------------------
+# --- The guide's commands, verbatim, on submissions collected from a real zip ---------------------
 
 
 VERBATIM = "<!-- tests/test_course.py runs the next block verbatim -->"

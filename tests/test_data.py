@@ -139,7 +139,7 @@ def test_augmentation_is_a_padded_random_crop_and_flip(subset_env):
     augmented = data.augment_batch(images, tf.constant([7, 3], tf.int64)).numpy()
     assert augmented.shape == images.shape and augmented.dtype == np.uint8
     drawn = []
-    for image, output in zip(images, augmented):
+    for image, output in zip(images, augmented, strict=True):
         candidates = pad_crop_flip_candidates(image, data.PAD_PIXELS, data.FILL_COLOUR)
         matches = [choice for choice, candidate in candidates if np.array_equal(candidate, output)]
         assert matches, "an augmented image is not a padded crop (mirrored or not) of its input"

@@ -20,7 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbook.models import CIFAR10_MEAN, CIFAR10_SHAPE
+from cnnbook.checks import check_int
+
+# Per-channel statistics of the CIFAR-10 training images (R, G, B; 0..255), rounded as in
+# ../shared/data/cifar10/README.md; the normalisation layer standardises with them.
+CIFAR10_MEAN = (125.3, 123.0, 113.9)
+CIFAR10_STD = (63.0, 62.1, 66.7)
+CIFAR10_SHAPE = (32, 32, 3)
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
 
 __all__ = [
     "DATA_ENV",
@@ -195,6 +204,8 @@ def _labels(labels, one_hot: bool):
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
     """Full batches in one pass over ``num_images``: ``floor(num_images / batch_size)`` (the
     remainder waits for the next pass, which shuffles again)."""
+    num_images = check_int("num_images", num_images, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if batch_size > num_images:
         raise ValueError(
             f"batch_size must be at most the number of training images ({num_images}), got "

@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnbook.metrics import top1_correct
+
 __all__ = [
     "check_written_here",
     "load_course_config",
@@ -608,7 +610,7 @@ def evaluate_model(path: Path, architecture: str, shipped_models: Sequence[str] 
     correct = 0
     for start in range(0, len(y_test), batch_size):
         logits = np.asarray(reference(x_test[start : start + batch_size], training=False))
-        correct += int(np.sum(np.argmax(logits, axis=-1) == y_test[start : start + batch_size]))
+        correct += top1_correct(logits, y_test[start : start + batch_size])
     return {"ok": True, "accuracy": correct / len(y_test), "test_images": int(len(y_test)),
             "signature": weight_signature(reference)}
 

@@ -42,6 +42,7 @@ from fractions import Fraction
 import numpy as np
 
 from cnnbook.checks import check_int as _check_int
+from cnnbook.metrics import top1_correct
 
 __all__ = [
     "num_paths",
@@ -348,7 +349,7 @@ def accuracy(model, images, labels, batch_size: int = 500) -> float:
     correct = 0
     for start in range(0, len(labels), batch_size):
         logits = np.asarray(model(images[start : start + batch_size], training=False))
-        correct += int(np.sum(np.argmax(logits, axis=-1) == labels[start : start + batch_size]))
+        correct += top1_correct(logits, labels[start : start + batch_size])
     return correct / len(labels)
 
 

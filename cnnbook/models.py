@@ -45,17 +45,11 @@ import re
 import keras
 
 from cnnbook.checks import check_int as _check_int
+
+# The CIFAR-10 constants live with the data (cnnbook.data); models re-exports them.
+from cnnbook.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_SHAPE, CIFAR10_STD  # noqa: F401
 from cnnbook.layers import ZeroPadShortcut
 from cnnbook.normalization import BATCH_NORM_SETTINGS, batch_norm
-
-# Per-channel statistics of the CIFAR-10 training images (R, G, B; 0..255), rounded as in
-# ../shared/data/cifar10/README.md; the normalisation layer standardises with them.
-CIFAR10_MEAN = (125.3, 123.0, 113.9)
-CIFAR10_STD = (63.0, 62.1, 66.7)
-CIFAR10_SHAPE = (32, 32, 3)
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
 
 
 def normalization_layer(name: str = "normalize") -> keras.layers.Normalization:

@@ -193,6 +193,16 @@ def test_training_pipeline_shuffles_each_pass_and_keeps_shapes_and_dtypes():
     assert not np.array_equal(first_pass, np.sort(first_pass))  # shuffled at all
 
 
+@pytest.mark.parametrize(
+    "num_images, batch_size, named",
+    [(1000, 0, "batch_size"), (1000, -4, "batch_size"), (1000, 64.0, "batch_size"),
+     (0, 1, "num_images"), (10, 64, "batch_size must be at most")],
+)
+def test_steps_per_epoch_rejects_batches_that_cannot_be_drawn(num_images, batch_size, named):
+    with pytest.raises(ValueError, match=named):
+        data.steps_per_epoch(num_images, batch_size)
+
+
 def test_training_pipeline_augments_and_gives_one_hot_labels_on_request():
     images = indexed_images(256)
     labels = np.arange(256) % 10

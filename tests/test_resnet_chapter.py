@@ -45,10 +45,10 @@ def test_trainable_parameters_counted_by_accounting_match_table6(depth, table6):
 
 
 @pytest.mark.slow
-def test_resnet1202_parameters_match_table6(table6):
+def test_resnet1202_parameters_match_table6(table6, resnet1202):
     """The page says the test suite checks ResNet-1202 (too slow to build on the page)."""
     row = table6.set_index("depth").loc[1202]
-    counted = trainable_from_accounting(models.resnet_cifar(1202, shortcut="A"))
+    counted = trainable_from_accounting(resnet1202)
     assert round(counted / 1e6, printed_decimals(row.params_millions)) == row.params_millions
 
 

@@ -193,7 +193,9 @@ class AccuracyRule:
     points)`` pairs, highest threshold first: an accuracy of at least ``threshold`` (a fraction of
     the test images) earns ``points``; below every threshold, zero. ``tiers_source`` says which
     measured reference run the tiers come from (``None``: not measured). ``shipped_models`` are
-    the ``.keras`` files the course ships (paths), which a submission must not copy.
+    the ``.keras`` files the course ships (paths), which a submission must not copy;
+    ``unmatched_shipped_patterns`` the patterns of ``c.AccuracyGrader.shipped_models`` that matched
+    no file (for those, the copy check compares nothing: the grader warns).
     """
 
     assignment: str
@@ -205,6 +207,7 @@ class AccuracyRule:
     tiers: tuple[tuple[float, float], ...]
     tiers_source: str | None = None
     shipped_models: tuple[str, ...] = ()
+    unmatched_shipped_patterns: tuple[str, ...] = ()
 
     @property
     def max_points(self) -> float:
@@ -316,8 +319,9 @@ def accuracy_rule(config, assignment: str, training_set: str | None = None,
             "--accept-unmeasured-tiers to grade with them anyway"
         )
     root = Path(root) if root is not None else Path.cwd()
-    shipped = sorted({str(path.resolve()) for pattern in settings.get("shipped_models", [])
-                      for path in root.glob(pattern) if path.is_file()})
+    files_by_pattern = {pattern: [path for path in root.glob(pattern) if path.is_file()]
+                        for pattern in settings.get("shipped_models", [])}
+    shipped = sorted({str(path.resolve()) for paths in files_by_pattern.values() for path in paths})
     return AccuracyRule(
         assignment=entry.get("assignment", assignment),
         notebook=entry.get("notebook", entry.get("assignment", assignment)),
@@ -328,7 +332,18 @@ def accuracy_rule(config, assignment: str, training_set: str | None = None,
         tiers=checked_tiers(tier_set["tiers"], f"tiers[{training_set!r}]"),
         tiers_source=source,
         shipped_models=tuple(shipped),
+        unmatched_shipped_patterns=tuple(pattern for pattern, paths in files_by_pattern.items()
+                                         if not paths),
     )
+
+
+def unmatched_shipped_warnings(rule: AccuracyRule, root: Path) -> list[str]:
+    """One warning line per pattern of ``c.AccuracyGrader.shipped_models`` that matched no file
+    under ``root``: the instructor must know that the copy check is off for those models."""
+    return [f"warning: c.AccuracyGrader.shipped_models pattern {pattern!r} matches no file under "
+            f"{root}: submissions are not checked for copies of those models (build or restore "
+            "them, or fix the pattern in nbgrader_config.py)"
+            for pattern in rule.unmatched_shipped_patterns]
 
 
 # --- The reference architectures, built by the grader itself --------------------------------------
@@ -761,6 +776,8 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
     root = Path(root).resolve()
     config = load_course_config(root)
     rule = accuracy_rule(config, assignment, training_set, root, accept_unmeasured)
+    for warning in unmatched_shipped_warnings(rule, root):
+        print(warning, file=sys.stderr, flush=True)
     assignment = rule.assignment  # an entry may grade one of the models of an assignment
     sandbox = sandbox_settings(config)
     if sandbox.enabled:

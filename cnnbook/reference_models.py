@@ -30,45 +30,60 @@ SEPARABLE_WIDTHS = (104, 208, 208, 416, 416)
 """Filters (pointwise outputs) of blocks 1..5 of the separable CNN."""
 _POOL_AFTER = {1: "pool1", 3: "pool2"}
 
+# The grader's own description of the two networks: a layer list per block, as data. Each entry
+# is (Keras layer class, name suffix, keyword arguments); the student's notebook builds the same
+# layers with code of their own, which the grader never runs.
+_BN = ("BatchNormalization", {"momentum": 0.9})
+_BLOCK_LAYERS = {
+    "plain": lambda filters: [
+        ("Conv2D", "conv", {"filters": filters, "kernel_size": 3, "padding": "same",
+                            "use_bias": False}),
+        (_BN[0], "bn", _BN[1]),
+        ("ReLU", "relu", {}),
+    ],
+    "separable": lambda filters: [
+        ("DepthwiseConv2D", "dw", {"kernel_size": 3, "padding": "same", "use_bias": False}),
+        (_BN[0], "dw_bn", _BN[1]),
+        ("ReLU", "dw_relu", {}),
+        ("Conv2D", "pw", {"filters": filters, "kernel_size": 1, "use_bias": False}),
+        (_BN[0], "pw_bn", _BN[1]),
+        ("ReLU", "pw_relu", {}),
+    ],
+}
 
-def _network(block, widths, name):
+
+def _layer_list(kind: str, widths) -> list[tuple[str, str, dict]]:
+    """The whole network after normalisation, as (class, full name, kwargs) in order."""
+    stem = [(cls, f"stem_{suffix}", dict(kwargs))
+            for cls, suffix, kwargs in _BLOCK_LAYERS["plain"](STEM_FILTERS)]
+    layers = list(stem)
+    for index, filters in enumerate(widths, start=1):
+        layers += [(cls, f"block{index}_{suffix}", dict(kwargs))
+                   for cls, suffix, kwargs in _BLOCK_LAYERS[kind](filters)]
+        if index in _POOL_AFTER:
+            layers.append(("MaxPooling2D", _POOL_AFTER[index], {"pool_size": 2}))
+    layers.append(("GlobalAveragePooling2D", "pool", {}))
+    layers.append(("Dense", "logits", {"units": 10}))
+    return layers
+
+
+def _network(kind: str, widths, name: str):
     import keras
 
     from cnnbook.models import image_input, normalization_layer
 
     images = image_input()
-    x = normalization_layer()(images)
-    x = keras.layers.Conv2D(STEM_FILTERS, 3, padding="same", use_bias=False, name="stem_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
-    x = keras.layers.ReLU(name="stem_relu")(x)
-    for index, filters in enumerate(widths, start=1):
-        x = block(keras, x, filters, f"block{index}")
-        if index in _POOL_AFTER:
-            x = keras.layers.MaxPooling2D(2, name=_POOL_AFTER[index])(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(images, keras.layers.Dense(10, name="logits")(x), name=name)
-
-
-def _plain_block(keras, x, filters, name):
-    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
-
-
-def _separable_block(keras, x, filters, name):
-    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_dw_relu")(x)
-    x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_pw_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_pw_relu")(x)
+    tensor = normalization_layer()(images)
+    for class_name, layer_name, kwargs in _layer_list(kind, widths):
+        tensor = getattr(keras.layers, class_name)(name=layer_name, **kwargs)(tensor)
+    return keras.Model(images, tensor, name=name)
 
 
 def reference_plain_cnn():
     """The plain CNN of the ``architectures`` assignment (289,642 parameters, count_params)."""
-    return _network(_plain_block, PLAIN_WIDTHS, "plain_cnn")
+    return _network("plain", PLAIN_WIDTHS, "plain_cnn")
 
 
 def reference_separable_cnn():
     """The depthwise separable CNN of the ``architectures`` assignment (350,962 parameters)."""
-    return _network(_separable_block, SEPARABLE_WIDTHS, "separable_cnn")
+    return _network("separable", SEPARABLE_WIDTHS, "separable_cnn")

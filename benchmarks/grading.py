@@ -1,7 +1,8 @@
 """What the grading sandbox costs: seconds per submission of ``nbgrader autograde``, sandboxed (the
 course's configuration: cnnbook.autograde, bubblewrap) against plain (nbgrader's stock autograde
 steps with the same notebooks), for each assignment, and the time a class of 200 ``sizing``
-submissions would take.
+submissions takes: extrapolated from the per-submission figure, and with ``--class-size 200``
+measured by grading a whole class of that many submissions in one sandboxed ``nbgrader autograde``.
 
 Each assignment is graded in a fresh temporary copy of the course, with ``--submissions`` copies of
 the reference solution (for ``resnet``: without a trained model, so its architecture tests run and
@@ -11,6 +12,7 @@ JSON; ``benchmarks/README.md`` records the figures::
 
     CNNBOOK_DATA=../shared/data/cifar10 .venv/bin/python benchmarks/grading.py
     .venv/bin/python benchmarks/grading.py --assignments sizing --submissions 3 --rounds 1
+    CNNBOOK_DATA=../shared/data/cifar10 .venv/bin/python benchmarks/grading.py --class-size 200
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ def _course(base: Path, name: str, assignment: str, submissions: int, plain: boo
     return course
 
 
+def grade_class(class_size: int) -> dict:
+    """One sandboxed ``nbgrader autograde sizing`` of ``class_size`` reference submissions, as an
+    instructor grades a class: wall minutes for the whole batch."""
+    base = Path(tempfile.mkdtemp(prefix="cnnbook-grading-class-"))
+    try:
+        course = _course(base, "class", "sizing", class_size, plain=False)
+        seconds = _grade(course, "sizing")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {"class_size": class_size, "minutes": seconds / 60,
+            "seconds_per_submission": seconds / class_size,
+            "load_average_at_end": os.getloadavg()}
+
+
 def measure(assignments: list[str], submissions: int, rounds: int) -> dict:
     base = Path(tempfile.mkdtemp(prefix="cnnbook-grading-bench-"))
     rows = []
@@ -106,16 +122,26 @@ def measure(assignments: list[str], submissions: int, rounds: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--assignments", nargs="+", default=["sizing", "parameters", "resnet"])
+    parser.add_argument("--assignments", nargs="*",
+                        default=["sizing", "parameters", "resnet", "architectures"])
     parser.add_argument("--submissions", type=int, default=4,
                         help="reference submissions graded per run (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs per mode, alternating plain and sandboxed (median kept)")
+    parser.add_argument("--class-size", type=int, default=0,
+                        help="also grade a class of this many sizing submissions in one "
+                             "sandboxed autograde and time it (default: not measured)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     arguments = parser.parse_args(argv)
-    if arguments.submissions < 1 or arguments.rounds < 1:
-        parser.error("--submissions and --rounds must be >= 1")
+    if arguments.submissions < 1 or arguments.rounds < 1 or arguments.class_size < 0:
+        parser.error("--submissions and --rounds must be >= 1, --class-size >= 0")
+    if not arguments.assignments and not arguments.class_size:
+        parser.error("nothing to measure: name --assignments or give --class-size")
+    started = time.strftime("%Y-%m-%d %H:%M")
     result = measure(arguments.assignments, arguments.submissions, arguments.rounds)
+    result["started"] = started
+    if arguments.class_size:
+        result["class"] = grade_class(arguments.class_size)
     print(f"machine: {result['machine']}; load average at the end: "
           f"{', '.join(f'{value:.1f}' for value in result['load_average_at_end'])}")
     print("| assignment | plain s/submission | sandboxed s/submission | overhead |")
@@ -126,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     if result["class_of_200_sizing_minutes"] is not None:
         print(f"class of {CLASS_SIZE} `sizing` submissions, sandboxed: "
               f"{result['class_of_200_sizing_minutes']:.0f} minutes at this load")
+    if "class" in result:
+        graded = result["class"]
+        print(f"class of {graded['class_size']} `sizing` submissions, sandboxed, one autograde "
+              f"run: {graded['minutes']:.1f} minutes ({graded['seconds_per_submission']:.1f} s "
+              f"each; load average at the end "
+              f"{', '.join(f'{value:.1f}' for value in graded['load_average_at_end'])})")
     if arguments.json:
         arguments.json.write_text(json.dumps(result, indent=1))
     return 0

@@ -14,7 +14,8 @@ One module per concept:
   :mod:`cnnbook.evaluation`, :mod:`cnnbook.metrics` (top-1 accuracy), :mod:`cnnbook.plotting`,
   :mod:`cnnbook.fused_norm` (fast batch-norm training).
 * :mod:`cnnbook.keras_internals` -- every private Keras/TensorFlow API cnnbook uses.
-* :mod:`cnnbook.lesion`, :mod:`cnnbook.experiments` -- the ResNet chapter's studies and runs.
+* :mod:`cnnbook.unrolled` -- the unrolled view's path counts (no Keras);
+  :mod:`cnnbook.lesion`, :mod:`cnnbook.experiments` -- the ResNet chapter's studies and runs.
 * :mod:`cnnbook.grade`, :mod:`cnnbook.release` -- the instructor's grading and release tools.
 * :mod:`cnnbook.sandbox`, :mod:`cnnbook.autograde`, :mod:`cnnbook.answers` -- sandboxed
   autograding: the bubblewrap sandbox, nbgrader's sandboxed steps and feedback without hidden

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import accounting, blocks, lesion, models, published
+from cnnbook import accounting, blocks, lesion, models, published, unrolled
 
 
 def trainable_from_accounting(model) -> int:
@@ -122,7 +122,7 @@ def test_resnet56_has_27_blocks_and_a_path_for_every_subset_of_them():
     network = models.resnet_cifar(56, preact=True)
     blocks_56 = len(models.block_names(network))
     assert blocks_56 == 3 * (56 - 2) // 6 == 27
-    assert lesion.num_paths(blocks_56) == sum(math.comb(blocks_56, k) for k in range(28))
+    assert unrolled.num_paths(blocks_56) == sum(math.comb(blocks_56, k) for k in range(28))
 
 
 # --- The results sections of the page (issue 13.3) ----------------------------------------------

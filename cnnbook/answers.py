@@ -18,8 +18,12 @@ first turned into the calls they stand for) and reports, per cell, what the cour
   instructor's cells import or define (``keras = ...``, ``def accuracy``) or defining a function
   or class named like a builtin (``def isinstance``);
 * for every function a test checks with ``check_written_here(f, forbid=("keras", ...))``: any
-  use of those packages in the cell that defines ``f`` or in the student cells whose top-level
-  names it reads (a lookup table precomputed with Keras, a default argument, a closure).
+  use of those packages in the cell that defines ``f`` or in the student cells that bind, or
+  change in place, a global name that it reads, and so on (a lookup table precomputed with Keras
+  or filled by ``table[k] = ...`` or ``table.update(...)`` in another cell, a default argument,
+  a closure). Only real bindings count (Python's scoping rules: ``x.attr = ...`` and
+  ``x[i] = ...`` bind no name, and a name bound inside a function is its own), so a cell that
+  merely sets an attribute or item is not taken for one that redefines a name.
 
 The rules come from the notebook itself: nbgrader's cell metadata (which cells are locked or
 tests) and the ``check_written_here`` calls of the test cells; nothing is specific to one
@@ -32,7 +36,8 @@ import ast
 import builtins
 from collections.abc import Collection
 
-__all__ = ["FORBIDDEN_MODULES", "FORBIDDEN_NAMES", "find_violations", "instructor_cell_ids"]
+__all__ = ["FORBIDDEN_MODULES", "FORBIDDEN_NAMES", "MUTATING_FUNCTIONS", "MUTATING_METHODS",
+           "find_violations", "instructor_cell_ids"]
 
 REFERENCE_PACKAGE = "cnnbook"
 
@@ -100,42 +105,180 @@ def _imports(tree: ast.AST) -> dict[str, str]:
     return names
 
 
-def _top_level_bindings(tree: ast.Module) -> dict[str, ast.AST]:
-    """Names a cell binds at module level (assignments, defs, classes, imports, loop and with
-    targets, ``global`` declarations in functions) -> the node that binds them."""
-    bound: dict[str, ast.AST] = {}
+_NEW_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
-    def targets(node):
-        for target in ast.walk(node):
-            if isinstance(target, ast.Name):
-                bound.setdefault(target.id, node)
 
-    for node in tree.body:
+def _run_where_defined(node: ast.AST) -> list[ast.AST]:
+    """The parts of a ``def``, ``lambda`` or ``class`` that run in the scope that defines it:
+    decorators, default values and annotations of a function; decorators, bases and keywords of a
+    class. (Their bodies run in a namespace of their own.)"""
+    if isinstance(node, ast.ClassDef):
+        return [*node.decorator_list, *node.bases, *(keyword.value for keyword in node.keywords)]
+    arguments = node.args
+    parts = [*arguments.defaults, *(value for value in arguments.kw_defaults if value is not None)]
+    if not isinstance(node, ast.Lambda):
+        parts += node.decorator_list
+        parts += [argument.annotation for argument in _arguments(node)
+                  if argument.annotation is not None]
+        parts += [node.returns] if node.returns is not None else []
+    return parts
+
+
+def _arguments(function: ast.AST) -> list[ast.arg]:
+    if isinstance(function, ast.ClassDef):
+        return []
+    arguments = function.args
+    return [argument for argument in (*arguments.posonlyargs, *arguments.args, arguments.vararg,
+                                      *arguments.kwonlyargs, arguments.kwarg)
+            if argument is not None]
+
+
+def _scope_nodes(scope: ast.AST) -> list[ast.AST]:
+    """Every node of ``scope`` (a module, function, lambda or class) that runs in the scope's own
+    namespace, in source order: its body with all nested statements and expressions (``if``,
+    loops, ``try``, ``with``, ``match`` and comprehensions included), but of a nested ``def``,
+    ``lambda`` or ``class`` only the node itself and :func:`_run_where_defined`."""
+    body = [scope.body] if isinstance(scope, ast.Lambda) else scope.body
+    nodes, pending = [], list(reversed(body))
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        inner = (_run_where_defined(node) if isinstance(node, _NEW_SCOPES)
+                 else list(ast.iter_child_nodes(node)))
+        pending += reversed(inner)
+    return nodes
+
+
+def _target_names(target: ast.AST) -> list[str]:
+    """Names an assignment target binds: ``x``, and every name of ``x, *rest = ...`` or
+    ``[x, (y, z)] = ...``. An attribute or subscript target (``x.size = ...``, ``x[i] = ...``)
+    binds no name: it changes the object ``x`` holds."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _target_names(element)]
+    return []
+
+
+def _scope_bindings(nodes: list[ast.AST]) -> dict[str, list[ast.AST]]:
+    """Names that the nodes of one scope (:func:`_scope_nodes`) bind in it -> the binding nodes,
+    by Python's rules: assignment targets that are names (also unpacked, augmented or annotated),
+    ``for`` and ``with ... as`` targets, ``:=``, ``except ... as``, ``match`` captures, ``del``,
+    imports, ``def`` and ``class``. Comprehension variables stay in the comprehension."""
+    bound: dict[str, list[ast.AST]] = {}
+
+    def bind(names, node):
+        for name in names:
+            bound.setdefault(name, []).append(node)
+
+    for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.setdefault(node.name, node)
+            bind([node.name], node)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                bound.setdefault(alias.asname or alias.name.split(".")[0], node)
-        elif isinstance(node, ast.Assign):
-            for target in node.targets:
-                targets(target)
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-            targets(node.target)
-        elif isinstance(node, (ast.For, ast.AsyncFor)):
-            targets(node.target)
-        elif isinstance(node, (ast.With, ast.AsyncWith)):
-            for item in node.items:
-                if item.optional_vars is not None:
-                    targets(item.optional_vars)
-        elif isinstance(node, ast.NamedExpr):
-            targets(node.target)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Global, ast.Nonlocal)):
-            for name in node.names:
-                bound.setdefault(name, node)
-        elif isinstance(node, ast.NamedExpr):
-            targets(node.target)
+            bind([alias.asname or alias.name.split(".")[0] for alias in node.names
+                  if alias.name != "*"], node)
+        elif isinstance(node, (ast.Assign, ast.Delete)):
+            bind([name for target in node.targets for name in _target_names(target)], node)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor,
+                               ast.NamedExpr)):
+            bind(_target_names(node.target), node)
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            bind(_target_names(node.optional_vars), node)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            bind([node.name], node)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bind([node.rest], node)
     return bound
+
+
+def _top_level_bindings(tree: ast.Module) -> dict[str, list[ast.AST]]:
+    """Names a cell binds in the notebook's global namespace -> the nodes that bind them: every
+    binding of :func:`_scope_bindings` that runs at module level (also inside ``if``, loops,
+    ``try`` and ``with``, and ``:=`` in a comprehension or a default value), and every ``global``
+    declaration in a function. ``x.attr = ...`` and ``x[i] = ...`` bind nothing (see
+    :func:`_changed_globals`)."""
+    bound = _scope_bindings(_scope_nodes(tree))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global):
+            for name in node.names:
+                bound.setdefault(name, []).append(node)
+    return bound
+
+
+MUTATING_METHODS = frozenset({
+    # list, dict, set, bytearray, collections.deque
+    "append", "appendleft", "extend", "extendleft", "insert", "remove", "pop", "popleft",
+    "popitem", "clear", "sort", "reverse", "rotate", "update", "setdefault", "add", "discard",
+    "difference_update", "intersection_update", "symmetric_difference_update",
+    # NumPy arrays
+    "fill", "put", "resize", "partition", "itemset", "setfield",
+})
+"""Methods that change their object in place (``table.update(...)``, ``sizes.append(...)``):
+a cell calling one on a global changes that global for every function that reads it."""
+
+MUTATING_FUNCTIONS = frozenset({
+    "copyto", "place", "putmask", "put", "fill_diagonal", "shuffle", "setitem", "delitem",
+})
+"""Functions of NumPy, ``random`` and ``operator`` that write into their first argument
+(``np.copyto(table, ...)``, ``setitem(table, key, value)``)."""
+
+
+def _changed_roots(node: ast.AST, imported: Collection[str]) -> list[str]:
+    """The names whose object ``node`` changes in place: the root of an assigned, augmented or
+    deleted attribute or subscript (``x`` of ``x.a[i] = v``), the receiver of a mutating method
+    (``x`` of ``x[k].append(v)``), and the first argument of a mutating method called through a
+    builtin type (``dict.update(x, ...)``) or of a mutating function (``np.copyto(x, ...)``,
+    ``setitem(x, k, v)``). ``imported``: names bound by imports (library objects, whose
+    ``add`` or ``update`` is no method of the notebook's data)."""
+    if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx,
+                                                                       (ast.Store, ast.Del)):
+        return [root] if (root := _root_name(node)) else []
+    if not isinstance(node, ast.Call):
+        return []
+    function, changed = node.func, []
+    first_argument = _root_name(node.args[0]) if node.args else None
+    if isinstance(function, ast.Attribute):
+        receiver = _root_name(function.value)
+        if receiver in imported:
+            changed = [first_argument] if function.attr in MUTATING_FUNCTIONS else []
+        elif receiver in ("list", "dict", "set", "bytearray"):  # list.append(x, value)
+            changed = [first_argument] if function.attr in MUTATING_METHODS else []
+        elif function.attr in MUTATING_METHODS:
+            changed = [receiver]
+    elif isinstance(function, ast.Name) and function.id in MUTATING_FUNCTIONS:
+        changed = [first_argument]
+    return [name for name in changed if name is not None]
+
+
+def _changed_globals(tree: ast.Module, imported: Collection[str]) -> set[str]:
+    """Global names whose object code of the cell ``tree`` changes in place (see
+    :func:`_changed_roots`; ``imported``: names bound by imports, which are library objects) at
+    top level or in the functions and classes it defines, wherever the name is global there: not
+    a parameter or a name bound in that function or an enclosing one, unless declared ``global``.
+    Another name for the same object (``alias = table``) is not followed."""
+    changed: set[str] = set()
+
+    def visit(scope: ast.AST, enclosing_locals: frozenset[str]) -> None:
+        nodes = _scope_nodes(scope)
+        declared_global = {name for node in nodes if isinstance(node, ast.Global)
+                           for name in node.names}
+        local = set() if isinstance(scope, ast.Module) else (
+            set(_scope_bindings(nodes)) | {argument.arg for argument in _arguments(scope)})
+        not_global = frozenset((local | enclosing_locals) - declared_global)
+        for node in nodes:
+            changed.update(root for root in _changed_roots(node, imported)
+                           if root not in not_global)
+        # A function's locals are seen by the functions nested in it; a class's are not.
+        inner = not_global if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                 ast.Lambda)) else enclosing_locals
+        for node in nodes:
+            if isinstance(node, _NEW_SCOPES):
+                visit(node, inner)
+
+    visit(tree, frozenset())
+    return changed
 
 
 def _loaded_names(tree: ast.AST) -> set[str]:
@@ -209,22 +352,19 @@ def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection
         if isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr.endswith(
                 "__") and node.attr not in ALLOWED_DUNDERS:
             problems.append(f"it reads the attribute `{node.attr}`")
-        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
-            targets = (node.targets if isinstance(node, (ast.Assign, ast.Delete))
-                       else [node.target])
-            for target in targets:
-                for part in ast.walk(target):
-                    if isinstance(part, (ast.Attribute, ast.Subscript)):
-                        root = _root_name(part)
-                        if root in origins or root in protected:
-                            problems.append(f"it changes `{ast.unparse(part)}`, which belongs "
-                                            "to a module or to the notebook's set-up")
-                            break
-    for name, node in _top_level_bindings(tree).items():
+        # an attribute or subscript assigned, augmented or deleted (any target: `=`, `+=`,
+        # `del`, `for ... in`, `with ... as`); one only read inside a target (the `math.floor`
+        # of `counts[math.floor(v)] = 1`) changes nothing
+        if (isinstance(node, (ast.Attribute, ast.Subscript))
+                and isinstance(node.ctx, (ast.Store, ast.Del))
+                and (_root_name(node) in origins or _root_name(node) in protected)):
+            problems.append(f"it changes `{ast.unparse(node)}`, which belongs to a module or to "
+                            "the notebook's set-up")
+    for name, nodes in _top_level_bindings(tree).items():
         if name in protected:
             problems.append(f"it redefines `{name}`, which the notebook's set-up or tests use")
-        elif name in _BUILTIN_NAMES and isinstance(node, (*_DEFINITIONS, ast.Global,
-                                                           ast.Nonlocal)):
+        elif name in _BUILTIN_NAMES and any(isinstance(node, (*_DEFINITIONS, ast.Global))
+                                            for node in nodes):
             problems.append(f"it redefines the built-in `{name}`")
     return list(dict.fromkeys(problems))
 
@@ -259,8 +399,8 @@ def find_violations(notebook, instructor_ids: Collection[str] | None = None
     protected: set[str] = set()
     for tree in instructor_trees:
         origins.update(_imports(tree))
-        protected |= {name for name, node in _top_level_bindings(tree).items()
-                      if isinstance(node, _DEFINITIONS)}
+        protected |= {name for name, nodes in _top_level_bindings(tree).items()
+                      if any(isinstance(node, _DEFINITIONS) for node in nodes)}
     for tree in student.values():
         for name, module in _imports(tree).items():
             origins.setdefault(name, module)
@@ -273,12 +413,14 @@ def find_violations(notebook, instructor_ids: Collection[str] | None = None
         if found:
             problems[index] = found
 
-    # functions checked with forbid=(...): their cell and the cells of the globals they read
-    bindings = {index: _top_level_bindings(tree) for index, tree in student.items()}
+    # functions checked with forbid=(...): their cell and the cells that bind or change in place
+    # the globals they read, and so on
+    changes = {index: set(_top_level_bindings(tree)) | _changed_globals(tree, origins)
+               for index, tree in student.items()}
     for function, forbidden in sorted(checked.items()):
         if not forbidden:
             continue
-        to_visit = [index for index, bound in bindings.items() if function in bound]
+        to_visit = [index for index, changed in changes.items() if function in changed]
         seen: set[int] = set()
         while to_visit:
             index = to_visit.pop()
@@ -292,6 +434,6 @@ def find_violations(notebook, instructor_ids: Collection[str] | None = None
                 problems.setdefault(index, []).append(
                     f"`{function}` must not rely on {' or '.join(sorted(forbidden))}, but this "
                     f"cell uses {', '.join(f'`{name}`' for name in uses)}")
-            to_visit += [other for other, bound in bindings.items()
-                         if other not in seen and loaded & set(bound)]
+            to_visit += [other for other, changed in changes.items()
+                         if other not in seen and loaded & changed]
     return problems

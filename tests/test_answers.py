@@ -5,7 +5,9 @@ refused; the reference answers and honest variations must pass."""
 
 from __future__ import annotations
 
+import ast
 import json
+import symtable
 
 import nbformat
 import pytest
@@ -132,6 +134,161 @@ def test_every_known_bypass_is_refused_in_the_answer_cell(sizing, bypass):
     assert any(rule in problem for problem in problems[index]), problems[index]
 
 
+# --- What binds a name: Python's own symbol table is the oracle ---------------------------------
+
+BINDING_SOURCES = {
+    # attributes and items are changed, not bound: none of these binds a name
+    "attribute": "layer.trainable = False\n",
+    "item with a set-up name in the index": "counts[math.floor(3.5)] = keras\n",
+    "swapped items": "table[i], table[j] = table[j], table[i]\n",
+    "augmented attribute": "layer.units += 1\n",
+    "annotated attribute": "config.size: int = 3\n",
+    "deleted item": "del cache[key]\n",
+    "attribute as loop target": "for row.value in pairs:\n    pass\n",
+    "local of a function": "def f(v):\n    total = v\n    (last := total)\n    table[0] = total\n",
+    "comprehension variable": "squares = [k * k for k in range(3)]\n",
+    "class attribute": "class Config:\n    size = 3\n",
+    "walrus in a lambda": "g = lambda x: (y := x)\n",
+    # real bindings at module level, also nested in compound statements
+    "unpacking": "a, *rest = [1, 2]\n[b, (c, d)] = [1, (2, 3)]\n",
+    "augmented and annotated": "n = 0\nn += 1\nm: int = 3\nonly_annotated: int\n",
+    "loop and with": "for i, j in []:\n    pass\nwith open('f') as (h, k):\n    pass\n",
+    "imports": "import os.path\nimport numpy as np\nfrom math import floor as fl, ceil\n"
+               "from math import *\n",
+    "def and class": "def f():\n    pass\nasync def g():\n    pass\nclass C:\n    pass\n",
+    "walrus": "if (n := 3):\n    pass\nvalues = [last := v for v in range(3)]\n"
+              "def h(x=(default := 1)):\n    pass\n",
+    "nested in if, try, while": "if True:\n    import numpy as keras\nelse:\n    x = 1\n"
+                                "try:\n    y = 1\nexcept ValueError as error:\n    pass\n"
+                                "while False:\n    z = 1\n",
+    "global in a function": "def f():\n    global g\n    g = 1\n    def inner():\n"
+                            "        global h\n",
+    "del": "del old\n",
+    "match": "match v:\n    case [first, *others]:\n        pass\n"
+             "    case {'k': value, **rest}:\n        pass\n    case str() as text:\n"
+             "        pass\n",
+}
+
+
+def python_global_bindings(source: str) -> set[str]:
+    """Names that ``source`` binds in the global namespace according to the compiler's symbol
+    table: assigned (``del`` included) or imported in the module's table, and declared
+    ``global`` in any of its scopes."""
+    module = symtable.symtable(source, "<cell>", "exec")
+    names = {symbol.get_name() for symbol in module.get_symbols()
+             if symbol.is_assigned() or symbol.is_imported()}
+    scopes = [module]
+    while scopes:
+        scope = scopes.pop()
+        names |= {symbol.get_name() for symbol in scope.get_symbols()
+                  if symbol.is_declared_global()}
+        scopes += scope.get_children()
+    return names
+
+
+@pytest.mark.parametrize("case", sorted(BINDING_SOURCES))
+def test_a_cell_binds_the_names_pythons_symbol_table_says_it_binds(case):
+    source = BINDING_SOURCES[case]
+    bound = set(answers._top_level_bindings(ast.parse(source)))
+    assert bound == python_global_bindings(source), case
+
+
+def test_setting_attributes_and_items_with_set_up_names_in_the_index_is_accepted(sizing):
+    """The false positive of issue 15: `counts[math.floor(...)] = ...` and `layer.trainable = ...`
+    were read as rebinding `math` and `layer`, so this honest comparison with Keras was refused
+    (`math` belongs to the set-up) and, since the answer reads `math`, charged to the answer as
+    relying on Keras."""
+    notebook, _ = _with_cell(sizing, "output_size", HONEST["math from the set-up"])
+    notebook, _ = _added_cell(notebook, (
+        "keras_sizes = {}\n"
+        "keras_sizes[math.ceil(32 / 2)] = keras.layers.Conv2D(1, 3, strides=2, padding='same')"
+        ".compute_output_shape((1, 32, 32, 1))[1]\n"
+        "layer = keras.layers.Conv2D(1, 3)\n"
+        "layer.trainable = False\n"
+        "layer.name_scope_note: str = 'frozen'\n"
+        "del keras_sizes[math.ceil(32 / 2)]\n"))
+    assert answers.find_violations(notebook) == {}
+    # the answer cell itself may set an attribute of its own function
+    notebook, _ = _with_cell(sizing, "output_size", HONEST["math from the set-up"]
+                             + "output_size.source = 'He et al. 2016'\n")
+    assert answers.find_violations(notebook) == {}
+
+
+REBINDINGS = {
+    "nested in if": "if True:\n    import numpy as keras\n",
+    "in try": "try:\n    keras = None\nexcept ValueError:\n    pass\n",
+    "except as": "try:\n    pass\nexcept ValueError as keras:\n    pass\n",
+    "loop target": "for keras in [None]:\n    pass\n",
+    "with as": "import contextlib\nwith contextlib.nullcontext() as keras:\n    pass\n",
+    "unpacking": "keras, _ = None, None\n",
+    "starred": "*keras, _ = [1, 2]\n",
+    "augmented": "keras += 1\n",
+    "annotated": "keras: object = None\n",
+    "walrus": "print(keras := None)\n",
+    "walrus in a comprehension": "[keras := v for v in range(2)]\n",
+    "global in a function": "def forget():\n    global keras\n    keras = None\nforget()\n",
+    "del": "del keras\n",
+    "match capture": "match 1:\n    case keras:\n        pass\n",
+    "class": "class keras:\n    pass\n",
+}
+
+
+@pytest.mark.parametrize("rebinding", sorted(REBINDINGS))
+def test_every_real_rebinding_of_a_set_up_name_is_refused(sizing, rebinding):
+    notebook, index = _with_cell(sizing, "output_size", HONEST["math from the set-up"]
+                                 + REBINDINGS[rebinding])
+    problems = answers.find_violations(notebook)
+    assert list(problems) == [index], problems
+    assert "it redefines `keras`, which the notebook's set-up or tests use" in problems[index]
+
+
+@pytest.mark.parametrize("source", [
+    "if True:\n    def isinstance(value, kind):\n        return True\n",
+    "def patch():\n    global isinstance\n    isinstance = lambda value, kind: True\n",
+], ids=["def inside if", "global in a function"])
+def test_a_builtin_redefined_out_of_sight_is_refused(sizing, source):
+    notebook, index = _with_cell(sizing, "output_size", HONEST["math from the set-up"] + source)
+    problems = answers.find_violations(notebook)
+    assert problems == {index: ["it redefines the built-in `isinstance`"]}
+
+
+KERAS_SIZE = "keras.layers.Conv2D(1, 3).compute_output_shape((1, w, w, 1))[1]"
+FILLED_ELSEWHERE = {
+    # TABLE is bound without Keras in one cell and filled with Keras in another
+    "item assigned": f"for w in range(8, 40):\n    TABLE[w] = {KERAS_SIZE}\n",
+    "method call": f"TABLE.update({{w: {KERAS_SIZE} for w in range(8, 40)}})\n",
+    "through a builtin": f"dict.update(TABLE, {{w: {KERAS_SIZE} for w in range(8, 40)}})\n",
+    "in a function": (f"def fill():\n    for w in range(8, 40):\n        TABLE[w] = {KERAS_SIZE}\n"
+                      "fill()\n"),
+    "declared global": (f"def fill():\n    global TABLE\n    TABLE = {{w: {KERAS_SIZE} "
+                        "for w in range(8, 40)}\nfill()\n"),
+}
+
+
+@pytest.mark.parametrize("way", sorted(FILLED_ELSEWHERE))
+def test_a_table_filled_with_keras_in_another_cell_is_traced(sizing, way):
+    notebook, _ = _added_cell(sizing, FILLED_ELSEWHERE[way])
+    notebook, table_index = _added_cell(notebook, "TABLE = {}\n")  # inserted before it
+    fill_index = table_index + 1
+    notebook, _ = _with_cell(notebook, "output_size", SIGNATURE
+                             + "    return TABLE[input_size - kernel_size + 3]\n")
+    problems = answers.find_violations(notebook)
+    assert list(problems) == [fill_index], problems
+    assert "`output_size` must not rely on keras" in problems[fill_index][0]
+
+
+def test_a_local_table_of_the_same_name_is_not_the_global_one(sizing):
+    notebook, _ = _added_cell(sizing, "TABLE = {w: w - 2 for w in range(8, 40)}\n")
+    notebook, _ = _added_cell(notebook, (
+        "def compare(TABLE=None):\n    TABLE = {}\n"
+        f"    for w in range(8, 40):\n        TABLE[w] = {KERAS_SIZE}\n    return TABLE\n"
+        "def compare_again(sizes):\n    sizes[8] = keras.layers.Conv2D(1, 3)\n"
+        "print(compare() == TABLE)\n"))
+    notebook, _ = _with_cell(notebook, "output_size", SIGNATURE
+                             + "    return TABLE[input_size - kernel_size + 3]\n")
+    assert answers.find_violations(notebook) == {}
+
+
 def test_a_keras_table_in_another_cell_is_traced_through_the_name_the_answer_reads(sizing):
     notebook, table_index = _added_cell(sizing, (
         "TABLE = {(w, k): keras.layers.Conv2D(1, k).compute_output_shape((1, w, w, 1))[1] "
@@ -218,3 +375,46 @@ def test_check_written_here_follows_defaults_closures_and_partials():
     for name in ("by_default", "by_keyword", "by_closure", "by_partial"):
         with pytest.raises(AssertionError, match="cnnbook"):
             grade.check_written_here(cells[name])
+
+
+def test_output_past_the_limit_keeps_what_fails_a_test_cell():
+    """A student cell that floods output before the tests must not pass them: past
+    c.GradingSandbox.max_output_bytes the grader drops output, but a test cell's error, stderr
+    and result (cut short) stay, and nbgrader's own determine_grade scores it from them (the
+    hostile corpus's output_flood found failing tests passing after a flood)."""
+    from nbgrader.utils import determine_grade
+
+    from cnnbook.autograde import GradingSandbox, SandboxedExecute
+
+    executor = SandboxedExecute()
+    executor._settings = GradingSandbox(max_output_bytes=1_000)
+    executor._output_bytes, executor._output_dropped = 0, False
+
+    def message(msg_type, **content):
+        return {"msg_type": msg_type, "header": {"msg_type": msg_type}, "parent_header": {},
+                "content": content}
+
+    def test_cell():
+        return nbformat.v4.new_code_cell("assert answer() == 1", metadata={"nbgrader": {
+            "grade": True, "solution": False, "locked": True, "grade_id": "test_answer",
+            "points": 2}})
+
+    flood = nbformat.v4.new_code_cell("print('x' * 5000)")
+    executor.output(flood.outputs, message("stream", name="stdout", text="x" * 5_000), None, 0)
+    assert "the rest of it was dropped" in flood.outputs[-1]["text"]
+    passing, failing, warning, partial = test_cell(), test_cell(), test_cell(), test_cell()
+    executor.output(passing.outputs, message("stream", name="stdout", text="ok " * 500), None, 1)
+    for _ in range(3):
+        executor.output(failing.outputs, message(
+            "error", ename="AssertionError", evalue="wrong " * 10_000,
+            traceback=["a long traceback"] * 1_000), None, 2)
+        executor.output(warning.outputs, message("stream", name="stderr", text="w" * 9_000),
+                        None, 3)
+    executor.output(partial.outputs, message(
+        "execute_result", data={"text/plain": "1"}, metadata={}, execution_count=4), None, 4)
+    assert determine_grade(passing) == (2, 2)
+    assert determine_grade(failing) == (0, 2) and determine_grade(warning) == (0, 2)
+    assert determine_grade(partial) == (1, 2)
+    assert failing.outputs[0]["ename"] == "AssertionError"
+    for cell in (failing, warning):
+        assert len(cell.outputs) == 1 and len(json.dumps(cell.outputs)) < 1_200

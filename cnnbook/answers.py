@@ -90,19 +90,25 @@ def _parse(source: str) -> ast.Module | None:
         return None  # the kernel reports the syntax error; that costs the student the cell
 
 
-def _imports(tree: ast.AST) -> dict[str, str]:
-    """Names bound by import statements anywhere in ``tree`` -> the full module they come from
-    (``np`` -> ``numpy``, ``load_cifar10`` -> ``cnnbook.data``)."""
-    names = {}
+def _import_bindings(tree: ast.AST) -> list[tuple[str, str]]:
+    """Every ``(name, module)`` that an import statement anywhere in ``tree`` binds, in order:
+    the full module the name comes from (``np`` -> ``numpy``, ``load_cifar10`` ->
+    ``cnnbook.data``)."""
+    bindings = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 bound = alias.asname or alias.name.split(".")[0]
-                names[bound] = alias.name if alias.asname else alias.name.split(".")[0]
+                bindings.append((bound, alias.name if alias.asname else alias.name.split(".")[0]))
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                names[alias.asname or alias.name] = node.module
-    return names
+            bindings += [(alias.asname or alias.name, node.module) for alias in node.names]
+    return bindings
+
+
+def _imports(tree: ast.AST) -> dict[str, str]:
+    """Names bound by import statements anywhere in ``tree`` -> the full module they come from
+    (the last import of a name wins; :func:`_import_bindings` has them all)."""
+    return dict(_import_bindings(tree))
 
 
 _NEW_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -404,6 +410,12 @@ def find_violations(notebook, instructor_ids: Collection[str] | None = None
     for tree in student.values():
         for name, module in _imports(tree).items():
             origins.setdefault(name, module)
+    # every package a name is imported from in any cell: `import numpy as backend` in one cell
+    # does not hide `import keras as backend` in another
+    packages: dict[str, set[str]] = {}
+    for tree in (*instructor_trees, *student.values()):
+        for name, module in _import_bindings(tree):
+            packages.setdefault(name, set()).add(module.split(".")[0])
     checked, may_use = _checked_functions(instructor_trees)
     protected -= set(checked)  # a test may bind the name it checks (a placeholder)
 
@@ -428,8 +440,7 @@ def find_violations(notebook, instructor_ids: Collection[str] | None = None
                 continue
             seen.add(index)
             loaded = _loaded_names(student[index])
-            uses = sorted(name for name in loaded
-                          if origins.get(name, "").split(".")[0] in forbidden)
+            uses = sorted(name for name in loaded if packages.get(name, set()) & forbidden)
             if uses:
                 problems.setdefault(index, []).append(
                     f"`{function}` must not rely on {' or '.join(sorted(forbidden))}, but this "

@@ -277,6 +277,20 @@ def test_a_table_filled_with_keras_in_another_cell_is_traced(sizing, way):
     assert "`output_size` must not rely on keras" in problems[fill_index][0]
 
 
+def test_a_name_imported_from_keras_in_one_cell_and_numpy_in_another_is_traced(sizing):
+    """The kernel runs the cells in order, so `backend` is Keras when the answer runs, although
+    the first import of the name is NumPy's."""
+    notebook, _ = _added_cell(sizing, "import keras as backend\n")
+    notebook, _ = _added_cell(notebook, "import numpy as backend\n")
+    notebook, answer_index = _with_cell(notebook, "output_size", SIGNATURE + (
+        "    return backend.layers.Conv2D(1, kernel_size, strides=stride, padding=padding)"
+        ".compute_output_shape((1, input_size, input_size, 1))[1]\n"))
+    problems = answers.find_violations(notebook)
+    assert list(problems) == [answer_index], problems
+    assert ("`output_size` must not rely on keras or tensorflow, but this cell uses `backend`"
+            in problems[answer_index])
+
+
 def test_a_local_table_of_the_same_name_is_not_the_global_one(sizing):
     notebook, _ = _added_cell(sizing, "TABLE = {w: w - 2 for w in range(8, 40)}\n")
     notebook, _ = _added_cell(notebook, (

@@ -247,8 +247,32 @@ class SandboxedExecute(Execute):
                 outs.append(new_output("stream", name="stderr", text=(
                     f"\n[grader: this notebook's output passed the limit of {limit:,} bytes; "
                     "the rest of it was dropped]\n")))
-            return None
+            return self._keep_grade_signal(outs, msg)
         return super().output(outs, msg, display_id, cell_index)
+
+    @staticmethod
+    def _keep_grade_signal(outs, msg) -> None:
+        """Past the output limit, keep (cut short) the outputs that decide a test cell's grade:
+        nbgrader scores a test cell 0 when its outputs hold an error or a stderr stream and
+        reads partial credit from its result, so dropping them would turn a failing test into
+        a passing one (a flood of output before the tests would pass them all). At most one
+        error or stderr stream and one result per cell, each under a kilobyte."""
+        msg_type, content = msg.get("msg_type"), msg.get("content", {})
+        failed = any(output.get("output_type") == "error" or (
+            output.get("output_type") == "stream" and output.get("name") == "stderr")
+            for output in outs)
+        if msg_type == "error" and not failed:
+            ename, evalue = str(content.get("ename", ""))[:100], str(content.get("evalue", ""))
+            outs.append(new_output("error", ename=ename, evalue=evalue[:500],
+                                   traceback=[f"{ename}: {evalue[:500]}"]))
+        elif msg_type == "stream" and content.get("name") == "stderr" and not failed:
+            outs.append(new_output("stream", name="stderr", text=str(content.get("text"))[:500]))
+        elif msg_type == "execute_result" and not any(
+                output.get("output_type") == "execute_result" for output in outs):
+            text = str(content.get("data", {}).get("text/plain", ""))[:500]
+            outs.append(new_output("execute_result", data={"text/plain": text},
+                                   execution_count=content.get("execution_count")))
+        return None
 
     def _defer(self, cell, index: int, reason: str, deferred: dict) -> None:
         if not _is_graded(cell):

@@ -311,6 +311,19 @@ def _checked_functions(trees) -> tuple[dict[str, set[str]], set[str]]:
                     constants[node.targets[0].id] = ast.literal_eval(node.value)
                 except (ValueError, SyntaxError, TypeError):
                     pass
+    # `for function in (f, g): check_written_here(function, ...)` checks f and g: the calls
+    # inside such a loop whose argument is its variable -> the names the loop goes through
+    loop_names: dict[int, list[str]] = {}
+    for tree in trees:
+        for loop in ast.walk(tree):
+            if (isinstance(loop, ast.For) and isinstance(loop.target, ast.Name)
+                    and isinstance(loop.iter, (ast.Tuple, ast.List))
+                    and all(isinstance(item, ast.Name) for item in loop.iter.elts)):
+                for node in ast.walk(loop):
+                    if (isinstance(node, ast.Call) and node.args
+                            and isinstance(node.args[0], ast.Name)
+                            and node.args[0].id == loop.target.id):
+                        loop_names[id(node)] = [item.id for item in loop.iter.elts]
     checked: dict[str, set[str]] = {}
     may_use: set[str] = set()
     for tree in trees:
@@ -319,7 +332,9 @@ def _checked_functions(trees) -> tuple[dict[str, set[str]], set[str]]:
                     node.func, "attr", None)) == "check_written_here" and node.args
                     and isinstance(node.args[0], ast.Name)):
                 continue
-            forbidden = checked.setdefault(node.args[0].id, set())
+            forbidden: set[str] = set()
+            for function in loop_names.get(id(node), [node.args[0].id]):
+                checked.setdefault(function, set())
             for keyword in node.keywords:
                 value = keyword.value
                 try:
@@ -332,12 +347,17 @@ def _checked_functions(trees) -> tuple[dict[str, set[str]], set[str]]:
                     forbidden |= names
                 elif keyword.arg == "may_use":
                     may_use |= names
+            for function in loop_names.get(id(node), [node.args[0].id]):
+                checked[function] |= forbidden
     return checked, may_use
 
 
 def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection[str],
-                allowed_reference: Collection[str]) -> list[str]:
-    """The rules of the module docstring that one student cell breaks, in words."""
+                allowed_reference: Collection[str],
+                instructor_imports: dict[str, str] | None = None) -> list[str]:
+    """The rules of the module docstring that one student cell breaks, in words.
+    ``instructor_imports``: names the instructor's cells import -> their modules (a student
+    cell may import the same module under the same name again)."""
     problems = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -367,7 +387,12 @@ def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection
             problems.append(f"it changes `{ast.unparse(node)}`, which belongs to a module or to "
                             "the notebook's set-up")
     for name, nodes in _top_level_bindings(tree).items():
-        if name in protected:
+        # importing again the module the set-up imports under that name (`import os`) is harmless
+        same_import = all(isinstance(node, (ast.Import, ast.ImportFrom))
+                          and name in (instructor_imports or {})
+                          and dict(_import_bindings(node)).get(name) == instructor_imports[name]
+                          for node in nodes)
+        if name in protected and not same_import:
             problems.append(f"it redefines `{name}`, which the notebook's set-up or tests use")
         elif name in _BUILTIN_NAMES and any(isinstance(node, (*_DEFINITIONS, ast.Global))
                                             for node in nodes):
@@ -405,6 +430,8 @@ def find_violations(notebook, instructor_ids: Collection[str] | None = None
     protected: set[str] = set()
     for tree in instructor_trees:
         origins.update(_imports(tree))
+    instructor_imports = dict(origins)
+    for tree in instructor_trees:
         protected |= {name for name, nodes in _top_level_bindings(tree).items()
                       if any(isinstance(node, _DEFINITIONS) for node in nodes)}
     for tree in student.values():
@@ -421,7 +448,7 @@ def find_violations(notebook, instructor_ids: Collection[str] | None = None
 
     problems: dict[int, list[str]] = {}
     for index, tree in student.items():
-        found = _cell_rules(tree, origins, protected, may_use)
+        found = _cell_rules(tree, origins, protected, may_use, instructor_imports)
         if found:
             problems[index] = found
 

@@ -432,3 +432,43 @@ def test_output_past_the_limit_keeps_what_fails_a_test_cell():
     assert failing.outputs[0]["ename"] == "AssertionError"
     for cell in (failing, warning):
         assert len(cell.outputs) == 1 and len(json.dumps(cell.outputs)) < 1_200
+
+
+def _appended_to(notebook: dict, grade_id: str, code: str) -> tuple[dict, int]:
+    notebook = json.loads(json.dumps(notebook))
+    for index, cell in enumerate(notebook["cells"]):
+        if nbgrader_metadata(cell).get("grade_id") == grade_id:
+            cell["source"] = source_of(cell) + "\n\n" + code
+            return notebook, index
+    raise ValueError(grade_id)
+
+
+@pytest.fixture(scope="module")
+def architectures(repo_root):
+    return read_notebook(repo_root / "solutions" / "architectures" / "architectures.ipynb")
+
+
+@pytest.mark.parametrize("function", ["separable_params", "separable_macs", "plain_conv_macs"])
+def test_functions_checked_in_a_loop_keep_their_forbidden_packages(architectures, function):
+    """test_separable_costs checks its three functions with
+    ``for function in (...): check_written_here(function, forbid=("keras",))``: each must be
+    refused when it reads Keras (the hostile corpus's keras_lookup_table on architectures ran)."""
+    table = ("_layer = keras.layers.DepthwiseConv2D(3, use_bias=False)\n"
+             "_layer.build((None, 8, 8, 4))\n"
+             f"def {function}(*arguments):\n    return _layer.count_params()\n")
+    notebook, index = _added_cell(architectures, table)
+    assert f"`{function}` must not rely on keras" in " ".join(
+        answers.find_violations(notebook).get(index, []))
+
+
+def test_importing_a_set_up_module_again_is_not_a_redefinition(architectures):
+    """The set-up imports os and numpy as np: a student cell may import them again under the
+    same names, but not bind those names to something else (the corpus's os_exit and fork_bomb
+    lost their answer cell to `import os`)."""
+    for code in ("import os", "import numpy as np", "import os, math"):
+        notebook, _ = _appended_to(architectures, "experiment_networks", code)
+        assert answers.find_violations(notebook) == {}, code
+    for code in ("import numpy as os", "from numpy import block_model", "np = 3"):
+        notebook, index = _appended_to(architectures, "experiment_networks", code)
+        assert any("redefines" in problem
+                   for problem in answers.find_violations(notebook).get(index, [])), code

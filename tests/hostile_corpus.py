@@ -1,20 +1,25 @@
-"""The hostile corpus: bad and hostile submissions of the `sizing` assignment, generated from the
-reference and released notebooks of a (temporary) course, each with the outcome that grading must
-produce. ``tests/test_hostile_corpus.py`` submits them all with good ones and grades the batch with
-``nbgrader autograde``.
+"""The hostile corpus: bad and hostile submissions of an assignment (``sizing`` or
+``architectures``), generated from the source and released notebooks of a (temporary) course, each
+with the outcome that grading must produce. ``tests/test_hostile_corpus.py`` submits them all with
+good ones and grades each assignment's batch with ``nbgrader autograde``.
 
-Every kind is a function of the course (root, source and release notebooks) returning a
-:class:`Submission`: the files to put in ``submitted/<kind>/sizing/`` and the :class:`Expected`
-outcome, written in terms of grade ids; the test turns grade ids into points with the source
-notebook's metadata, never with the grader's own output.
+Every kind is a function of the course (root, assignment, source and release notebooks) returning
+a :class:`Submission`: the files to put in ``submitted/<kind>/<assignment>/`` and the
+:class:`Expected` outcome, written in terms of grade ids; the test turns grade ids into points with
+the source notebook's metadata, never with the grader's own output. What differs between
+assignments (the grade ids of the tests, the answer cell the bypasses rewrite and the reference
+function they reach for, the partly correct answer, where a runaway cell goes) is a small
+:class:`Assignment` description in :data:`ASSIGNMENTS`; the kinds themselves are shared.
 
 Run it to write the corpus into a course folder by hand::
 
-    python tests/hostile_corpus.py COURSE_ROOT     # writes COURSE_ROOT/submitted/<kind>/sizing/
+    python tests/hostile_corpus.py COURSE_ROOT [ASSIGNMENT]   # default sizing; writes
+                                                             # COURSE_ROOT/submitted/<kind>/<id>/
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 from collections.abc import Callable
@@ -23,26 +28,154 @@ from pathlib import Path
 
 from nbgrader_course import nbgrader_metadata, read_notebook, source_of
 
-ASSIGNMENT = "sizing"
 
-# The grade cells of `sizing` and the answers they need (the notebook's own structure).
-OUTPUT_SIZE_TESTS = ("test_output_size_valid", "test_output_size_same",
-                     "test_output_size_explicit_padding", "test_output_size_rejects_bad_arguments")
-TOY_TABLE_TEST = "test_toy_shape_table"
-ALEXNET_TEST = "test_alexnet_first_layer"
-TOY_NETWORK_TEST = "test_toy_network_shapes"
-ALL_TESTS = (*OUTPUT_SIZE_TESTS, TOY_TABLE_TEST, ALEXNET_TEST, TOY_NETWORK_TEST)
-NEED_OUTPUT_SIZE = ALL_TESTS
-"""Tests that fail when `output_size` is missing: all of them (the toy table and the AlexNet
-answers are computed with it, and the toy network's test compares with the table)."""
+@dataclass(frozen=True)
+class Assignment:
+    """What the corpus needs to know of one assignment; everything else is shared."""
+
+    name: str
+    setup_cell: str
+    """The instructor's set-up cell (imports): cells a student adds go right after it."""
+    tests: tuple[str, ...]
+    """Every autograded test cell, in notebook order."""
+    bypassed_cell: str
+    """The answer cell the bypass kinds rewrite; it defines :attr:`bypassed_function`."""
+    bypassed_function: str
+    parameters: str
+    """The parameter list of :attr:`bypassed_function` as the notebook writes it."""
+    reference_function: str
+    """``cnnbook``'s function that computes the same answer (what a bypass reaches for)."""
+    keras_answer: str
+    """A definition of :attr:`bypassed_function` that reads its answers off Keras layers (the
+    tests forbid Keras for it)."""
+    need_bypassed: tuple[str, ...]
+    """Tests that fail when :attr:`bypassed_cell` defines nothing (refused or broken)."""
+    partly_correct: tuple[str, str, str, tuple[str, ...]] | Callable[[], tuple]
+    """(answer cell, text replaced, wrong text, tests that then fail), or a function returning
+    it (read when the corpus is built)."""
+    early_answer_cell: str
+    """An answer cell early in the notebook: ``os._exit`` and the output flood go at its end."""
+    late_answer_cell: str
+    """An answer cell late in the notebook: the infinite loop and the memory and fork bombs go at
+    its end."""
+    needs_models: tuple[str, ...] = ()
+    """Tests that fail on a submission without the trained models the assignment asks for (the
+    corpus submits none: the autograder never trains)."""
+    left_unanswered: tuple[str, ...] = ()
+    """Answer cells that the hostile kinds leave as released (``raise NotImplementedError()``),
+    to keep the batch short: their tests fail at the first visible assert, before hidden tests
+    that build large networks. The good submissions answer every cell."""
+    fail_unanswered: tuple[str, ...] = ()
+    """Tests that fail because of :attr:`left_unanswered`."""
+
+    @property
+    def notebook_name(self) -> str:
+        return f"{self.name}.ipynb"
+
+    @property
+    def partly_correct_answer(self) -> tuple[str, str, str, tuple[str, ...]]:
+        value = self.partly_correct
+        cell, old, new, failing = value() if callable(value) else value
+        return cell, old, new, tuple(failing)
+
+    @property
+    def arguments(self) -> str:
+        """:attr:`parameters` as the arguments of a call passing them on."""
+        return ", ".join(parameter.split("=")[0].strip()
+                         for parameter in self.parameters.split(","))
 
 
-def _partly_correct():
-    """The partly correct submission of tests/test_course.py (kept in step with the notebook
-    there): (answer cell, text replaced, wrong text, failing tests)."""
+def _partly_correct_sizing():
+    """The partly correct `sizing` submission of tests/test_course.py (kept in step with the
+    notebook there; imported when needed: test_course imports Keras)."""
     from test_course import PARTLY_CORRECT
 
-    return PARTLY_CORRECT[ASSIGNMENT]
+    return PARTLY_CORRECT["sizing"]
+
+
+SIZING_OUTPUT_SIZE_TESTS = ("test_output_size_valid", "test_output_size_same",
+                            "test_output_size_explicit_padding",
+                            "test_output_size_rejects_bad_arguments")
+SIZING_TESTS = (*SIZING_OUTPUT_SIZE_TESTS, "test_toy_shape_table", "test_alexnet_first_layer",
+                "test_toy_network_shapes")
+
+SIZING = Assignment(
+    name="sizing",
+    setup_cell="sizing_setup",
+    tests=SIZING_TESTS,
+    bypassed_cell="output_size",
+    bypassed_function="output_size",
+    parameters="input_size, kernel_size, stride=1, padding='valid'",
+    reference_function="cnnbook.sizing.conv_output_size",
+    keras_answer=(
+        "_table = {}\n"
+        "for _size in range(1, 300):\n"
+        "    for _kernel in range(1, 12):\n"
+        "        for _stride in range(1, 5):\n"
+        "            for _padding in ('valid', 'same'):\n"
+        "                if _padding == 'valid' and _kernel > _size:\n"
+        "                    continue\n"
+        "                _layer = keras.layers.Conv2D(\n"
+        "                    1, _kernel, strides=_stride, padding=_padding)\n"
+        "                _table[_size, _kernel, _stride, _padding] = _layer.compute_output_shape(\n"
+        "                    (None, _size, _size, 1))[1]\n"
+        "def output_size(input_size, kernel_size, stride=1, padding='valid'):\n"
+        "    return _table[input_size, kernel_size, stride, padding]\n"),
+    # all of them: the toy table and the AlexNet answers are computed with output_size, and the
+    # toy network's test compares with the table
+    need_bypassed=SIZING_TESTS,
+    partly_correct=_partly_correct_sizing,
+    early_answer_cell="toy_shapes",
+    late_answer_cell="alexnet_answers",
+)
+
+ARCHITECTURES_TESTS = (
+    "test_inception_module", "test_inception_costs", "test_bottleneck_block",
+    "test_bottleneck_costs", "test_depthwise_separable_conv", "test_separable_costs",
+    "test_squeeze_excitation", "test_se_costs", "test_inverted_residual",
+    "test_inverted_residual_costs", "test_experiment_networks", "test_saved_models")
+
+ARCHITECTURES = Assignment(
+    name="architectures",
+    setup_cell="architectures_setup",
+    tests=ARCHITECTURES_TESTS,
+    bypassed_cell="separable_costs",
+    bypassed_function="separable_params",
+    parameters="in_channels, filters",
+    reference_function="cnnbook.blocks.depthwise_separable_block_params",
+    keras_answer=(
+        # the visible and hidden tests' configurations, guessed: it would pass them all
+        "_table = {}\n"
+        "for _channels in (3, 5, 8, 32, 64):\n"
+        "    for _filters in (1, 3, 12, 48, 64, 128):\n"
+        "        _block = keras.Sequential([\n"
+        "            keras.Input((8, 8, _channels)),\n"
+        "            keras.layers.DepthwiseConv2D(3, use_bias=False),\n"
+        "            keras.layers.BatchNormalization(),\n"
+        "            keras.layers.Conv2D(_filters, 1, use_bias=False),\n"
+        "            keras.layers.BatchNormalization()])\n"
+        "        _table[_channels, _filters] = _block.count_params()\n"
+        "def separable_params(in_channels, filters):\n"
+        "    return _table[in_channels, filters]\n"),
+    # separable_macs and plain_conv_macs live in the same cell; no other test uses them
+    need_bypassed=("test_separable_costs",),
+    # the module-3a MACs with the 5x5 branch counted as a 3x3: the visible test refuses them
+    partly_correct=("inception_costs", "25 * filters_5x5_reduce * filters_5x5",
+                    "9 * filters_5x5_reduce * filters_5x5", ("test_inception_costs",)),
+    early_answer_cell="depthwise_separable_conv",
+    late_answer_cell="experiment_networks",
+    # the saved-models test loads plain_cnn.keras and separable_cnn.keras, which the corpus does
+    # not train (test_course_architectures grades trained ones)
+    needs_models=("test_saved_models",),
+    # these blocks' hidden tests build ResNet50, EfficientNetB0 and MobileNetV2 (twice each):
+    # about half of a reference submission's grading time
+    left_unanswered=("bottleneck_block", "bottleneck_costs", "squeeze_excitation", "se_costs",
+                     "inverted_residual", "inverted_residual_costs"),
+    fail_unanswered=("test_bottleneck_block", "test_bottleneck_costs", "test_squeeze_excitation",
+                     "test_se_costs", "test_inverted_residual", "test_inverted_residual_costs"),
+)
+
+ASSIGNMENTS = {assignment.name: assignment for assignment in (SIZING, ARCHITECTURES)}
 
 TEST_LIMITS = {"timeout_s": 60, "memory_limit_mib": 1536, "max_processes": 48,
                "max_output_bytes": 1_000_000, "max_file_bytes": 1_000_000}
@@ -67,7 +200,7 @@ class Expected:
     name): it names the student in its error list and exits non-zero, and every cell keeps no
     automatic score, which counts 0."""
     absent: tuple[str, ...] = ()
-    """Files that must not be in the grading copy (``autograded/<kind>/sizing/``)."""
+    """Files that must not be in the grading copy (``autograded/<kind>/<assignment>/``)."""
 
 
 @dataclass
@@ -77,14 +210,56 @@ class Submission:
     expected: Expected
     files: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
-    notebook_name: str = f"{ASSIGNMENT}.ipynb"
+    notebook_name: str | None = None
+    """Default: the assignment's notebook name."""
 
 
 @dataclass
 class Course:
     root: Path
+    assignment: Assignment
     source: dict
     release: dict
+
+    @property
+    def solution_path(self) -> Path:
+        name = self.assignment.name
+        return self.root / "solutions" / name / f"{name}.ipynb"
+
+    @property
+    def reference(self) -> dict:
+        """What the hostile kinds start from: the source, with the answers of
+        ``left_unanswered`` as released."""
+        released = {nbgrader_metadata(cell).get("grade_id"): source_of(cell)
+                    for cell in self.release["cells"]}
+        notebook = _copy(self.source)
+        for grade_id in self.assignment.left_unanswered:
+            _cell(notebook, grade_id)["source"] = released[grade_id]
+        return notebook
+
+    @property
+    def reference_passing(self) -> tuple[str, ...]:
+        """The tests that :attr:`reference` passes."""
+        return _without(self.assignment.tests, *self.assignment.needs_models,
+                        *self.assignment.fail_unanswered)
+
+    def partial(self, notebook: dict) -> dict:
+        """``notebook`` with the partly correct answer."""
+        cell, old, new, _ = self.assignment.partly_correct_answer
+        return _replace(notebook, cell, old, new)
+
+    @property
+    def partial_failing(self) -> tuple[str, ...]:
+        return self.assignment.partly_correct_answer[3]
+
+    def tests_around(self, grade_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(tests before cell ``grade_id``, tests after it) in the source notebook: when the
+        kernel stops in that cell, the first have run and the second are deferred."""
+        order = [nbgrader_metadata(cell).get("grade_id") for cell in self.source["cells"]]
+        position = order.index(grade_id)
+        tests = self.assignment.tests
+        return (tuple(test for test in tests if order.index(test) < position),
+                tuple(test for test in tests if order.index(test) > position))
 
 
 def _copy(notebook: dict) -> dict:
@@ -130,19 +305,37 @@ def _insert_after(notebook: dict, grade_id: str, code: str) -> dict:
     return notebook
 
 
-def _partial(course: Course) -> dict:
-    cell, old, new, failing = _partly_correct()
-    assert tuple(failing) == (ALEXNET_TEST,), failing
-    return _replace(course.source, cell, old, new)
-
-
 def _without(tests: tuple[str, ...], *removed: str) -> tuple[str, ...]:
     return tuple(test for test in tests if test not in removed)
 
 
-OWN_OUTPUT_SIZE = '''def output_size(input_size, kernel_size, stride=1, padding="valid"):
-{body}
-'''
+def _with_own_function(course: Course, code: str) -> dict:
+    """The reference in which the bypassed function's definition is replaced by ``code`` (the
+    rest of its cell kept)."""
+    assignment = course.assignment
+    notebook = course.reference
+    cell = _cell(notebook, assignment.bypassed_cell)
+    lines = source_of(cell).splitlines()
+    definition = next(node for node in ast.parse(source_of(cell)).body
+                      if isinstance(node, ast.FunctionDef)
+                      and node.name == assignment.bypassed_function)
+    end = definition.end_lineno  # then the comments still inside it (### END SOLUTION)
+    while end < len(lines) and lines[end][:1].isspace() and lines[end].strip().startswith("#"):
+        end += 1
+    cell["source"] = "\n".join(lines[:definition.lineno - 1] + [code.rstrip("\n")]
+                               + lines[end:]) + "\n"
+    return notebook
+
+
+def _own_function(course: Course, body: str) -> str:
+    assignment = course.assignment
+    return f"def {assignment.bypassed_function}({assignment.parameters}):\n{body}\n"
+
+
+def _bypass_expected(course: Course, reason: str) -> Expected:
+    return Expected(passing=_without(course.reference_passing, *course.assignment.need_bypassed),
+                    reason=reason)
+
 
 KINDS: dict[str, Callable[[Course], Submission]] = {}
 
@@ -152,16 +345,19 @@ def kind(function: Callable[[Course], Submission]) -> Callable[[Course], Submiss
     return function
 
 
-# --- Good submissions -----------------------------------------------------------------------------
+# --- Good submissions: every answer of the source -------------------------------------------------
 
 @kind
 def good_reference(course):
-    return Submission(course.source, Expected(passing=ALL_TESTS))
+    passing = _without(course.assignment.tests, *course.assignment.needs_models)
+    return Submission(course.source, Expected(passing=passing))
 
 
 @kind
 def good_partial(course):
-    return Submission(_partial(course), Expected(passing=_without(ALL_TESTS, ALEXNET_TEST)))
+    passing = _without(course.assignment.tests, *course.assignment.needs_models,
+                       *course.partial_failing)
+    return Submission(course.partial(course.source), Expected(passing=passing))
 
 
 # --- Tampered structure ---------------------------------------------------------------------------
@@ -169,35 +365,39 @@ def good_partial(course):
 @kind
 def tests_edited_to_pass(course):
     notebook = course.release
-    for test in ALL_TESTS:
+    for test in course.assignment.tests:
         notebook = _set_source(notebook, test, "pass  # edited by the student")
     return Submission(notebook, Expected(passing=()))
 
 
 @kind
 def tests_deleted(course):
-    notebook = _partial(course)
+    notebook = course.partial(course.reference)
     notebook["cells"] = [cell for cell in notebook["cells"]
-                         if nbgrader_metadata(cell).get("grade_id") != ALEXNET_TEST]
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, ALEXNET_TEST),
-                                         reason="was missing from the submission"))
+                         if nbgrader_metadata(cell).get("grade_id") not in course.partial_failing]
+    return Submission(notebook, Expected(
+        passing=_without(course.reference_passing, *course.partial_failing),
+        reason="was missing from the submission"))
 
 
 @kind
 def grade_ids_renamed(course):
-    notebook = _set_source(_partial(course), ALEXNET_TEST, "pass")
-    nbgrader_metadata(_cell(notebook, ALEXNET_TEST))["grade_id"] = "my_own_test"
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, ALEXNET_TEST),
-                                         reason="was missing from the submission"))
+    notebook = course.partial(course.reference)
+    for number, test in enumerate(course.partial_failing):
+        notebook = _set_source(notebook, test, "pass")
+        nbgrader_metadata(_cell(notebook, test))["grade_id"] = f"my_own_test_{number}"
+    return Submission(notebook, Expected(
+        passing=_without(course.reference_passing, *course.partial_failing),
+        reason="was missing from the submission"))
 
 
 @kind
 def other_nbformat_minor(course):
-    notebook = _copy(course.source)
+    notebook = course.reference
     notebook["nbformat_minor"] = 4  # nbformat 4.4: no cell ids
     for cell in notebook["cells"]:
         cell.pop("id", None)
-    return Submission(notebook, Expected(passing=ALL_TESTS))
+    return Submission(notebook, Expected(passing=course.reference_passing))
 
 
 @kind
@@ -215,95 +415,107 @@ def empty_file(course):
 def wrong_file_name(course):
     return Submission(course.source, Expected(passing=(), graded=False,
                                               log="Skipping unknown notebook"),
-                      notebook_name="sizing (1).ipynb")
+                      notebook_name=f"{course.assignment.name} (1).ipynb")
 
 
 @kind
 def syntax_error(course):
-    notebook = _set_source(course.source, "output_size",
-                           "def output_size(input_size, kernel_size, stride=1, padding='valid')\n"
-                           "    return input_size\n")
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, *NEED_OUTPUT_SIZE),
-                                         reason="SyntaxError"))
+    assignment = course.assignment
+    notebook = _set_source(course.reference, assignment.bypassed_cell,
+                           f"def {assignment.bypassed_function}({assignment.parameters})\n"
+                           "    return 0\n")
+    return Submission(notebook, _bypass_expected(course, "SyntaxError"))
 
 
 # --- Resource abuse: the sandbox's limits ---------------------------------------------------------
 
 @kind
 def infinite_loop(course):
-    notebook = _append_to(course.source, "alexnet_answers", "while True:\n    pass")
+    cell = course.assignment.late_answer_cell
+    before, after = course.tests_around(cell)
+    notebook = _append_to(course.reference, cell, "while True:\n    pass")
     return Submission(notebook, Expected(
-        passing=(*OUTPUT_SIZE_TESTS, TOY_TABLE_TEST), deferred=(ALEXNET_TEST, TOY_NETWORK_TEST),
-        reason=f"ran longer than the {TEST_LIMITS['timeout_s']} s limit"))
+        passing=tuple(test for test in before if test in course.reference_passing),
+        deferred=after, reason=f"ran longer than the {TEST_LIMITS['timeout_s']} s limit"))
 
 
 @kind
 def os_exit(course):
-    notebook = _append_to(course.source, "toy_shapes", "import os\nos._exit(3)")
+    cell = course.assignment.early_answer_cell
+    before, after = course.tests_around(cell)
+    notebook = _append_to(course.reference, cell, "import os\nos._exit(3)")
     return Submission(notebook, Expected(
-        passing=OUTPUT_SIZE_TESTS, deferred=(TOY_TABLE_TEST, ALEXNET_TEST, TOY_NETWORK_TEST),
-        reason="the kernel stopped while running cell `toy_shapes`"))
+        passing=tuple(test for test in before if test in course.reference_passing),
+        deferred=after, reason=f"the kernel stopped while running cell `{cell}`"))
 
 
 @kind
 def output_flood(course):
-    notebook = _append_to(course.source, "toy_shapes",
+    # on the partly correct submission: output past the limit is dropped, and the failing test
+    # after the flood must still fail (nbgrader scores a test cell by its error output)
+    notebook = _append_to(course.partial(course.reference), course.assignment.early_answer_cell,
                           'for _ in range(50):\n    print("x" * 1_000_000)')  # 50 MB
-    return Submission(notebook, Expected(passing=ALL_TESTS, reason="the rest of it was dropped"))
+    return Submission(notebook, Expected(
+        passing=_without(course.reference_passing, *course.partial_failing),
+        reason="the rest of it was dropped"))
 
 
 @kind
 def memory_bomb(course):
-    notebook = _append_to(course.source, "alexnet_answers",
+    cell = course.assignment.late_answer_cell
+    before, after = course.tests_around(cell)
+    notebook = _append_to(course.reference, cell,
                           'hog = [b"x" * 2**28 for _ in range(24)]  # 6 GiB, written')
     return Submission(notebook, Expected(
-        passing=(*OUTPUT_SIZE_TESTS, TOY_TABLE_TEST), deferred=(ALEXNET_TEST, TOY_NETWORK_TEST),
-        reason="memory limit"))
+        passing=tuple(test for test in before if test in course.reference_passing),
+        deferred=after, reason="memory limit"))
 
 
 @kind
 def fork_bomb(course):
     # the sandbox refuses fork: the loop stops at once with an error in the student's own cell,
     # after the cell's answers were defined
-    notebook = _append_to(course.source, "alexnet_answers",
+    notebook = _append_to(course.reference, course.assignment.late_answer_cell,
                           "import os\nwhile True:\n    os.fork()")
-    return Submission(notebook, Expected(passing=ALL_TESTS, reason="PermissionError"))
+    return Submission(notebook, Expected(passing=course.reference_passing,
+                                         reason="PermissionError"))
 
 
 # --- Reaching outside: the sandbox's walls --------------------------------------------------------
 
 @kind
 def network_connection(course):
-    notebook = _insert_after(course.source, "output_size", (
+    notebook = _insert_after(course.reference, course.assignment.bypassed_cell, (
         "import socket\n"
         "try:\n"
         "    socket.create_connection(('pypi.org', 443), timeout=5)\n"
         "    print('NETWORK REACHED')\n"
         "except OSError as error:\n"
         "    print('no network:', type(error).__name__)\n"))
-    return Submission(notebook, Expected(passing=ALL_TESTS, reason="no network: gaierror"))
+    return Submission(notebook, Expected(passing=course.reference_passing,
+                                         reason="no network: gaierror"))
 
 
 @kind
 def reads_solutions(course):
-    solution = course.root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    notebook = _insert_after(course.release, "sizing_setup", (
+    notebook = _insert_after(course.release, course.assignment.setup_cell, (
         "import json, pathlib, re\n"
-        f"stolen = json.load(open({str(solution)!r}))\n"
+        f"stolen = json.load(open({str(course.solution_path)!r}))\n"
         "code = [''.join(cell['source']) for cell in stolen['cells']\n"
         "        if cell['cell_type'] == 'code']\n"
-        "pathlib.Path('stolen.py').write_text('import math, keras\\n' + '\\n'.join(code[1:2]))\n"
-        "from stolen import output_size\n"))
+        "pathlib.Path('stolen.py').write_text('import math, keras\\n' + '\\n'.join(code[1:]))\n"
+        f"from stolen import {course.assignment.bypassed_function}\n"))
     return Submission(notebook, Expected(passing=(), reason="FileNotFoundError"))
 
 
 @kind
 def writes_elsewhere(course):
-    root = course.root
-    targets = [root / "gradebook.db", root / "submitted" / "good_reference" / ASSIGNMENT /
-               f"{ASSIGNMENT}.ipynb", root / "autograded" / "good_reference" / ASSIGNMENT /
-               f"{ASSIGNMENT}.ipynb", root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"]
-    notebook = _insert_after(course.source, "sizing_setup", (
+    root, name = course.root, course.assignment.name
+    targets = [root / "gradebook.db",
+               root / "submitted" / "good_reference" / name / f"{name}.ipynb",
+               root / "autograded" / "good_reference" / name / f"{name}.ipynb",
+               course.solution_path]
+    notebook = _insert_after(course.reference, course.assignment.setup_cell, (
         f"for target in {[str(target) for target in targets]!r}:\n"
         "    try:\n"
         "        open(target, 'w').write('{}')\n"
@@ -314,50 +526,49 @@ def writes_elsewhere(course):
         f"shutil.rmtree({str(root / 'submitted')!r}, ignore_errors=True)\n"))
     # a target under /tmp (the test's course) may land in the sandbox's private /tmp: the test
     # checks the real files, not what the kernel believed
-    return Submission(notebook, Expected(passing=ALL_TESTS, reason="refused:"))
+    return Submission(notebook, Expected(passing=course.reference_passing, reason="refused:"))
 
 
 @kind
 def symlink_outside(course):
-    solution = course.root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    notebook = _insert_after(course.source, "sizing_setup", (
+    notebook = _insert_after(course.reference, course.assignment.setup_cell, (
         "try:\n"
         "    print(open('answers.json').read()[:50])\n"
         "except OSError as error:\n"
         "    print('link unusable:', type(error).__name__)\n"))
-    return Submission(notebook, Expected(passing=ALL_TESTS, reason="it is a symbolic link",
-                                         absent=("answers.json",)),
-                      symlinks={"answers.json": str(solution)})
+    return Submission(notebook, Expected(passing=course.reference_passing,
+                                         reason="it is a symbolic link", absent=("answers.json",)),
+                      symlinks={"answers.json": str(course.solution_path)})
 
 
 @kind
 def notebook_is_symlink(course):
-    solution = course.root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     symlink_reason = "the submitted notebook is a symbolic link"
     return Submission(None, Expected(passing=(), reason=symlink_reason),
-                      symlinks={f"{ASSIGNMENT}.ipynb": str(solution)})
+                      symlinks={course.assignment.notebook_name: str(course.solution_path)})
 
 
 @kind
 def shadowing_cnnbook_folder(course):
     fake = b"print('SHADOWED CNNBOOK')\ndef check_written_here(*args, **kwargs):\n    pass\n"
-    return Submission(_partial(course), Expected(
-        passing=_without(ALL_TESTS, ALEXNET_TEST), reason="would hide the installed module",
-        absent=("cnnbook",)),
+    return Submission(course.partial(course.reference), Expected(
+        passing=_without(course.reference_passing, *course.partial_failing),
+        reason="would hide the installed module", absent=("cnnbook",)),
         files={"cnnbook/__init__.py": fake, "cnnbook/grade.py": fake})
 
 
 @kind
 def shadowing_numpy_file(course):
-    return Submission(course.source, Expected(
-        passing=ALL_TESTS, reason="would hide the installed module `numpy`", absent=("numpy.py",)),
-        files={"numpy.py": b"raise SystemExit('SHADOWED NUMPY')\n"})
+    return Submission(course.reference, Expected(
+        passing=course.reference_passing, reason="would hide the installed module `numpy`",
+        absent=("numpy.py",)), files={"numpy.py": b"raise SystemExit('SHADOWED NUMPY')\n"})
 
 
 @kind
 def oversized_file(course):
-    return Submission(course.source, Expected(
-        passing=ALL_TESTS, reason="limit for submitted files", absent=("weights.bin",)),
+    return Submission(course.reference, Expected(
+        passing=course.reference_passing, reason="limit for submitted files",
+        absent=("weights.bin",)),
         files={"weights.bin": b"\0" * (TEST_LIMITS["max_file_bytes"] + 1)})
 
 
@@ -365,108 +576,105 @@ def oversized_file(course):
 
 @kind
 def patched_keras(course):
-    notebook = _insert_after(_partial(course), "alexnet_answers", (
+    notebook = _insert_after(course.partial(course.reference),
+                             course.assignment.partly_correct_answer[0], (
         "keras.layers.Conv2D.compute_output_shape = lambda self, shape: (None, 56, 56, 96)\n"))
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, ALEXNET_TEST),
-                                         reason="it changes `keras.layers.Conv2D"))
+    return Submission(notebook, Expected(
+        passing=_without(course.reference_passing, *course.partial_failing),
+        reason="it changes `keras.layers.Conv2D"))
 
 
 @kind
 def ipython_hook(course):
-    notebook = _insert_after(_partial(course), "alexnet_answers", (
+    notebook = _insert_after(course.partial(course.reference),
+                             course.assignment.partly_correct_answer[0], (
         "get_ipython().set_custom_exc((AssertionError,), lambda *args, **kwargs: None)\n"))
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, ALEXNET_TEST),
-                                         reason="it uses `get_ipython`"))
+    return Submission(notebook, Expected(
+        passing=_without(course.reference_passing, *course.partial_failing),
+        reason="it uses `get_ipython`"))
 
 
 @kind
 def shell_escape(course):
-    notebook = _insert_after(course.release, "sizing_setup",
-                             "!cp ../../../solutions/sizing/sizing.ipynb .\n%run sizing.ipynb\n")
+    name = course.assignment.name
+    notebook = _insert_after(course.release, course.assignment.setup_cell,
+                             f"!cp ../../../solutions/{name}/{name}.ipynb .\n%run {name}.ipynb\n")
     return Submission(notebook, Expected(passing=(), reason="it uses `get_ipython`"))
 
 
 @kind
 def replaces_check_written_here(course):
-    body = ("    return cnnbook.sizing.conv_output_size(input_size, kernel_size, stride, padding)")
-    notebook = _set_source(course.source, "output_size", (
-        "import cnnbook.grade\n"
-        "cnnbook.grade.check_written_here = lambda *args, **kwargs: None\n"
-        + OWN_OUTPUT_SIZE.format(body=body)))
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, *NEED_OUTPUT_SIZE),
-                                         reason="it imports `cnnbook.grade`"))
+    assignment = course.assignment
+    code = ("import cnnbook.grade\n"
+            "cnnbook.grade.check_written_here = lambda *args, **kwargs: None\n"
+            + _own_function(course, f"    return {assignment.reference_function}("
+                                    f"{assignment.arguments})"))
+    return Submission(_with_own_function(course, code),
+                      _bypass_expected(course, "it imports `cnnbook.grade`"))
 
 
 @kind
 def eval_of_reference(course):
-    body = ('    return eval("cnnbook.sizing.conv_output_size")'
-            '(input_size, kernel_size, stride, padding)')
-    notebook = _set_source(course.source, "output_size", OWN_OUTPUT_SIZE.format(body=body))
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, *NEED_OUTPUT_SIZE),
-                                         reason="it uses `eval`"))
+    assignment = course.assignment
+    code = _own_function(course, f'    return eval("{assignment.reference_function}")'
+                                 f"({assignment.arguments})")
+    return Submission(_with_own_function(course, code),
+                      _bypass_expected(course, "it uses `eval`"))
 
 
 @kind
 def dunder_import(course):
-    body = ('    sizing = __import__("cnn" + "book.sizing", fromlist=["x"])\n'
-            "    return sizing.conv_output_size(input_size, kernel_size, stride, padding)")
-    notebook = _set_source(course.source, "output_size", OWN_OUTPUT_SIZE.format(body=body))
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, *NEED_OUTPUT_SIZE),
-                                         reason="it uses `__import__`"))
+    assignment = course.assignment
+    module, function = assignment.reference_function.rsplit(".", 1)
+    code = _own_function(course, (
+        f'    module = __import__("cnn" + "{module[3:]}", fromlist=["x"])\n'
+        f"    return module.{function}({assignment.arguments})"))
+    return Submission(_with_own_function(course, code),
+                      _bypass_expected(course, "it uses `__import__`"))
 
 
 @kind
 def reference_in_default_argument(course):
-    notebook = _set_source(course.source, "output_size", (
-        "import functools\n"
-        "def output_size(input_size, kernel_size, stride=1, padding='valid',\n"
-        "                _rule=functools.partial(cnnbook.sizing.conv_output_size)):\n"
-        "    return _rule(input_size, kernel_size, stride, padding)\n"))
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, *NEED_OUTPUT_SIZE),
-                                         reason="it uses `cnnbook` from cnnbook"))
+    assignment = course.assignment
+    code = ("import functools\n"
+            f"def {assignment.bypassed_function}({assignment.parameters},\n"
+            f"        _rule=functools.partial({assignment.reference_function})):\n"
+            f"    return _rule({assignment.arguments})\n")
+    return Submission(_with_own_function(course, code),
+                      _bypass_expected(course, "it uses `cnnbook` from cnnbook"))
 
 
 @kind
 def keras_lookup_table(course):
-    notebook = _set_source(course.source, "output_size", (
-        "_table = {}\n"
-        "for _size in range(1, 300):\n"
-        "    for _kernel in range(1, 12):\n"
-        "        for _stride in range(1, 5):\n"
-        "            for _padding in ('valid', 'same'):\n"
-        "                if _padding == 'valid' and _kernel > _size:\n"
-        "                    continue\n"
-        "                _layer = keras.layers.Conv2D(\n"
-        "                    1, _kernel, strides=_stride, padding=_padding)\n"
-        "                _table[_size, _kernel, _stride, _padding] = _layer.compute_output_shape(\n"
-        "                    (None, _size, _size, 1))[1]\n"
-        "def output_size(input_size, kernel_size, stride=1, padding='valid'):\n"
-        "    return _table[input_size, kernel_size, stride, padding]\n"))
-    return Submission(notebook, Expected(passing=_without(ALL_TESTS, *NEED_OUTPUT_SIZE),
-                                         reason="`output_size` must not rely on keras"))
+    assignment = course.assignment
+    return Submission(_with_own_function(course, assignment.keras_answer), _bypass_expected(
+        course, f"`{assignment.bypassed_function}` must not rely on keras"))
 
 
-def build(root: Path) -> dict[str, Submission]:
-    """Every kind of the corpus for the course at ``root`` (its ``solutions/`` and generated
-    ``exercises/``)."""
-    course = Course(root=Path(root),
-                    source=read_notebook(
-                        Path(root) / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
-                    release=read_notebook(
-                        Path(root) / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
+def build(root: Path, assignment: str = "sizing") -> dict[str, Submission]:
+    """Every kind of the corpus of ``assignment`` for the course at ``root`` (its ``solutions/``
+    and generated ``exercises/``)."""
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"assignment must be one of {sorted(ASSIGNMENTS)}, got {assignment!r}")
+    description = ASSIGNMENTS[assignment]
+    root = Path(root)
+    course = Course(root=root, assignment=description,
+                    source=read_notebook(root / "solutions" / assignment / f"{assignment}.ipynb"),
+                    release=read_notebook(root / "exercises" / assignment / f"{assignment}.ipynb"))
     return {name: make(course) for name, make in KINDS.items()}
 
 
-def write(root: Path, corpus: dict[str, Submission]) -> None:
-    """Put every submission in ``root/submitted/<kind>/sizing/`` as ``nbgrader collect`` would."""
+def write(root: Path, corpus: dict[str, Submission], assignment: str = "sizing") -> None:
+    """Put every submission in ``root/submitted/<kind>/<assignment>/`` as ``nbgrader collect``
+    would."""
     for name, submission in corpus.items():
-        folder = Path(root) / "submitted" / name / ASSIGNMENT
+        folder = Path(root) / "submitted" / name / assignment
         folder.mkdir(parents=True, exist_ok=True)
         notebook = submission.notebook
         if notebook is not None:
             data = (notebook if isinstance(notebook, bytes)
                     else json.dumps(notebook, indent=1).encode())
-            (folder / submission.notebook_name).write_bytes(data)
+            (folder / (submission.notebook_name or f"{assignment}.ipynb")).write_bytes(data)
         for relative, content in submission.files.items():
             (folder / relative).parent.mkdir(parents=True, exist_ok=True)
             (folder / relative).write_bytes(content)
@@ -475,8 +683,9 @@ def write(root: Path, corpus: dict[str, Submission]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python tests/hostile_corpus.py COURSE_ROOT")
-    corpus = build(Path(sys.argv[1]))
-    write(Path(sys.argv[1]), corpus)
-    print(f"wrote {len(corpus)} submissions of {ASSIGNMENT} into {sys.argv[1]}/submitted/")
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python tests/hostile_corpus.py COURSE_ROOT [ASSIGNMENT]")
+    assignment_id = sys.argv[2] if len(sys.argv) == 3 else "sizing"
+    corpus = build(Path(sys.argv[1]), assignment_id)
+    write(Path(sys.argv[1]), corpus, assignment_id)
+    print(f"wrote {len(corpus)} submissions of {assignment_id} into {sys.argv[1]}/submitted/")

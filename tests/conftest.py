@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ SPLIT_BY_FIXTURE_PARAMETER = {"test_hostile_corpus": "graded"}
 only its own parameter's fixture): the hostile corpus grades one batch per assignment."""
 
 LONGEST_UNITS_FIRST = ("test_course", "test_course_architectures",
-                       "test_hostile_corpus[architectures]", "test_hostile_corpus[sizing]",
+                       "test_hostile_corpus-architectures", "test_hostile_corpus-sizing",
                        "book", "keras_models", "test_hub", "test_train", "test_experiments")
 """Work units in the order they are handed out, longest first (wall times of a quiet 2-core run,
 `pytest --durations`): a scheduling hint only; the rest follow in collection order."""
@@ -52,23 +52,72 @@ LONGEST_UNITS_FIRST = ("test_course", "test_course_architectures",
 
 def work_unit(item: pytest.Item) -> str:
     """The xdist group of a test: its module's shared-fixture group, else its module (with the
-    fixture parameter for the modules of :data:`SPLIT_BY_FIXTURE_PARAMETER`)."""
+    fixture parameter for the modules of :data:`SPLIT_BY_FIXTURE_PARAMETER`: ``module-parameter``,
+    never brackets, since xdist takes a test id ending in ``]`` for one without a group)."""
     stem = Path(str(item.fspath)).stem
     fixture = SPLIT_BY_FIXTURE_PARAMETER.get(stem)
     parameters = getattr(getattr(item, "callspec", None), "params", {})
     if fixture in parameters:
-        return f"{stem}[{parameters[fixture]}]"
+        return f"{stem}-{parameters[fixture]}"
     return SHARED_FIXTURE_GROUPS.get(stem, stem)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Mark every test with its work unit (``--dist loadgroup`` keeps a unit in one worker) and
-    put the longest units first. Every worker sorts the same collection the same way, as xdist
-    requires."""
+    """Mark every test with its work unit; the unit also goes into each report
+    (``user_properties``) for the run's timeline.
+
+    First of all hooks: xdist's worker reads the ``xdist_group`` marks in its own
+    ``pytest_collection_modifyitems`` (it appends ``@unit`` to each test id, which is what
+    ``--dist loadgroup`` groups by); marks added after it are ignored, and then every test is a
+    unit of its own, so both workers build every expensive module fixture."""
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(work_unit(item)))
-    rank = {unit: position for position, unit in enumerate(LONGEST_UNITS_FIRST)}
-    items.sort(key=lambda item: rank.get(work_unit(item), len(rank)))  # stable: keeps the rest
+        unit = work_unit(item)
+        item.add_marker(pytest.mark.xdist_group(unit))
+        item.user_properties.append(("work_unit", unit))
+
+
+class _LongestUnitsFirst:
+    """Puts the longest units first, after every other hook (pytest's own reordering by fixture
+    parameters included). Every worker sorts the same collection the same way, as xdist requires.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items):
+        rank = {unit: position for position, unit in enumerate(LONGEST_UNITS_FIRST)}
+        items.sort(key=lambda item: rank.get(work_unit(item), len(rank)))  # stable
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_LongestUnitsFirst(), "cnnbook-longest-units-first")
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` with one change: a worker gets its next work unit only when it is
+    about to run the last test of the units it holds, not while two tests are still pending.
+
+    xdist's scheduler tops a worker up as soon as two tests of its units are left; a unit handed
+    out then waits behind them, and those two can take minutes (a module fixture that grades a
+    batch, a test that trains), while the other worker runs dry. A worker runs a test only once it
+    knows the next one (or is told to stop), so one pending test is the least that keeps it busy.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class OneUnitAhead(LoadGroupScheduling):
+        def _reschedule(self, node) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
+    return OneUnitAhead(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -163,8 +212,64 @@ def pytest_testnodedown(node, error):
         getattr(node, "workeroutput", {}).get("cnnbook_timings", "[]")))
 
 
+@dataclass
+class _UnitSpan:
+    worker: str
+    first_start: float
+    last_stop: float
+    busy: float = 0.0
+    workers: set[str] = field(default_factory=set)
+
+
+_UNIT_SPANS: dict[str, _UnitSpan] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Where and when each work unit ran (in the xdist controller, or the only process): the
+    first start and last stop of its test phases, and their summed durations."""
+    unit = dict(report.user_properties).get("work_unit")
+    if unit is None or not getattr(report, "start", 0):
+        return
+    node = getattr(report, "node", None)
+    worker = getattr(getattr(node, "gateway", None), "id", "main")
+    span = _UNIT_SPANS.setdefault(unit, _UnitSpan(worker, report.start, report.stop))
+    span.first_start = min(span.first_start, report.start)
+    span.last_stop = max(span.last_stop, report.stop)
+    span.busy += report.stop - report.start
+    span.workers.add(worker)
+
+
+def _timeline_lines() -> list[str]:
+    """The work units in order of start, per worker, with each worker's idle time before the last
+    one finished (what a better split of the units could still save)."""
+    if not _UNIT_SPANS:
+        return []
+    begin = min(span.first_start for span in _UNIT_SPANS.values())
+    end = max(span.last_stop for span in _UNIT_SPANS.values())
+    lines = []
+    for worker in sorted({span.worker for span in _UNIT_SPANS.values()}):
+        spans = sorted(((unit, span) for unit, span in _UNIT_SPANS.items()
+                        if span.worker == worker), key=lambda pair: pair[1].first_start)
+        covered = sum(span.last_stop - span.first_start for _, span in spans)
+        idle_at_end = end - spans[-1][1].last_stop
+        lines.append(f"{worker}: {len(spans)} units, {covered:.0f} s of the run's "
+                     f"{end - begin:.0f} s; finished {idle_at_end:.0f} s before the end")
+        for unit, span in spans:
+            wall = span.last_stop - span.first_start
+            if wall >= 5 or len(span.workers) > 1:
+                split = (f"  (SPLIT over {', '.join(sorted(span.workers))}: its fixtures were "
+                         "built in each)") if len(span.workers) > 1 else ""
+                lines.append(f"  {span.first_start - begin:6.0f} s  {wall:6.1f} s  {unit}{split}")
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter):
     if _TIMINGS:
         terminalreporter.section("timings (figures, not assertions)")
         for label, seconds in _TIMINGS:
             terminalreporter.write_line(f"{label}: {seconds:.1f} s")
+    timeline = _timeline_lines()
+    if len(timeline) > 1 and terminalreporter.config.getvalue("durations") is not None:
+        terminalreporter.section("work units: start, wall time (units of 5 s or more)")
+        for line in timeline:
+            terminalreporter.write_line(line)

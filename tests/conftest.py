@@ -4,14 +4,17 @@ the suite is shared between pytest-xdist workers.
 Timings (book builds, grading runs) are printed at the end of the run so CI's log shows them;
 no test asserts on a time.
 
-`make test TEST_WORKERS=2` runs the suite in two worker processes (``pytest -n 2 --dist loadgroup
---no-loadscope-reorder``): most of its time is spent in child processes that keep one core busy
-(nbgrader, grading kernels, the book's page execution), so two workers use both cores. A test's
-fixtures are set up once per worker, so every test module is one work unit (its module fixtures
-are built once), and modules that share an expensive session fixture (the book, the
-keras.applications models, ResNet-1202) are one unit too (:data:`SHARED_FIXTURE_GROUPS`). Units
-start longest first (:data:`LONGEST_UNITS_FIRST`) so that neither worker is left with a long one
-at the end. Without xdist (a single file, an IDE) nothing changes.
+`make test` runs the suite in two worker processes (``pytest -n 2 --dist loadgroup
+--no-loadscope-reorder``; ``TEST_WORKERS=0`` for one process): most of its time is spent in child
+processes that keep one core busy (nbgrader, grading kernels, the book's page execution), so two
+workers use both cores. A test's fixtures are set up once per worker, so every test module is one
+work unit (its module fixtures are built once), and modules that share an expensive session
+fixture (the book, the keras.applications models, ResNet-1202) are one unit too
+(:data:`SHARED_FIXTURE_GROUPS`); a few long modules are split in two
+(:data:`SPLIT_BY_FIXTURE_PARAMETER`, :data:`SPLIT_BY_FIXTURE`). Units start longest first
+(:data:`LONGEST_UNITS_FIRST`) so that neither worker is left with a long one at the end, and the
+run's summary shows where each unit ran (a unit that ran in two workers is marked SPLIT: its
+fixtures were built twice). Without xdist (a single file, an IDE) nothing changes.
 """
 
 from __future__ import annotations
@@ -43,7 +46,13 @@ SPLIT_BY_FIXTURE_PARAMETER = {"test_hostile_corpus": "graded"}
 """Modules whose tests fall into one work unit per parameter of a module fixture (each unit builds
 only its own parameter's fixture): the hostile corpus grades one batch per assignment."""
 
-LONGEST_UNITS_FIRST = ("test_course", "test_course_architectures",
+SPLIT_BY_FIXTURE = {"test_course": "resnet_grades"}
+"""Modules whose tests that use the named module fixture are a work unit of their own
+(``module-fixture``), apart from the module's other tests: test_course's ResNet grading (it
+trains) runs in one worker while its sizing and parameters grading run in another; both build
+the module's cheap fixtures (a course copy, the release)."""
+
+LONGEST_UNITS_FIRST = ("test_course-resnet_grades", "test_course", "test_course_architectures",
                        "test_hostile_corpus-architectures", "test_hostile_corpus-sizing",
                        "book", "keras_models", "test_hub", "test_train", "test_experiments")
 """Work units in the order they are handed out, longest first (wall times of a quiet 2-core run,
@@ -59,6 +68,9 @@ def work_unit(item: pytest.Item) -> str:
     parameters = getattr(getattr(item, "callspec", None), "params", {})
     if fixture in parameters:
         return f"{stem}-{parameters[fixture]}"
+    fixture = SPLIT_BY_FIXTURE.get(stem)
+    if fixture in getattr(item, "fixturenames", ()):
+        return f"{stem}-{fixture}"
     return SHARED_FIXTURE_GROUPS.get(stem, stem)
 
 

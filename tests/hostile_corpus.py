@@ -431,9 +431,13 @@ def syntax_error(course):
 
 @kind
 def infinite_loop(course):
+    """A cell that never ends. It waits rather than spins: what is tested here is that grading
+    stops the cell at the limit and defers only the tests after it; that the sandbox stops a loop
+    that burns the CPU is tests/test_sandbox.py's ``test_runaway_loop_is_stopped_at_the_timeout``
+    (a spinning loop here cost a core for the whole limit, twice per run of the suite)."""
     cell = course.assignment.late_answer_cell
     before, after = course.tests_around(cell)
-    notebook = _append_to(course.reference, cell, "while True:\n    pass")
+    notebook = _append_to(course.reference, cell, "import time\nwhile True:\n    time.sleep(1)")
     return Submission(notebook, Expected(
         passing=tuple(test for test in before if test in course.reference_passing),
         deferred=after, reason=f"ran longer than the {TEST_LIMITS['timeout_s']} s limit"))

@@ -18,13 +18,15 @@ from types import SimpleNamespace
 from conftest import (
     LONGEST_UNITS_FIRST,
     SHARED_FIXTURE_GROUPS,
+    SPLIT_BY_FIXTURE,
     SPLIT_BY_FIXTURE_PARAMETER,
     work_unit,
 )
 
 
-def _item(path: str, **params):
-    return SimpleNamespace(fspath=path, callspec=SimpleNamespace(params=params))
+def _item(path: str, fixturenames=(), **params):
+    return SimpleNamespace(fspath=path, callspec=SimpleNamespace(params=params),
+                           fixturenames=list(fixturenames))
 
 
 def test_work_unit_is_the_module_its_shared_fixture_group_or_its_fixture_parameter():
@@ -37,6 +39,11 @@ def test_work_unit_is_the_module_its_shared_fixture_group_or_its_fixture_paramet
                            kind="os_exit")) == "test_hostile_corpus-sizing"
     # its tests that do not take the batch fixture are one more unit
     assert work_unit(_item("/repo/tests/test_hostile_corpus.py")) == "test_hostile_corpus"
+    # test_course's tests that take the ResNet grading are a unit apart from the others
+    assert work_unit(_item("/repo/tests/test_course.py", ["course", "resnet_grades"])) == (
+        "test_course-resnet_grades")
+    assert work_unit(_item("/repo/tests/test_course.py", ["course", "quick_grades"])) == (
+        "test_course")
 
 
 def test_every_grouped_module_exists_and_unit_names_are_groups_to_xdist(repo_root):
@@ -49,7 +56,7 @@ def test_every_grouped_module_exists_and_unit_names_are_groups_to_xdist(repo_roo
     for unit in (*SHARED_FIXTURE_GROUPS.values(), *LONGEST_UNITS_FIRST):
         nodeid = f"tests/test_x.py::test_y[sizing-os_exit]@{unit}"
         assert LoadGroupScheduling._split_scope(None, nodeid) == unit, unit
-    for stem in SPLIT_BY_FIXTURE_PARAMETER:
+    for stem in (*SPLIT_BY_FIXTURE_PARAMETER, *SPLIT_BY_FIXTURE):
         assert (repo_root / "tests" / f"{stem}.py").is_file(), stem
 
 

@@ -229,7 +229,6 @@ class _UnitSpan:
     worker: str
     first_start: float
     last_stop: float
-    busy: float = 0.0
     workers: set[str] = field(default_factory=set)
 
 
@@ -238,7 +237,7 @@ _UNIT_SPANS: dict[str, _UnitSpan] = {}
 
 def pytest_runtest_logreport(report):
     """Where and when each work unit ran (in the xdist controller, or the only process): the
-    first start and last stop of its test phases, and their summed durations."""
+    first start and last stop of its test phases, and every worker that ran one."""
     unit = dict(report.user_properties).get("work_unit")
     if unit is None or not getattr(report, "start", 0):
         return
@@ -247,7 +246,6 @@ def pytest_runtest_logreport(report):
     span = _UNIT_SPANS.setdefault(unit, _UnitSpan(worker, report.start, report.stop))
     span.first_start = min(span.first_start, report.start)
     span.last_stop = max(span.last_stop, report.stop)
-    span.busy += report.stop - report.start
     span.workers.add(worker)
 
 

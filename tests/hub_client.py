@@ -149,31 +149,50 @@ class Hub:
                 continue
         return found
 
-    def stop(self, grace: float = 20) -> list[int]:
-        """Stop the hub (which stops its servers), then end whatever of this run is left.
-        Returns the ids of the processes that had to be killed."""
+    def stop(self, grace: float = 20, sweeps: int = 3) -> list[int]:
+        """Stop the hub (which stops its servers), then end whatever of this run is left:
+        SIGTERM, 5 s, SIGKILL, and a wait until the kernel has removed each one. A process can be
+        started while its parent shuts down, so the search is repeated (``sweeps`` times at most)
+        until it finds nothing. Returns the ids of the processes that had to be ended."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
-        leftovers = self.processes()
-        for process in leftovers:
-            try:
-                process.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(leftovers, timeout=5)
-        for process in alive:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
+        ended = []
+        for _ in range(sweeps):
+            leftovers = self.processes()
+            if not leftovers:
+                break
+            ended += [process.pid for process in leftovers]
+            for process in leftovers:
+                try:
+                    process.terminate()
+                except psutil.NoSuchProcess:
+                    pass
+            _, alive = psutil.wait_procs(leftovers, timeout=5)
+            for process in alive:
+                try:
+                    process.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(alive, timeout=5)
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
-        return [process.pid for process in leftovers]
+        return ended
+
+    def describe(self, processes: list[psutil.Process]) -> list[str]:
+        """``pid name (status): command line`` of each process, for a failure message."""
+        described = []
+        for process in processes:
+            try:
+                described.append(f"{process.pid} {process.name()} ({process.status()}): "
+                                 f"{' '.join(process.cmdline())[:200]}")
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                described.append(f"{process.pid} (gone while described)")
+        return described
 
 
 class ProcessWatch:

@@ -372,7 +372,7 @@ def hub_run(repo_root, tmp_path_factory, report_timing):
         timings["whole course cycle on the hub"] = time.perf_counter() - start
     finally:
         killed = hub.stop()
-        result["left_behind"] = [process.pid for process in hub.processes()]
+        result["left_behind"] = hub.describe(hub.processes())
         result["killed_after_hub_stop"] = killed
         for label, seconds in timings.items():
             report_timing(f"hub: {label}", seconds)

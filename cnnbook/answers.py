@@ -6,9 +6,16 @@ kernel and is a second line, not the guard).
 instructor's locked and test cells) with Python's ``ast`` (IPython magics and shell escapes are
 first turned into the calls they stand for) and reports, per cell, what the course forbids:
 
-* importing ``cnnbook`` or a module that reaches into the interpreter (``importlib``, ``sys``,
-  ``builtins``, ``inspect``, ``gc``, ``ctypes``, ``IPython``...);
-* ``eval``, ``exec``, ``compile``, ``__import__``, ``getattr``/``setattr``, ``globals``/``vars``,
+* importing ``cnnbook``, a module that reaches into the interpreter (``importlib``, ``sys``,
+  ``builtins``, ``inspect``, ``gc``, ``ctypes``, ``IPython``...) or one that starts other programs
+  (``subprocess``, ``multiprocessing``, ``pty``), and calling the functions of ``os`` that start
+  them (``os.system``, ``os.popen``, ``os.exec*``, ``os.spawn*``, ``os.fork``...; so no
+  ``from os import *`` either): code run in another program escapes this analysis;
+* importing a module that is not installed (neither the standard library nor a package of the
+  grader's environment): a module of the student's own, shipped beside the notebook or written by
+  it, escapes this analysis too;
+* ``eval``, ``exec``, ``compile``, ``__import__``, ``getattr``/``setattr`` (and
+  ``operator.attrgetter``/``methodcaller``, which do the same), ``globals``/``vars``,
   ``get_ipython`` (magics, shell escapes, IPython hooks), and dunder attributes such as
   ``__globals__`` or ``__code__``;
 * using a name that the instructor's cells bound to ``cnnbook`` (``cnnbook``, ``load_cifar10``)
@@ -34,18 +41,30 @@ from __future__ import annotations
 
 import ast
 import builtins
+import importlib.util
+import sys
 from collections.abc import Collection
 
 __all__ = ["FORBIDDEN_MODULES", "FORBIDDEN_NAMES", "MUTATING_FUNCTIONS", "MUTATING_METHODS",
-           "find_violations", "instructor_cell_ids"]
+           "find_violations", "instructor_cell_ids", "is_installed_module", "starts_a_program"]
 
 REFERENCE_PACKAGE = "cnnbook"
 
 FORBIDDEN_MODULES = frozenset({
     REFERENCE_PACKAGE, "importlib", "sys", "builtins", "inspect", "gc", "ctypes", "IPython",
     "ipykernel", "runpy", "marshal", "code", "codeop", "pickle", "types", "traitlets",
+    "subprocess", "multiprocessing", "pty", "posix", "_posixsubprocess",
 })
 """Top-level modules a student cell may not import."""
+
+PROGRAM_STARTING_MODULES = frozenset({"os", "posix"})
+"""Modules whose functions :func:`starts_a_program` names."""
+
+ATTRIBUTE_BY_NAME = {"operator": frozenset({"attrgetter", "methodcaller"})}
+"""Functions that read an attribute named by a string, as ``getattr`` does."""
+
+FORBIDDEN_FUNCTION_MODULES = PROGRAM_STARTING_MODULES | set(ATTRIBUTE_BY_NAME)
+"""Modules a student cell may import, but not every function of (nor ``import *`` from)."""
 
 FORBIDDEN_NAMES = frozenset({
     "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "getattr", "setattr",
@@ -79,6 +98,37 @@ def instructor_cell_ids(notebook) -> set[str]:
             if (metadata := _nbgrader(cell)).get("grade_id")
             and (metadata.get("locked")
                  or (metadata.get("grade") and not metadata.get("solution")))}
+
+
+def starts_a_program(function: str) -> bool:
+    """Whether ``os.<function>`` starts another program or process (``system``, ``popen``,
+    ``execv``, ``spawnl``, ``posix_spawn``, ``fork``, ``forkpty``)."""
+    return function in ("system", "popen") or function.startswith(
+        ("exec", "spawn", "posix_spawn", "fork"))
+
+
+def _forbidden_function(module: str, function: str) -> str | None:
+    """Why the course forbids ``module.function`` in a student cell, or None."""
+    if module in PROGRAM_STARTING_MODULES and starts_a_program(function):
+        return "which starts another program"
+    if function in ATTRIBUTE_BY_NAME.get(module, ()):
+        return "which reads attributes by name, as `getattr` does"
+    return None
+
+
+def is_installed_module(name: str) -> bool:
+    """Whether the top-level module ``name`` is in the standard library or installed where the
+    grader runs (found on its ``sys.path``, which holds no submission's folder): ``numpy`` and
+    ``collections`` are, a student's ``my_shapes.py`` is not."""
+    module = name.split(".")[0]
+    if not module.isidentifier():
+        return False
+    if module in sys.stdlib_module_names or module in sys.builtin_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _parse(source: str) -> ast.Module | None:
@@ -369,6 +419,19 @@ def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection
         for module in modules:
             if module.split(".")[0] in FORBIDDEN_MODULES or module == "(relative import)":
                 problems.append(f"it imports `{module}`")
+            elif not is_installed_module(module):
+                problems.append(f"it imports `{module}`, which is not an installed module (only "
+                                "the standard library and the course's packages may be imported)")
+        if isinstance(node, ast.ImportFrom) and not node.level:
+            for alias in node.names:
+                if alias.name == "*" and node.module in FORBIDDEN_FUNCTION_MODULES:
+                    problems.append(f"it imports everything from `{node.module}`, which holds "
+                                    f"functions the course forbids")
+                elif why := _forbidden_function(node.module or "", alias.name):
+                    problems.append(f"it imports `{alias.name}` from `{node.module}`, {why}")
+        if isinstance(node, ast.Attribute) and (
+                why := _forbidden_function(origins.get(_root_name(node) or "", ""), node.attr)):
+            problems.append(f"it uses `{ast.unparse(node)}`, {why}")
         if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
             problems.append(f"it uses `{node.id}`")
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and (

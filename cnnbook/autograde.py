@@ -367,17 +367,7 @@ class SaveAutoGradesOrDefer(SaveAutoGrades):
 def _shadows_a_module(name: str) -> bool:
     """Whether a submitted file or folder called ``name`` could be imported in place of an
     installed module (``numpy.py``, ``cnnbook/``, ``keras.so``)."""
-    import importlib.util
-
-    module = name.split(".")[0]
-    if not module.isidentifier():
-        return False
-    if module in sys.stdlib_module_names or module in sys.builtin_module_names:
-        return True
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+    return answers.is_installed_module(name.split(".")[0])
 
 
 class CheckSubmittedFiles(NbGraderPreprocessor):

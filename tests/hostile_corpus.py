@@ -483,9 +483,11 @@ def memory_bomb(course):
 @kind
 def fork_bomb(course):
     # the sandbox refuses fork: the loop stops at once with an error in the student's own cell,
-    # after the cell's answers were defined
+    # after the cell's answers were defined. (A literal `os.fork()` is refused before the kernel
+    # runs, by cnnbook.answers; a process pool forks where the source analysis cannot see it.)
     notebook = _append_to(course.reference, course.assignment.late_answer_cell,
-                          "import os\nwhile True:\n    os.fork()")
+                          "import concurrent.futures\nwhile True:\n"
+                          "    concurrent.futures.ProcessPoolExecutor(4).submit(abs, -1)")
     return Submission(notebook, Expected(passing=course.reference_passing,
                                          reason="PermissionError"))
 
@@ -508,12 +510,15 @@ def network_connection(course):
 @kind
 def reads_solutions(course):
     notebook = _insert_after(course.release, course.assignment.setup_cell, (
-        "import json, pathlib, re\n"
+        # the read is what the sandbox stops; importing the stolen code from a file written here
+        # would be refused before the kernel runs (cnnbook.answers: not an installed module), so
+        # the cell only prints what it took
+        "import json\n"
         f"stolen = json.load(open({str(course.solution_path)!r}))\n"
         "code = [''.join(cell['source']) for cell in stolen['cells']\n"
         "        if cell['cell_type'] == 'code']\n"
-        "pathlib.Path('stolen.py').write_text('import math, keras\\n' + '\\n'.join(code[1:]))\n"
-        f"from stolen import {course.assignment.bypassed_function}\n"))
+        f"wanted = {course.assignment.bypassed_function!r}\n"
+        "print('SOLUTIONS ' + 'READ', [cell for cell in code if wanted in cell])\n"))
     return Submission(notebook, Expected(passing=(), reason="FileNotFoundError"))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import symtable
+import sys
 
 import nbformat
 import pytest
@@ -60,6 +61,13 @@ HONEST = {
         "    pad = 0 if padding == 'valid' else padding\n"
         "    return math.floor((input_size - kernel_size + 2 * pad) / stride) + 1\n"),
 }
+
+
+HONEST["standard library and installed packages"] = (
+    "import collections\nfrom functools import lru_cache\nimport numpy\nimport os\n"
+    "from operator import mul\n"
+    "WHERE = os.path.join(os.getcwd(), 'notes')\n"
+    "@lru_cache\n" + HONEST["math from the set-up"])
 
 
 @pytest.mark.parametrize("answer", sorted(HONEST))
@@ -122,6 +130,38 @@ BYPASSES = {
     "builtin redefined": (HONEST["math from the set-up"]
                           + "def isinstance(value, kind):\n    return True\n",
                           "redefines the built-in `isinstance`"),
+    # code the analysis never sees: a module of one's own, another program
+    "module shipped beside the notebook": (
+        "import my_shape_rules\n" + SIGNATURE
+        + "    return my_shape_rules.output_size(input_size, kernel_size, stride, padding)\n",
+        "imports `my_shape_rules`, which is not an installed module"),
+    "module the notebook writes": (
+        "with open('shape_rules_cnn.py', 'w') as file:\n"
+        "    file.write('import keras\\ndef rule(w, k, s): ...\\n')\n"
+        "from shape_rules_cnn import rule\n" + SIGNATURE
+        + "    return rule(input_size, kernel_size, stride)\n",
+        "imports `shape_rules_cnn`, which is not an installed module"),
+    "subprocess": ("import subprocess\n" + SIGNATURE
+                   + "    return int(subprocess.check_output(['python', '-c', 'import keras']))\n",
+                   "imports `subprocess`"),
+    "os.popen": ("import os as system_tools\n" + SIGNATURE
+                 + "    return int(system_tools.popen('python -c \"import keras\"').read())\n",
+                 "uses `system_tools.popen`, which starts another program"),
+    "everything from os": ("from os import *\n" + SIGNATURE
+                           + "    return int(popen('python rules.py').read())\n",
+                           "imports everything from `os`"),
+    "attrgetter": ("import operator\n" + SIGNATURE
+                   + "    walk = operator.attrgetter('__globals__')\n"
+                   "    return walk(output_size)['cnnbook'].sizing.conv_output_size(input_size, "
+                   "kernel_size)\n",
+                   "uses `operator.attrgetter`, which reads attributes by name"),
+    "methodcaller imported by name": (
+        "from operator import methodcaller\n" + SIGNATURE
+        + "    return methodcaller('conv_output_size', input_size, kernel_size)(rules)\n",
+        "imports `methodcaller` from `operator`, which reads attributes by name"),
+    "os.system imported by name": ("from os import system, getcwd\n" + SIGNATURE
+                                   + "    system('python rules.py')\n    return 0\n",
+                                   "imports `system` from `os`, which starts another program"),
 }
 
 
@@ -132,6 +172,30 @@ def test_every_known_bypass_is_refused_in_the_answer_cell(sizing, bypass):
     problems = answers.find_violations(notebook)
     assert list(problems) == [index], problems
     assert any(rule in problem for problem in problems[index]), problems[index]
+
+
+def test_installed_modules_are_the_standard_library_and_the_environments_packages(tmp_path):
+    import importlib.metadata
+
+    installed = importlib.metadata.packages_distributions()  # an oracle apart from find_spec
+    for name in ("numpy", "keras", "matplotlib", "tensorflow"):
+        assert name in installed and answers.is_installed_module(name), name
+    for name in ("collections", "math", "os", "json", "functools"):
+        assert name in sys.stdlib_module_names and answers.is_installed_module(name), name
+    assert answers.is_installed_module("numpy.linalg")
+    for name in ("my_shape_rules", "shape_rules_cnn", "not-a-name", ""):
+        assert name not in installed and not answers.is_installed_module(name), name
+
+
+@pytest.mark.parametrize("function, starts", [
+    ("system", True), ("popen", True), ("execv", True), ("execlpe", True), ("spawnv", True),
+    ("posix_spawnp", True), ("fork", True), ("forkpty", True),
+    ("getcwd", False), ("environ", False), ("path", False), ("listdir", False), ("walk", False)])
+def test_the_os_functions_that_start_programs(function, starts):
+    import os
+
+    assert hasattr(os, function)
+    assert answers.starts_a_program(function) is starts
 
 
 # --- What binds a name: Python's own symbol table is the oracle ---------------------------------

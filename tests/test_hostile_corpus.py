@@ -218,7 +218,7 @@ def test_no_attack_reached_outside_its_sandbox(graded):
     name = graded["assignment"].name
     for kind in graded["corpus"]:
         outputs = _outputs_text(graded["course"], name, kind)
-        for marker in ("NETWORK REACHED", "SHADOWED"):
+        for marker in ("NETWORK REACHED", "SHADOWED", "SOLUTIONS READ"):
             assert marker not in outputs, (kind, marker)
     assert "no network: gaierror" in _outputs_text(graded["course"], name, "network_connection")
     # what writes_elsewhere and reads_solutions aimed at is unchanged (the gradebook and

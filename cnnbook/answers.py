@@ -7,15 +7,22 @@ instructor's locked and test cells) with Python's ``ast`` (IPython magics and sh
 first turned into the calls they stand for) and reports, per cell, what the course forbids:
 
 * importing ``cnnbook``, a module that reaches into the interpreter (``importlib``, ``sys``,
-  ``builtins``, ``inspect``, ``gc``, ``ctypes``, ``IPython``...) or one that starts other programs
-  (``subprocess``, ``multiprocessing``, ``pty``), and calling the functions of ``os`` that start
-  them (``os.system``, ``os.popen``, ``os.exec*``, ``os.spawn*``, ``os.fork``...; so no
-  ``from os import *`` either): code run in another program escapes this analysis;
+  ``builtins``, ``inspect``, ``gc``, ``ctypes``, ``IPython``...), one that loads code or objects
+  from a file without an import statement (``imp``, ``site``, ``zipimport``, ``pkgutil``,
+  ``pickle``, ``shelve``; likewise ``allow_pickle=`` and ``read_pickle``), or one that starts
+  other programs (``subprocess``, ``multiprocessing``, ``pty``, ``pydoc``...), and calling the
+  functions of ``os`` that start them (``os.system``, ``os.popen``, ``os.exec*``,
+  ``os.spawn*``, ``os.fork``...; so no ``from os import *``, and ``os`` only as ``os.name``,
+  never as a value). Code that runs elsewhere escapes this analysis. (The sandbox refuses to
+  start programs anyway; the rule gives the student the reason before anything runs.)
+  ``concurrent.futures.ProcessPoolExecutor`` is not refused here: it forks, which the sandbox
+  refuses;
 * importing a module that is not installed (neither the standard library nor a package of the
-  grader's environment): a module of the student's own, shipped beside the notebook or written by
-  it, escapes this analysis too;
+  grader's environment): a module of the student's own, shipped beside the notebook or written
+  by it (the grading kernel does not import from its folder either);
 * ``eval``, ``exec``, ``compile``, ``__import__``, ``getattr``/``setattr`` (and
-  ``operator.attrgetter``/``methodcaller``, which do the same), ``globals``/``vars``,
+  ``operator.attrgetter``/``methodcaller``, which do the same; ``operator`` only as
+  ``operator.name``), ``globals``/``vars``,
   ``get_ipython`` (magics, shell escapes, IPython hooks), and dunder attributes such as
   ``__globals__`` or ``__code__``;
 * using a name that the instructor's cells bound to ``cnnbook`` (``cnnbook``, ``load_cifar10``)
@@ -53,18 +60,33 @@ REFERENCE_PACKAGE = "cnnbook"
 FORBIDDEN_MODULES = frozenset({
     REFERENCE_PACKAGE, "importlib", "sys", "builtins", "inspect", "gc", "ctypes", "IPython",
     "ipykernel", "runpy", "marshal", "code", "codeop", "pickle", "types", "traitlets",
-    "subprocess", "multiprocessing", "pty", "posix", "_posixsubprocess",
+    # other programs (the sandbox refuses to start them; refused here with a clearer reason)
+    "subprocess", "multiprocessing", "pty", "posix", "_posixsubprocess", "pydoc", "webbrowser",
+    "distutils", "setuptools",
+    # loading code from a file without an import statement, or objects from a pickle
+    "imp", "site", "zipimport", "pkgutil", "shelve", "copyreg", "dill", "cloudpickle", "joblib",
 })
 """Top-level modules a student cell may not import."""
 
-PROGRAM_STARTING_MODULES = frozenset({"os", "posix"})
+PROGRAM_STARTING_MODULES = frozenset({"os"})
 """Modules whose functions :func:`starts_a_program` names."""
 
-ATTRIBUTE_BY_NAME = {"operator": frozenset({"attrgetter", "methodcaller"})}
+ATTRIBUTE_BY_NAME = {module: frozenset({"attrgetter", "methodcaller"})
+                     for module in ("operator", "_operator")}
 """Functions that read an attribute named by a string, as ``getattr`` does."""
 
 FORBIDDEN_FUNCTION_MODULES = PROGRAM_STARTING_MODULES | set(ATTRIBUTE_BY_NAME)
-"""Modules a student cell may import, but not every function of (nor ``import *`` from)."""
+"""Modules a student cell may import and use as ``module.function``, except the functions above;
+not as a value (``o = os``), and not with ``import *``."""
+
+FORBIDDEN_ATTRIBUTES = frozenset({"create_subprocess_exec", "create_subprocess_shell",
+                                  "read_pickle"})
+"""Attributes a student cell may not use on anything (``asyncio.create_subprocess_shell``,
+``pandas.read_pickle``)."""
+
+FORBIDDEN_KEYWORDS = frozenset({"allow_pickle"})
+"""Keyword arguments a student cell may not pass (``numpy.load(..., allow_pickle=True)`` returns
+any object a shipped file names, a reference function included)."""
 
 FORBIDDEN_NAMES = frozenset({
     "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "getattr", "setattr",
@@ -404,11 +426,16 @@ def _checked_functions(trees) -> tuple[dict[str, set[str]], set[str]]:
 
 def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection[str],
                 allowed_reference: Collection[str],
-                instructor_imports: dict[str, str] | None = None) -> list[str]:
+                instructor_imports: dict[str, str] | None = None,
+                packages: dict[str, set[str]] | None = None) -> list[str]:
     """The rules of the module docstring that one student cell breaks, in words.
     ``instructor_imports``: names the instructor's cells import -> their modules (a student
-    cell may import the same module under the same name again)."""
+    cell may import the same module under the same name again). ``packages``: every top-level
+    module any cell imports under a name (default: from ``origins``)."""
+    if packages is None:
+        packages = {name: {module.split(".")[0]} for name, module in origins.items()}
     problems = []
+    attribute_roots = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
@@ -429,9 +456,26 @@ def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection
                                     f"functions the course forbids")
                 elif why := _forbidden_function(node.module or "", alias.name):
                     problems.append(f"it imports `{alias.name}` from `{node.module}`, {why}")
-        if isinstance(node, ast.Attribute) and (
-                why := _forbidden_function(origins.get(_root_name(node) or "", ""), node.attr)):
-            problems.append(f"it uses `{ast.unparse(node)}`, {why}")
+                elif alias.name in FORBIDDEN_ATTRIBUTES:
+                    problems.append(f"it imports `{alias.name}` from `{node.module}`")
+        if isinstance(node, ast.Attribute):
+            value = node.value
+            modules = (packages.get(value.id, set()) if isinstance(value, ast.Name)
+                       else {"os"} if isinstance(value, ast.Attribute)
+                       and value.attr in ("os", "_os") else set())
+            for module in sorted(modules):
+                if why := _forbidden_function(module, node.attr):
+                    problems.append(f"it uses `{ast.unparse(node)}`, {why}")
+            if node.attr in FORBIDDEN_ATTRIBUTES:
+                problems.append(f"it uses `{ast.unparse(node)}`")
+        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+                and id(node) not in attribute_roots
+                and (modules := sorted(packages.get(node.id, set())
+                                       & FORBIDDEN_FUNCTION_MODULES))):
+            problems.append(f"it uses the module `{node.id}` ({modules[0]}) as a value; call its "
+                            f"functions directly (`{node.id}.name`)")
+        if isinstance(node, ast.keyword) and node.arg in FORBIDDEN_KEYWORDS:
+            problems.append(f"it passes `{node.arg}=`")
         if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
             problems.append(f"it uses `{node.id}`")
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and (
@@ -511,7 +555,7 @@ def find_violations(notebook, instructor_ids: Collection[str] | None = None
 
     problems: dict[int, list[str]] = {}
     for index, tree in student.items():
-        found = _cell_rules(tree, origins, protected, may_use, instructor_imports)
+        found = _cell_rules(tree, origins, protected, may_use, instructor_imports, packages)
         if found:
             problems[index] = found
 

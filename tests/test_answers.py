@@ -65,13 +65,15 @@ HONEST = {
 
 HONEST["standard library and installed packages"] = (
     "import collections\nfrom functools import lru_cache\nimport numpy\nimport os\n"
-    "from operator import mul\n"
+    "from operator import mul\nimport operator\nimport os.path as osp\n"
+    "HOME = os.environ.get('HOME', osp.sep)\nPRODUCT = operator.mul(2, 3)\n"
     "WHERE = os.path.join(os.getcwd(), 'notes')\n"
     "@lru_cache\n" + HONEST["math from the set-up"])
 
 
 @pytest.mark.parametrize("answer", sorted(HONEST))
 def test_honest_answers_are_accepted(sizing, answer):
+    ast.parse(HONEST[answer])  # a syntax error would be accepted here and refused by the kernel
     notebook, _ = _with_cell(sizing, "output_size", HONEST[answer])
     assert answers.find_violations(notebook) == {}
 
@@ -159,6 +161,30 @@ BYPASSES = {
         "from operator import methodcaller\n" + SIGNATURE
         + "    return methodcaller('conv_output_size', input_size, kernel_size)(rules)\n",
         "imports `methodcaller` from `operator`, which reads attributes by name"),
+    "operator as a value": ("import operator\ntools = [operator][0]\n" + SIGNATURE
+                            + "    return tools.attrgetter('__globals__')(output_size)\n",
+                            "uses the module `operator` (operator) as a value"),
+    "the C operator module": ("import _operator\n" + SIGNATURE
+                              + "    return _operator.methodcaller('x')(output_size)\n",
+                              "uses `_operator.methodcaller`, which reads attributes by name"),
+    "a name bound to two modules": ("import operator as o\ndef unused():\n    import math as o\n"
+                                    + SIGNATURE + "    return o.attrgetter('x')(output_size)\n",
+                                    "uses `o.attrgetter`, which reads attributes by name"),
+    "os reached through another module": ("import shutil\n" + SIGNATURE
+                                          + "    shutil.os.system('python rules.py')\n"
+                                          "    return 0\n",
+                                          "uses `shutil.os.system`, which starts another program"),
+    "imp.load_source": ("import imp\nrules = imp.load_source('rules', 'rules.py')\n" + SIGNATURE
+                        + "    return rules.output_size(input_size, kernel_size)\n",
+                        "imports `imp`"),
+    "site.addsitedir": ("import site\nsite.addsitedir('.')\n" + SIGNATURE + "    return 0\n",
+                        "imports `site`"),
+    "pickled reference function": (
+        SIGNATURE + "    rule = numpy.load('rule.npy', allow_pickle=True).item()\n"
+        "    return rule(input_size, kernel_size)\n", "passes `allow_pickle=`"),
+    "asyncio subprocess": ("import asyncio\n" + SIGNATURE
+                           + "    asyncio.create_subprocess_shell('python rules.py')\n"
+                           "    return 0\n", "uses `asyncio.create_subprocess_shell`"),
     "os.system imported by name": ("from os import system, getcwd\n" + SIGNATURE
                                    + "    system('python rules.py')\n    return 0\n",
                                    "imports `system` from `os`, which starts another program"),

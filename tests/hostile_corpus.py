@@ -68,8 +68,9 @@ class Assignment:
     fail_unanswered: tuple[str, ...] = ()
     """Tests that fail because of :attr:`left_unanswered`."""
     graded_on_sizing_only: tuple[str, ...] = ()
-    """Kinds left out of this assignment's batch because their outcome is the course's
-    configuration alone, the same for every assignment (the cell time limit): graded in sizing's."""
+    """Kinds left out of this assignment's batch because their outcome is the grader's alone, the
+    same for every assignment (the cell time limit, the sandbox's walls, the checks on submitted
+    files): graded in sizing's batch, the cheaper one."""
 
     @property
     def notebook_name(self) -> str:
@@ -176,8 +177,14 @@ ARCHITECTURES = Assignment(
                      "inverted_residual", "inverted_residual_costs"),
     fail_unanswered=("test_bottleneck_block", "test_bottleneck_costs", "test_squeeze_excitation",
                      "test_se_costs", "test_inverted_residual", "test_inverted_residual_costs"),
-    # waits out the whole time limit (60 s) whatever the assignment
-    graded_on_sizing_only=("infinite_loop",),
+    # the grader's own walls, whatever the assignment: the time limit (waited out, 60 s), the
+    # output limit, fork, the network, files outside the submission, symlinks, a module's name
+    # taken by a file, the file size limit. Kept here: the good submissions, tampered structure,
+    # the kernel's death (its memory is the assignment's), the cnnbook folder (check_written_here)
+    # and every answer the source analysis refuses
+    graded_on_sizing_only=("infinite_loop", "output_flood", "fork_bomb", "network_connection",
+                           "reads_solutions", "writes_elsewhere", "symlink_outside",
+                           "notebook_is_symlink", "shadowing_numpy_file", "oversized_file"),
 )
 
 ASSIGNMENTS = {assignment.name: assignment for assignment in (SIZING, ARCHITECTURES)}

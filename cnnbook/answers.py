@@ -425,15 +425,12 @@ def _checked_functions(trees) -> tuple[dict[str, set[str]], set[str]]:
 
 
 def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection[str],
-                allowed_reference: Collection[str],
-                instructor_imports: dict[str, str] | None = None,
-                packages: dict[str, set[str]] | None = None) -> list[str]:
+                allowed_reference: Collection[str], instructor_imports: dict[str, str],
+                packages: dict[str, set[str]]) -> list[str]:
     """The rules of the module docstring that one student cell breaks, in words.
     ``instructor_imports``: names the instructor's cells import -> their modules (a student
     cell may import the same module under the same name again). ``packages``: every top-level
-    module any cell imports under a name (default: from ``origins``)."""
-    if packages is None:
-        packages = {name: {module.split(".")[0]} for name, module in origins.items()}
+    module that any cell imports under a name."""
     problems = []
     attribute_roots = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     for node in ast.walk(tree):
@@ -459,20 +456,20 @@ def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection
                 elif alias.name in FORBIDDEN_ATTRIBUTES:
                     problems.append(f"it imports `{alias.name}` from `{node.module}`")
         if isinstance(node, ast.Attribute):
-            value = node.value
-            modules = (packages.get(value.id, set()) if isinstance(value, ast.Name)
-                       else {"os"} if isinstance(value, ast.Attribute)
-                       and value.attr in ("os", "_os") else set())
-            for module in sorted(modules):
+            value = node.value  # `os.system`, or `shutil.os.system`
+            owners = (packages.get(value.id, set()) if isinstance(value, ast.Name)
+                      else {"os"} if isinstance(value, ast.Attribute)
+                      and value.attr in ("os", "_os") else set())
+            for module in sorted(owners):
                 if why := _forbidden_function(module, node.attr):
                     problems.append(f"it uses `{ast.unparse(node)}`, {why}")
             if node.attr in FORBIDDEN_ATTRIBUTES:
                 problems.append(f"it uses `{ast.unparse(node)}`")
         if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
                 and id(node) not in attribute_roots
-                and (modules := sorted(packages.get(node.id, set())
-                                       & FORBIDDEN_FUNCTION_MODULES))):
-            problems.append(f"it uses the module `{node.id}` ({modules[0]}) as a value; call its "
+                and (owners := sorted(packages.get(node.id, set())
+                                      & FORBIDDEN_FUNCTION_MODULES))):
+            problems.append(f"it uses the module `{node.id}` ({owners[0]}) as a value; call its "
                             f"functions directly (`{node.id}.name`)")
         if isinstance(node, ast.keyword) and node.arg in FORBIDDEN_KEYWORDS:
             problems.append(f"it passes `{node.arg}=`")
@@ -496,7 +493,7 @@ def _cell_rules(tree: ast.Module, origins: dict[str, str], protected: Collection
     for name, nodes in _top_level_bindings(tree).items():
         # importing again the module the set-up imports under that name (`import os`) is harmless
         same_import = all(isinstance(node, (ast.Import, ast.ImportFrom))
-                          and name in (instructor_imports or {})
+                          and name in instructor_imports
                           and dict(_import_bindings(node)).get(name) == instructor_imports[name]
                           for node in nodes)
         if name in protected and not same_import:

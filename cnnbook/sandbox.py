@@ -13,12 +13,15 @@ What a sandboxed command sees (:func:`sandboxed_command`):
   a cleared environment (:data:`PASSED_ENVIRONMENT` only), and a kill of the whole sandbox when
   its parent dies (``--die-with-parent``).
 
-New processes are refused by a seccomp filter (``fork``, ``vfork``, ``clone`` of a process; threads
-are allowed): running as root, ``RLIMIT_NPROC`` does not apply, and cgroups are not writable on the
-grading machines this was built on. Limits that bubblewrap does not give are enforced from outside
-by :class:`Watchdog`: the resident memory of the sandbox's processes (``RLIMIT_AS`` is not usable:
-TensorFlow reserves far more address space than it uses) and, as a second line, their number; it
-polls ``/proc`` (through ``psutil``) and kills the sandbox, whose PID namespace dies with it.
+New processes are refused by a seccomp filter for x86-64 and AArch64 (``fork``, ``vfork``,
+``clone`` of a process; threads are allowed; another architecture's system calls are refused, and
+:func:`require_sandbox` refuses to grade on a machine of another architecture): running as root,
+``RLIMIT_NPROC`` does not apply, and cgroups are not writable on the grading machines this was
+built on. Every capability is dropped, so nothing inside can unmount what a bind hides. Limits that
+bubblewrap does not give are enforced from outside by :class:`Watchdog`: the resident memory of the
+sandbox's processes (``RLIMIT_AS`` is not usable: TensorFlow reserves far more address space than
+it uses) and, as a second line, their number; it polls ``/proc`` (through ``psutil``) and kills the
+sandbox, whose PID namespace dies with it.
 
 :func:`require_sandbox` raises :class:`SandboxUnavailable` with instructions where ``bwrap`` is
 missing or cannot create namespaces. :func:`run_sandboxed` runs a command under both and returns
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import shutil
 import signal
 import struct
@@ -48,6 +52,8 @@ __all__ = [
     "require_sandbox",
     "python_environment_paths",
     "sandboxed_command",
+    "TMP_BYTES",
+    "folder_bytes",
     "Watchdog",
     "SandboxResult",
     "run_sandboxed",
@@ -63,6 +69,9 @@ ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "loc
 """The entries of ``/etc`` a Python/TensorFlow kernel reads; ``/etc/shadow`` and the rest of the
 machine's configuration stay out of the sandbox."""
 
+TMP_BYTES = 512 * 2**20
+"""Size of a sandbox's private ``/tmp`` (a tmpfs, held in memory the watchdog does not see)."""
+
 PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TF_CPP_MIN_LOG_LEVEL",
                       "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
                       "MPLBACKEND", "KERAS_BACKEND", "NBGRADER_EXECUTION", "PYTHONHASHSEED")
@@ -71,28 +80,39 @@ variable (data folder, epochs); everything else (tokens, ``JPY_PARENT_PID``, ``P
 is dropped."""
 
 
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+"""The architectures the fork filter knows (``uname -m`` -> the kernel's ``AUDIT_ARCH_*``)."""
+
+
 def _no_fork_filter() -> bytes:
-    """A seccomp BPF program (``struct sock_filter`` array) for x86-64 that refuses every new
-    process: ``fork``/``vfork`` and ``clone`` without ``CLONE_THREAD`` fail with ``EPERM``,
-    ``clone3`` with ``ENOSYS`` (the C library then falls back to ``clone``), x32 system calls with
-    ``EPERM``; threads and everything else are allowed. On another architecture it allows all."""
+    """A seccomp BPF program (``struct sock_filter`` array) that refuses every new process on
+    x86-64 and on AArch64: ``fork``/``vfork`` and ``clone`` without ``CLONE_THREAD`` fail with
+    ``EPERM``, ``clone3`` with ``ENOSYS`` (the C library then falls back to ``clone``), x32 system
+    calls with ``EPERM``; threads and everything else are allowed. A system call of any other
+    architecture (the i386 compatibility calls of an x86-64 kernel included) fails with ``EPERM``:
+    the filter fails closed."""
     load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
-    audit_arch_x86_64, clone_thread = 0xC000003E, 0x00010000
-    program = [
-        (load, 0, 0, 4),                    # 0: A = arch
-        (jeq, 0, 8, audit_arch_x86_64),     # 1: other architectures -> allow
-        (load, 0, 0, 0),                    # 2: A = system call number
-        (jge, 7, 0, 0x40000000),            # 3: x32 ABI -> EPERM
-        (jeq, 6, 0, 57),                    # 4: fork -> EPERM
-        (jeq, 5, 0, 58),                    # 5: vfork -> EPERM
-        (jeq, 5, 0, 435),                   # 6: clone3 -> ENOSYS
-        (jeq, 0, 2, 56),                    # 7: clone -> check its flags, others -> allow
-        (load, 0, 0, 16),                   # 8: A = low half of clone's flags
-        (jset, 0, 1, clone_thread),         # 9: a thread -> allow, a process -> EPERM
-        (ret, 0, 0, allow),                 # 10
-        (ret, 0, 0, eperm),                 # 11
-        (ret, 0, 0, enosys),                # 12
+    clone_thread = 0x00010000
+    program = [                                   # jumps: (target - next instruction)
+        (load, 0, 0, 4),                          # 0: A = arch
+        (jeq, 2, 0, AUDIT_ARCH["x86_64"]),        # 1: x86-64 -> 4
+        (jeq, 7, 0, AUDIT_ARCH["aarch64"]),       # 2: AArch64 -> 10
+        (ret, 0, 0, eperm),                       # 3: any other architecture: refused
+        (load, 0, 0, 0),                          # 4: x86-64: A = system call number
+        (jge, 10, 0, 0x40000000),                 # 5: x32 ABI -> EPERM
+        (jeq, 9, 0, 57),                          # 6: fork -> EPERM
+        (jeq, 8, 0, 58),                          # 7: vfork -> EPERM
+        (jeq, 8, 0, 435),                         # 8: clone3 -> ENOSYS
+        (jeq, 3, 5, 56),                          # 9: clone -> 13, others -> allow
+        (load, 0, 0, 0),                          # 10: AArch64: A = system call number
+        (jeq, 5, 0, 435),                         # 11: clone3 -> ENOSYS
+        (jeq, 0, 2, 220),                         # 12: clone -> 13, others -> allow
+        (load, 0, 0, 16),                         # 13: A = low half of clone's flags
+        (jset, 0, 1, clone_thread),               # 14: a thread -> allow, a process -> EPERM
+        (ret, 0, 0, allow),                       # 15
+        (ret, 0, 0, eperm),                       # 16
+        (ret, 0, 0, enosys),                      # 17
     ]
     return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
@@ -130,7 +150,15 @@ def _probe(bwrap: str) -> str:
 
 def require_sandbox() -> str:
     """Return the path of a working ``bwrap``; raise :class:`SandboxUnavailable` saying what to
-    do when there is none or it cannot create user, PID and network namespaces."""
+    do when there is none, it cannot create user, PID and network namespaces, or the machine's
+    architecture has no fork filter (:data:`AUDIT_ARCH`)."""
+    machine = platform.machine()
+    if machine not in AUDIT_ARCH and machine != "arm64":
+        raise SandboxUnavailable(
+            f"the grading sandbox's fork filter knows {' and '.join(AUDIT_ARCH)} only, and this "
+            f"machine is {machine}: grade on one of those (the filter would refuse every system "
+            "call here). To grade without a sandbox anyway set c.GradingSandbox.enabled = False "
+            "in nbgrader_config.py")
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable(
@@ -204,6 +232,7 @@ def sandboxed_command(argv: Sequence[str], *, writable_dir: str | os.PathLike,
                       readonly_paths: Iterable[str | os.PathLike] = (),
                       socket_dir: str | os.PathLike | None = None,
                       environment: Mapping[str, str] | None = None, allow_fork: bool = False,
+                      overlays: Sequence[str] = (), tmp_bytes: int = TMP_BYTES,
                       _bwrap: str | None = None, _python: bool = True) -> list[str]:
     """The command line that runs ``argv`` inside the grading sandbox (see the module docstring):
     system and Python environment read-only, ``writable_dir`` read-write and the working
@@ -213,6 +242,12 @@ def sandboxed_command(argv: Sequence[str], *, writable_dir: str | os.PathLike,
     ``allow_fork``) a seccomp filter that refuses new processes, so a fork bomb stops at its first
     ``fork`` (``RLIMIT_NPROC`` does not bind root, and no pids cgroup is writable here); threads
     work. The command then starts with ``sh -c`` to open the filter for bwrap's ``--seccomp``.
+    The private ``/tmp`` holds at most ``tmp_bytes`` (a write past it fails with ``ENOSPC``).
+    ``overlays`` are further bwrap mount arguments applied after every bind (``--tmpfs DIR`` to hide
+    a folder, ``--ro-bind FILE DEST``): the grader hides packages from student processes with them.
+    Every capability is dropped (``--cap-drop ALL`` when the grader runs as root): without it the
+    sandboxed root keeps ``CAP_SYS_ADMIN`` in its user namespace and could unmount what an overlay
+    hides.
 
     Every path must exist (``ValueError`` otherwise: a missing bind would make bwrap fail later
     with a less helpful message). Does not check that bwrap works: call :func:`require_sandbox`
@@ -232,7 +267,11 @@ def sandboxed_command(argv: Sequence[str], *, writable_dir: str | os.PathLike,
         raise ValueError(f"socket_dir must be an existing folder, got {socket_dir!r}")
     bwrap = _bwrap or bwrap_path() or "bwrap"
     command = [bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-               *_system_arguments(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+               # bwrap keeps a root caller's capabilities (inside the sandbox's user namespace)
+               # unless told; run by another user it drops them itself
+               *(["--cap-drop", "ALL"] if os.geteuid() == 0 else []),
+               *_system_arguments(), "--proc", "/proc", "--dev", "/dev",
+               "--size", str(int(tmp_bytes)), "--tmpfs", "/tmp"]
     if _python:
         for path in python_environment_paths():
             command += ["--ro-bind", str(path), str(path)]
@@ -242,6 +281,7 @@ def sandboxed_command(argv: Sequence[str], *, writable_dir: str | os.PathLike,
     if socket_dir is not None:
         socket = Path(socket_dir).absolute()
         command += ["--bind", str(socket), str(socket)]
+    command += [str(argument) for argument in overlays]
     command += ["--remount-ro", "/"]  # writes outside the bound folders fail, not vanish
     command += _environment(environment)
     if not allow_fork:
@@ -255,24 +295,54 @@ def sandboxed_command(argv: Sequence[str], *, writable_dir: str | os.PathLike,
 # --- Limits enforced from outside ---------------------------------------------------------------
 
 
+def folder_bytes(folder: str | os.PathLike) -> int:
+    """Bytes of the regular files under ``folder`` (links not followed, unreadable entries
+    skipped)."""
+    total = 0
+    stack = [str(folder)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                pass
+    return total
+
+
 class Watchdog:
     """Polls the process ``pid`` and its descendants every ``interval`` seconds and kills ``pid``
     (``SIGKILL``; under bwrap that ends the sandbox's whole PID namespace) when their summed
-    resident memory exceeds ``max_memory_bytes`` or their number exceeds ``max_processes``.
-    ``reason`` then says which limit was hit, in words a student can read; ``None`` otherwise.
+    resident memory exceeds ``max_memory_bytes``, their number exceeds ``max_processes``, their
+    threads exceed ``max_threads``, or the files under ``folder`` (its writable folder, checked
+    every second) exceed ``max_folder_bytes``. ``reason`` then says which limit was hit, in words
+    a student can read; ``None`` otherwise.
 
     Use as a context manager around the wait for the process, or call :meth:`start` and
     :meth:`stop`.
     """
 
     def __init__(self, pid: int, *, max_memory_bytes: int, max_processes: int = 256,
-                 interval: float = 0.2):
-        if max_memory_bytes <= 0 or max_processes < 1 or interval <= 0:
-            raise ValueError("max_memory_bytes and interval must be > 0, max_processes >= 1; got "
-                             f"{max_memory_bytes}, {interval}, {max_processes}")
+                 max_threads: int = 1024, folder: str | os.PathLike | None = None,
+                 max_folder_bytes: int = 2**30, interval: float = 0.2):
+        if (max_memory_bytes <= 0 or max_processes < 1 or max_threads < 1 or interval <= 0
+                or max_folder_bytes <= 0):
+            raise ValueError("max_memory_bytes, max_folder_bytes and interval must be > 0, "
+                             "max_processes and max_threads >= 1; got "
+                             f"{max_memory_bytes}, {max_folder_bytes}, {interval}, "
+                             f"{max_processes}, {max_threads}")
         self.pid = pid
         self.max_memory_bytes = max_memory_bytes
         self.max_processes = max_processes
+        self.max_threads = max_threads
+        self.folder = folder
+        self.max_folder_bytes = max_folder_bytes
         self.interval = interval
         self.reason: str | None = None
         self.peak_memory_bytes = 0
@@ -294,34 +364,47 @@ class Watchdog:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def _measure(self) -> tuple[int, int]:
+    def _measure(self) -> tuple[int, int, int]:
         import psutil
 
         root = psutil.Process(self.pid)
         processes = [root, *root.children(recursive=True)]
-        memory = 0
+        memory = threads = 0
         for process in processes:
             try:
                 memory += process.memory_info().rss
+                threads += process.num_threads()
             except psutil.Error:  # exited between listing and reading
                 pass
-        return memory, len(processes)
+        return memory, len(processes), threads
+
+    def _over_a_limit(self, memory: int, count: int, threads: int, tick: int) -> str | None:
+        if memory > self.max_memory_bytes:
+            return (f"it used more than the {self.max_memory_bytes / 2**30:.1f} GiB memory "
+                    f"limit ({memory / 2**30:.1f} GiB)")
+        if count > self.max_processes:
+            return f"it started more than the limit of {self.max_processes} processes"
+        if threads > self.max_threads:
+            return f"it started more than the limit of {self.max_threads} threads"
+        if self.folder is not None and tick % max(1, round(1 / self.interval)) == 0:
+            size = folder_bytes(self.folder)
+            if size > self.max_folder_bytes:
+                return (f"it wrote more than the {self.max_folder_bytes / 2**20:g} MiB limit "
+                        "into its folder")
+        return None
 
     def _watch(self) -> None:
         import psutil
 
+        tick = 0
         while not self._stopped.wait(self.interval):
+            tick += 1
             try:
-                memory, count = self._measure()
+                memory, count, threads = self._measure()
             except psutil.Error:  # the process has ended
                 return
             self.peak_memory_bytes = max(self.peak_memory_bytes, memory)
-            if memory > self.max_memory_bytes:
-                self.reason = (f"it used more than the {self.max_memory_bytes / 2**30:.1f} GiB "
-                               f"memory limit ({memory / 2**30:.1f} GiB)")
-            elif count > self.max_processes:
-                self.reason = (f"it started more than the limit of {self.max_processes} "
-                               "processes")
+            self.reason = self._over_a_limit(memory, count, threads, tick)
             if self.reason:
                 try:
                     os.kill(self.pid, signal.SIGKILL)
@@ -346,7 +429,8 @@ class SandboxResult:
 def run_sandboxed(argv: Sequence[str], *, writable_dir: str | os.PathLike,
                   readonly_paths: Iterable[str | os.PathLike] = (), timeout: float = 600,
                   max_memory_bytes: int = 4 * 2**30, max_processes: int = 256,
-                  max_output_bytes: int = 1_000_000,
+                  max_threads: int = 1024, max_folder_bytes: int = 2**30,
+                  tmp_bytes: int = TMP_BYTES, max_output_bytes: int = 1_000_000,
                   environment: Mapping[str, str] | None = None,
                   allow_fork: bool = False) -> SandboxResult:
     """Run ``argv`` under :func:`sandboxed_command` with a wall-clock ``timeout`` (seconds), the
@@ -355,7 +439,8 @@ def run_sandboxed(argv: Sequence[str], *, writable_dir: str | os.PathLike,
     the sandbox cannot run."""
     require_sandbox()
     command = sandboxed_command(argv, writable_dir=writable_dir, readonly_paths=readonly_paths,
-                                environment=environment, allow_fork=allow_fork)
+                                environment=environment, allow_fork=allow_fork,
+                                tmp_bytes=tmp_bytes)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL, start_new_session=True)
@@ -375,8 +460,9 @@ def run_sandboxed(argv: Sequence[str], *, writable_dir: str | os.PathLike,
     for reader in readers:
         reader.start()
     limit = None
-    with Watchdog(process.pid, max_memory_bytes=max_memory_bytes,
-                  max_processes=max_processes) as watchdog:
+    with Watchdog(process.pid, max_memory_bytes=max_memory_bytes, max_processes=max_processes,
+                  max_threads=max_threads, folder=writable_dir,
+                  max_folder_bytes=max_folder_bytes) as watchdog:
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

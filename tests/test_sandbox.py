@@ -4,6 +4,7 @@ the effect on the real file system, network and process table."""
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import textwrap
@@ -52,6 +53,21 @@ def test_sandboxed_code_writes_its_folder_but_cannot_see_or_touch_the_course(out
     assert (work / "answer.txt").read_text() == "mine"
     assert (course / "gradebook.db").read_bytes() == b"grades"
     assert (course / "solutions" / "secret.txt").read_text() == "hidden tests"
+
+
+def test_sandboxed_code_has_no_capability_and_cannot_unmount_what_hides_files(tmp_path):
+    """Without --cap-drop ALL a root grader's sandbox kept CAP_SYS_ADMIN in its namespace and
+    could unmount the overlays that hide packages from student processes."""
+    result = _python("""
+        import ctypes
+        status = open("/proc/self/status").read().splitlines()
+        print([line for line in status if line.startswith("CapEff")])
+        libc = ctypes.CDLL(None, use_errno=True)
+        print("umount:", libc.umount2(b"/tmp", 2), ctypes.get_errno())
+    """, tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "CapEff:\\t0000000000000000" in result.stdout, result.stdout
+    assert "umount: -1 1" in result.stdout, result.stdout  # EPERM
 
 
 def test_sandboxed_code_imports_the_installed_cnnbook_without_the_repository(repo_root, tmp_path):
@@ -128,6 +144,34 @@ def test_process_limit_kills_a_sandbox_allowed_to_fork(tmp_path):
     assert leftover.stdout.strip() == "", "children outlived the sandbox"
 
 
+def test_thread_limit_kills_a_thread_bomb(tmp_path):
+    result = _python("""
+        import threading, time
+        for _ in range(400):
+            threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        time.sleep(60)
+    """, tmp_path, timeout=60, max_threads=100)
+    assert result.limit is not None and "limit of 100 threads" in result.limit, result
+    assert result.seconds < 30
+
+
+def test_folder_limit_kills_a_disk_filler_and_tmp_is_bounded(tmp_path):
+    result = _python("""
+        import os
+        try:
+            with open("/tmp/big", "wb") as big:
+                big.write(b"x" * 40 * 2**20)
+        except OSError as error:
+            print("tmp full:", error.strerror, flush=True)
+        with open("filler", "wb") as filler:
+            while True:
+                filler.write(b"x" * 2**20)
+                filler.flush()
+    """, tmp_path, timeout=60, max_folder_bytes=20 * 2**20, tmp_bytes=8 * 2**20)
+    assert "tmp full: No space left on device" in result.stdout, result
+    assert result.limit is not None and "20 MiB limit into its folder" in result.limit, result
+
+
 def test_runaway_loop_is_stopped_at_the_timeout(tmp_path):
     result = _python("while True: pass", tmp_path, timeout=2)
     assert result.returncode == -9 and "2 s limit" in result.limit
@@ -173,3 +217,55 @@ def test_autograde_stops_with_instructions_when_bwrap_is_missing(tmp_path, monke
     copy.mkdir(parents=True)
     autograde.CheckSubmittedFiles(config=config).preprocess(nbformat.v4.new_notebook(), resources)
     assert copy.exists()
+
+
+def _run_filter(program: bytes, arch: int, number: int, first_argument: int = 0) -> int:
+    """The seccomp filter's verdict for one system call, by running its classic BPF program the
+    way the kernel does (the few instructions it uses) on a ``struct seccomp_data``."""
+    data = struct.pack("<iIQ6Q", number, arch, 0, first_argument, 0, 0, 0, 0, 0)
+    instructions = [struct.unpack("=HBBI", program[offset:offset + 8])
+                    for offset in range(0, len(program), 8)]
+    accumulator, pc = 0, 0
+    while True:
+        code, jump_true, jump_false, constant = instructions[pc]
+        if code == 0x20:  # A = 32-bit word at offset
+            accumulator = struct.unpack_from("<I", data, constant)[0]
+            pc += 1
+        elif code == 0x06:
+            return constant
+        else:
+            taken = {0x15: accumulator == constant, 0x35: accumulator >= constant,
+                     0x45: bool(accumulator & constant)}[code]
+            pc += 1 + (jump_true if taken else jump_false)
+
+
+ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x00050001, 0x00050026
+X86_64, AARCH64, I386, RISCV64 = 0xC000003E, 0xC00000B7, 0x40000003, 0xC00000F3
+CLONE_THREAD = 0x00010000
+
+
+@pytest.mark.parametrize(("arch", "number", "argument", "verdict"), [
+    (X86_64, 57, 0, EPERM),                     # fork
+    (X86_64, 58, 0, EPERM),                     # vfork
+    (X86_64, 56, 0x11, EPERM),                  # clone of a process (SIGCHLD)
+    (X86_64, 56, 0x3D0F00 | CLONE_THREAD, ALLOW),  # clone of a thread (glibc's flags)
+    (X86_64, 435, 0, ENOSYS),                   # clone3: the C library falls back to clone
+    (X86_64, 0, 0, ALLOW),                      # read
+    (X86_64, 0x40000000 | 57, 0, EPERM),        # x32 ABI
+    (AARCH64, 220, 0x11, EPERM),                # clone of a process
+    (AARCH64, 220, CLONE_THREAD, ALLOW),        # clone of a thread
+    (AARCH64, 435, 0, ENOSYS),                  # clone3
+    (AARCH64, 56, 0, ALLOW),                    # openat (x86-64's clone number): allowed
+    (AARCH64, 57, 0, ALLOW),                    # close
+    (I386, 2, 0, EPERM),                        # i386 fork through int 0x80 on x86-64
+    (I386, 3, 0, EPERM),                        # every i386 call: fails closed
+    (RISCV64, 220, 0x11, EPERM),                # an architecture the filter does not know
+])
+def test_fork_filter_on_each_architecture(arch, number, argument, verdict):
+    assert _run_filter(sandbox._no_fork_filter(), arch, number, argument) == verdict
+
+
+def test_sandbox_refuses_an_architecture_without_a_filter(monkeypatch):
+    monkeypatch.setattr(sandbox.platform, "machine", lambda: "riscv64")
+    with pytest.raises(sandbox.SandboxUnavailable, match="x86_64 and aarch64 only.*riscv64"):
+        sandbox.require_sandbox()

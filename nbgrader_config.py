@@ -20,19 +20,29 @@ c.CourseDirectory.release_directory = "exercises"
 # so this limit only bites on a runaway student cell.
 c.Execute.timeout = 1800
 
-# Autograding assumes hostile submissions (solutions/README.md, "Threat model"). nbgrader's own
-# steps stay; cnnbook.autograde adds or replaces these (nbgrader validate is not affected):
+# Autograding assumes hostile submissions (solutions/README.md, "How grading works" and "Threat
+# model"). nbgrader's own steps stay; cnnbook.autograde adds or replaces these (nbgrader validate
+# is not affected):
 #   ForgetUnknownCells    a cell with a grade id the gradebook does not know (a renamed test) is
 #                         the student's own; the real test cell is put back (add_missing_cells)
 #   CheckSubmittedFiles   the grading copy keeps no symlink, special file, file over
 #                         max_file_bytes, or file named like an installed module
 #                         (cnnbook/, numpy.py)
-#   CheckAnswerSource     the student's cells are analysed outside the kernel (cnnbook.answers);
-#                         a cell that imports cnnbook, uses eval/exec/__import__/importlib, patches
-#                         a module or IPython, is replaced by one that raises the reason
-#   SandboxedExecute      each kernel runs under bubblewrap (cnnbook.sandbox): it sees its own copy
-#                         of the submission, read-only Python, a private /tmp; no course folder,
-#                         gradebook, other student or network
+#   CheckAnswerSource     (assignments not yet judged outside the kernel) the student's cells are
+#                         analysed outside the kernel (cnnbook.answers); a cell that imports
+#                         cnnbook, uses eval/exec/__import__/importlib, patches a module or
+#                         IPython, is replaced by one that raises the reason
+#   SandboxedExecute      each kernel runs under bubblewrap (cnnbook.sandbox) in a throwaway copy
+#                         of the submission (never in autograded/), read-only Python, a private
+#                         /tmp; no course folder, gradebook, other student or network. For a
+#                         judged assignment it runs the test cells without their hidden tests:
+#                         its outcome is the student's feedback, not the grade
+#   JudgeOutsideKernel    the grade of each test cell of c.JudgeOutsideKernel.assignments: the
+#                         instructor's test cells (hidden tests included) run in a judge process
+#                         that no student code ever ran in; the student's functions run in other
+#                         sandboxed processes (cnnbook's reference code and, where a test forbids
+#                         them, Keras and TensorFlow are not there to import) and answer with
+#                         plain data (cnnbook.grading)
 #   SaveAutoGradesOrDefer a cell that timed out, or whose kernel was killed or died, is left for
 #                         manual grading with the reason (never a 0); the command then exits 2
 #                         with a list of those cells
@@ -53,14 +63,22 @@ c.Autograde.sanitize_preprocessors = [
     OverwriteCells, CheckCellMetadata, "cnnbook.autograde.CheckSubmittedFiles",
 ]
 c.Autograde.autograde_preprocessors = [
-    "cnnbook.autograde.CheckAnswerSource", "cnnbook.autograde.SandboxedExecute", IgnorePattern,
+    "cnnbook.autograde.CheckAnswerSource", "cnnbook.autograde.SandboxedExecute",
+    "cnnbook.autograde.JudgeOutsideKernel", IgnorePattern,
     ClearMetadataPreprocessor, LimitOutput, "cnnbook.autograde.SaveAutoGradesOrDefer",
     AssignLatePenalties, CheckCellMetadata,
 ]
 # a test cell a student deleted or renamed comes back from the gradebook (and is graded)
 c.OverwriteCells.add_missing_cells = True
+# The assignments whose grades the judge decides outside the student's kernel. resnet and
+# architectures still take the kernel's outcome (with CheckAnswerSource): their tests pass Keras
+# tensors to the student's blocks, which the judge cannot send yet (solutions/README.md).
+c.JudgeOutsideKernel.assignments = ["sizing", "parameters"]
+c.JudgeOutsideKernel.call_timeout = 60       # seconds for one call of a student's function
+c.JudgeOutsideKernel.notebook_timeout = 1200  # seconds for judging one notebook
 # The limits of autograding, in one place. Seconds per cell (validate keeps c.Execute.timeout):
 c.SandboxedExecute.timeout = 120
+c.SandboxedExecute.notebook_timeout = 1800  # seconds for all the cells of one notebook
 c.GradingSandbox.enabled = True          # False: no bubblewrap (student code runs as you!)
 c.GradingSandbox.memory_limit_mib = 4096  # resident memory of one kernel and its children
 c.GradingSandbox.max_processes = 64       # processes of one kernel (a fork bomb is killed)

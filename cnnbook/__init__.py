@@ -19,7 +19,10 @@ One module per concept:
 * :mod:`cnnbook.grade`, :mod:`cnnbook.release` -- the instructor's grading and release tools.
 * :mod:`cnnbook.sandbox`, :mod:`cnnbook.autograde`, :mod:`cnnbook.answers` -- sandboxed
   autograding: the bubblewrap sandbox, nbgrader's sandboxed steps and feedback without hidden
-  tests, and the source analysis of answers outside the kernel.
+  tests, and the source analysis of answers outside the kernel (for the assignments the kernel
+  still grades).
+* :mod:`cnnbook.grading` -- verdicts decided outside the student's kernel: the judge, the student
+  processes and the plain data between them.
 * :mod:`cnnbook.pages` -- the book pages' glue and table helpers.
 
 Importing the package only quietens TensorFlow's C++ logging (``TF_CPP_MIN_LOG_LEVEL``) before

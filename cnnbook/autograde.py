@@ -41,10 +41,13 @@ import functools
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_markdown_cell, new_output
@@ -55,6 +58,7 @@ from traitlets import Bool, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from cnnbook import answers, sandbox
+from cnnbook.grading import verdicts
 
 __all__ = [
     "GradingSandbox",
@@ -65,6 +69,9 @@ __all__ = [
     "CheckAnswerSource",
     "SaveAutoGradesOrDefer",
     "StripHiddenTests",
+    "JudgeOutsideKernel",
+    "judged_assignments",
+    "without_hidden_tests",
     "deferred_cells",
 ]
 
@@ -114,6 +121,13 @@ class GradingSandbox(LoggingConfigurable):
                                "children; the kernel is killed above it.").tag(config=True)
     max_processes = Integer(64, help="Processes one grading kernel may have at once (a fork "
                             "bomb is killed).").tag(config=True)
+    max_threads = Integer(1024, help="Threads of one grading process and its children (TensorFlow "
+                          "starts a few per core).").tag(config=True)
+    max_folder_mib = Integer(1024, help="MiB a grading process may write into its folder (a "
+                             "throwaway copy of the submission); it is killed above it.").tag(
+                                 config=True)
+    max_tmp_mib = Integer(512, help="MiB of a grading process's private /tmp (held in memory); "
+                          "writes past it fail.").tag(config=True)
     max_output_bytes = Integer(2_000_000, help="Bytes of cell output kept per notebook; later "
                                "output is dropped with a note.").tag(config=True)
     max_file_bytes = Integer(100 * 2**20, help="Largest submitted file (bytes) copied into "
@@ -173,7 +187,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         font_cache = _matplotlib_font_cache()
         if font_cache is not None:
             shutil.copy(font_cache, os.path.join(matplotlib_dir, font_cache.name))
-        return await super()._async_pre_start_kernel(**kw)
+        command, kw = await super()._async_pre_start_kernel(**kw)
+        # the kernel's own file descriptors 1 and 2 go nowhere: what student code writes there
+        # (a forged "[AutogradeApp | ERROR]" line) never reaches the grader's log
+        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
+        return command, kw
 
     def format_kernel_cmd(self, extra_arguments=None):
         if self.kernel_name not in ("python3", "python"):
@@ -188,7 +206,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         workdir = self._launch_args.get("cwd") or os.getcwd()
         return sandbox.sandboxed_command(
             argv, writable_dir=workdir, readonly_paths=settings.readonly_paths,
-            socket_dir=self._runtime_dir,
+            socket_dir=self._runtime_dir, tmp_bytes=settings.max_tmp_mib * 2**20,
             environment={"NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
                          "MPLCONFIGDIR": os.path.join(self._runtime_dir, "matplotlib")})
 
@@ -199,7 +217,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         if process is not None:
             self.watchdog = sandbox.Watchdog(
                 process.pid, max_memory_bytes=settings.memory_limit_mib * 2**20,
-                max_processes=settings.max_processes).start()
+                max_processes=settings.max_processes, max_threads=settings.max_threads,
+                folder=self._launch_args.get("cwd") or os.getcwd(),
+                max_folder_bytes=settings.max_folder_mib * 2**20).start()
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
@@ -219,6 +239,9 @@ class SandboxedExecute(Execute):
 
     timeout = Integer(120, allow_none=True, help="Seconds one cell may run while autograding."
                       ).tag(config=True)
+    notebook_timeout = Integer(1800, help="Seconds all the cells of one notebook may run while "
+                               "autograding; past it the rest of the notebook is not run.").tag(
+                                   config=True)
     startup_timeout = Integer(180, help="Seconds a grading kernel may take to start (a busy "
                               "machine); past it the notebook waits for manual grading.").tag(
                                   config=True)
@@ -249,6 +272,15 @@ class SandboxedExecute(Execute):
                     "the rest of it was dropped]\n")))
             return self._keep_grade_signal(outs, msg)
         return super().output(outs, msg, display_id, cell_index)
+
+    def _update_display_id(self, display_id, msg):
+        """An ``update_display_data`` message (or a display with a known id) rewrites earlier
+        outputs in place: it counts toward the output limit like any output, and past the limit
+        it is dropped (nbclient 0.10's private hook; a test repeats the 20 MB update)."""
+        self._output_bytes += len(json.dumps(msg.get("content", {}), default=str))
+        if self._output_bytes > self._settings.max_output_bytes:
+            return None
+        return super()._update_display_id(display_id, msg)
 
     @staticmethod
     def _keep_grade_signal(outs, msg) -> None:
@@ -284,6 +316,33 @@ class SandboxedExecute(Execute):
             "An instructor will grade it by hand; this is not your score.]\n")))
 
     def preprocess(self, nb, resources=None, km=None):
+        """Run the notebook in a fresh copy of the submission's regular files (the graded folder
+        itself is never the kernel's: nothing the kernel leaves there, a link in place of the
+        notebook included, is ever written through or copied); for an assignment judged outside
+        the kernel, run its test cells without their hidden tests and put them back after."""
+        student, assignment, notebook = _notebook_ids(resources)
+        judged = assignment in judged_assignments(self)
+        hidden = {}
+        if judged:
+            for index, cell in enumerate(nb.cells):
+                if _is_graded(cell) and not cell.metadata.nbgrader.get("solution"):
+                    hidden[index] = cell.source
+                    cell.source = without_hidden_tests(cell.source)
+        metadata = resources.setdefault("metadata", {})
+        graded_folder = metadata.get("path")
+        scratch = tempfile.mkdtemp(prefix="cnnbook-kernel-cwd-")
+        if graded_folder and os.path.isdir(graded_folder):
+            verdicts.copy_regular_files(Path(graded_folder), Path(scratch))
+        metadata["path"] = scratch
+        try:
+            return self._execute(nb, resources, km, judged)
+        finally:
+            metadata["path"] = graded_folder
+            shutil.rmtree(scratch, ignore_errors=True)
+            for index, source in hidden.items():
+                nb.cells[index].source = source
+
+    def _execute(self, nb, resources, km, judged: bool):
         from nbclient.client import NotebookClient
 
         self._settings = GradingSandbox(parent=self)
@@ -306,15 +365,26 @@ class SandboxedExecute(Execute):
                 with self.setup_kernel():
                     info = self.wait_for_reply(self.kc.kernel_info())
                     self.nb.metadata["language_info"] = info["content"]["language_info"]
+                    per_cell, deadline = self.timeout, time.monotonic() + self.notebook_timeout
+                    whole = (f"the notebook ran longer than the {self.notebook_timeout} s limit "
+                             "for all its cells")
                     for index, cell in enumerate(self.nb.cells):
                         first_unrun = index
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            stop_reason = whole
+                            break
+                        self.timeout = max(1, min(per_cell, int(left)))
                         try:
                             self.preprocess_cell(cell, resources, index)
                         except CellTimeoutError:
                             stop_reason = (f"cell {_cell_label(cell, index)} ran longer than the "
-                                           f"{self.timeout} s limit per cell")
+                                           f"{per_cell} s limit per cell"
+                                           if self.timeout == per_cell else whole)
                         except DeadKernelError:
                             stop_reason = self._death_reason(cell, index)
+                        finally:
+                            self.timeout = per_cell
                         if stop_reason:
                             break
                     else:
@@ -322,7 +392,13 @@ class SandboxedExecute(Execute):
             except (DeadKernelError, RuntimeError, TimeoutError) as error:
                 if stop_reason is None:
                     stop_reason = f"the grading kernel failed ({type(error).__name__}: {error})"
-        if stop_reason:
+        if stop_reason and judged:
+            # the judge decides every test: the kernel's stop only costs the student's feedback
+            if first_unrun < len(self.nb.cells):
+                self.nb.cells[first_unrun].outputs.append(new_output("stream", name="stdout", text=(
+                    f"\n[grader: your notebook stopped here ({stop_reason}); the cells below were "
+                    "not run in it. The tests are judged apart from your notebook.]\n")))
+        elif stop_reason:
             for index in range(first_unrun, len(self.nb.cells)):
                 self._defer(self.nb.cells[index], index, stop_reason, deferred)
             self.log.error("Deferred to manual grading: %s", stop_reason)
@@ -466,6 +542,8 @@ class CheckAnswerSource(NbGraderPreprocessor):
     raises ``AssertionError`` with the rule, so its definitions do not exist for the tests."""
 
     def preprocess(self, nb, resources):
+        if _notebook_ids(resources)[1] in judged_assignments(self):
+            return nb, resources  # judged outside the kernel: what it refuses cannot be imported
         violations = answers.find_violations(nb)
         for index, problems in sorted(violations.items()):
             cell = nb.cells[index]
@@ -478,30 +556,128 @@ class CheckAnswerSource(NbGraderPreprocessor):
         return nb, resources
 
 
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+
+
+def without_hidden_tests(source: str, begin: str = HIDDEN_BEGIN, end: str = HIDDEN_END) -> str:
+    """``source`` without its hidden-test regions, each replaced by a comment that says so."""
+    kept, hidden = [], False
+    for line in source.splitlines():
+        if begin in line:
+            hidden = True
+            kept.append(line[: len(line) - len(line.lstrip())] + "# (hidden tests: not shown)")
+        elif end in line:
+            hidden = False
+        elif not hidden:
+            kept.append(line)
+    return "\n".join(kept)
+
+
 class StripHiddenTests(NbGraderPreprocessor):
     """A step of ``nbgrader generate_feedback``: removes the hidden-test regions from every cell
     and cuts the tracebacks of cells that held hidden tests to their last line (error name and
     message), so no feedback page shows hidden-test code."""
 
-    begin = Unicode("### BEGIN HIDDEN TESTS").tag(config=True)
-    end = Unicode("### END HIDDEN TESTS").tag(config=True)
+    begin = Unicode(HIDDEN_BEGIN).tag(config=True)
+    end = Unicode(HIDDEN_END).tag(config=True)
 
     def preprocess_cell(self, cell, resources, index):
         if self.begin not in cell.source and not _is_graded(cell):
             return cell, resources
-        kept, hidden = [], False
-        for line in cell.source.splitlines():
-            if self.begin in line:
-                hidden = True
-                kept.append(line[: len(line) - len(line.lstrip())]
-                            + "# (hidden tests: not shown)")
-            elif self.end in line:
-                hidden = False
-            elif not hidden:
-                kept.append(line)
-        cell.source = "\n".join(kept)
+        cell.source = without_hidden_tests(cell.source, self.begin, self.end)
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 last_line = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
                 output["traceback"] = [last_line]
         return cell, resources
+
+
+def judged_assignments(parent) -> list[str]:
+    """The assignments whose tests the judge decides (``c.JudgeOutsideKernel.assignments``)."""
+    return list(JudgeOutsideKernel(parent=parent).assignments)
+
+
+def _kernel_output_as_text(output) -> dict:
+    """A kernel output of a test cell in a form that no longer decides the grade (nbgrader reads
+    errors, stderr and numeric results): errors and stderr become stdout text, results become
+    displays."""
+    kind = output.get("output_type")
+    if kind == "error":
+        return new_output("stream", name="stdout", text=(
+            f"[in your notebook this cell raised {str(output.get('ename'))[:100]}: "
+            f"{str(output.get('evalue'))[:1000]}]\n"))
+    if kind == "stream" and output.get("name") == "stderr":
+        return new_output("stream", name="stdout", text=str(output.get("text", ""))[:10_000])
+    if kind == "execute_result":
+        return new_output("display_data", data=output.get("data", {}),
+                          metadata=output.get("metadata", {}))
+    return output
+
+
+class JudgeOutsideKernel(NbGraderPreprocessor):
+    """After the kernel ran the notebook (for the student's feedback), decide every autograded
+    test cell of an assignment in :attr:`assignments` outside the student's kernel
+    (:func:`cnnbook.grading.verdicts.judge_notebook`): the judge runs the instructor's test cells,
+    hidden tests included, read from the source notebook; the student's functions run in separate
+    sandboxed processes and answer with plain data. Each test cell's outputs then say the verdict:
+    the kernel's errors, stderr and results become plain text, and a failed verdict adds one
+    error with the judge's message, which nbgrader scores 0. A verdict the grader could not reach
+    goes to manual grading with its reason (:class:`SaveAutoGradesOrDefer`)."""
+
+    assignments = List(Unicode(), ["sizing", "parameters"], help="Assignments judged outside "
+                       "the kernel; the others keep the kernel's outcome.").tag(config=True)
+    call_timeout = Integer(60, help="Seconds one call of a student's function may take.").tag(
+        config=True)
+    notebook_timeout = Integer(1200, help="Seconds for judging one notebook; past it the "
+                               "remaining tests go to manual grading.").tag(config=True)
+    statement_timeout = Integer(60, help="Seconds one top-level statement of the student's "
+                                "cells may run in a student process (then it is skipped)."
+                                ).tag(config=True)
+
+    def preprocess(self, nb, resources):
+        student, assignment, notebook = _notebook_ids(resources)
+        if assignment not in self.assignments:
+            return nb, resources
+        settings = GradingSandbox(parent=self)
+        if not settings.enabled:
+            raise SystemExit(
+                f"nbgrader autograde stopped: {assignment} is judged outside the kernel "
+                "(c.JudgeOutsideKernel.assignments), which needs the grading sandbox; "
+                "c.GradingSandbox.enabled is False. Install bubblewrap and enable the sandbox, "
+                f"or take {assignment} out of c.JudgeOutsideKernel.assignments to grade it by "
+                "its kernel")
+        coursedir = CourseDirectory(config=self.config)
+        source_path = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)
+                           ) / f"{notebook}.ipynb"
+        job = verdicts.notebook_job(nb, nbformat.read(str(source_path), as_version=4))
+        limits = verdicts.Limits(
+            memory_bytes=settings.memory_limit_mib * 2**20, max_processes=settings.max_processes,
+            max_threads=settings.max_threads, folder_bytes=settings.max_folder_mib * 2**20,
+            tmp_bytes=settings.max_tmp_mib * 2**20,
+            statement_s=self.statement_timeout,
+            call_s=self.call_timeout, notebook_s=self.notebook_timeout,
+            readonly_paths=tuple(settings.readonly_paths))
+        graded_folder = resources.get("metadata", {}).get("path")
+        files = Path(graded_folder) if graded_folder and os.path.isdir(graded_folder) else None
+        results = {verdict.grade_id: verdict for verdict in verdicts.judge_notebook(
+            job.student_cells, job.setup_cells, job.tests, files, limits, job.setup_count)}
+        deferred = resources.setdefault(DEFERRED_KEY, {})
+        for index, cell in enumerate(nb.cells):
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id not in results or not _is_graded(cell):
+                continue
+            verdict = results[grade_id]
+            cell.outputs = [_kernel_output_as_text(output) for output in cell.get("outputs", [])]
+            if verdict.passed is False:
+                cell.outputs.append(new_output(
+                    "error", ename="TestFailed", evalue=verdict.message[:2000],
+                    traceback=[f"TestFailed: {verdict.message[:2000]}"]))
+            elif verdict.passed is None:
+                deferred[grade_id] = f"the grader failed: {verdict.message}"
+                cell.outputs.append(new_output("stream", name="stdout", text=(
+                    f"\n[grader: cell {_cell_label(cell, index)} was not graded automatically "
+                    "because the grader failed. An instructor will grade it by hand; this is "
+                    "not your score.]\n")))
+                self.log.error("%s/%s/%s %s: the grader failed: %s", student, assignment,
+                               notebook, grade_id, verdict.message)
+        return nb, resources

@@ -67,6 +67,18 @@ class Assignment:
     that build large networks. The good submissions answer every cell."""
     fail_unanswered: tuple[str, ...] = ()
     """Tests that fail because of :attr:`left_unanswered`."""
+    built_with_keras: tuple[str, ...] = ()
+    """Tests of networks the student builds with Keras (a student who patches Keras' shape rule
+    in their own process breaks them)."""
+    honest_answers: dict[str, str] | None = None
+    """Answer cells written with the idioms honest students use (decorators, magics, import
+    styles, constants shared between cells, a helper named like a hidden one, output on stderr),
+    which must score full marks: the ``good_honest_idioms`` kind."""
+    judged: bool = False
+    """Whether the judge decides its tests outside the student's kernel
+    (``c.JudgeOutsideKernel.assignments``): then the kernel's fate (a stop, a refusal) only
+    costs the student's feedback, and each test's verdict comes from the student's functions,
+    run in processes where cnnbook's reference code and the forbidden packages do not exist."""
     graded_on_sizing_only: tuple[str, ...] = ()
     """Kinds left out of this assignment's batch because their outcome is the grader's alone, the
     same for every assignment (the cell time limit, the sandbox's walls, the checks on submitted
@@ -103,6 +115,61 @@ SIZING_OUTPUT_SIZE_TESTS = ("test_output_size_valid", "test_output_size_same",
 SIZING_TESTS = (*SIZING_OUTPUT_SIZE_TESTS, "test_toy_shape_table", "test_alexnet_first_layer",
                 "test_toy_network_shapes")
 
+SIZING_HONEST = {
+    "output_size": """
+import functools
+import warnings
+
+@functools.lru_cache(maxsize=None)
+def output_size(input_size, kernel_size, stride=1, padding="valid"):
+    \"\"\"Positions of the window (cached, as a student might).\"\"\"
+    if padding == "same":
+        return math.ceil(input_size / stride)
+    if padding == "valid":
+        padding = 0
+    if isinstance(padding, str) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"bad padding {padding!r}")
+    if kernel_size > input_size + 2 * padding:
+        warnings.warn("kernel larger than the padded input")
+        raise ValueError("the kernel does not fit")
+    return (input_size + 2 * padding - kernel_size) // stride + 1
+""",
+    "toy_shapes": """
+%matplotlib inline
+KERNEL = 3
+
+def keras_valid_size(size):  # a name the hidden tests use for their own helper
+    return size
+
+def toy_shape_table(image_size=32, filters=12, classes=10):
+    conv = output_size(image_size, KERNEL, 1, "same")
+    pool = output_size(conv, 2, 2, "valid")
+    return {"input": (image_size, image_size, 3), "conv": (conv, conv, filters),
+            "relu": (conv, conv, filters), "pool": (pool, pool, filters),
+            "flatten": (pool * pool * filters,), "fc": (classes,)}
+
+toy_shapes = toy_shape_table()
+toy_shapes
+""",
+    "build_toy_network": """
+import sys
+from tensorflow import keras as tf_keras
+
+def build_toy_network():
+    print("building", file=sys.stderr)
+    x = images = tf_keras.Input(shape=(32, 32, 3))
+    for layer in [tf_keras.layers.Conv2D(12, KERNEL, padding="same", name="conv"),
+                  tf_keras.layers.ReLU(name="relu"), tf_keras.layers.MaxPooling2D(2, name="pool"),
+                  tf_keras.layers.Flatten(name="flatten"), tf_keras.layers.Dense(10, name="fc")]:
+        x = layer(x)
+    model = tf_keras.Model(images, x)
+    assert model.layers[1].__class__.__name__ == "Conv2D"
+    return model
+""",
+}
+"""Honest answers of sizing in the idioms students write (see :attr:`Assignment.honest_answers`):
+every one of them lost points under the in-kernel source rules."""
+
 SIZING = Assignment(
     name="sizing",
     setup_cell="sizing_setup",
@@ -131,6 +198,9 @@ SIZING = Assignment(
     partly_correct=_partly_correct_sizing,
     early_answer_cell="toy_shapes",
     late_answer_cell="alexnet_answers",
+    built_with_keras=("test_toy_network_shapes",),
+    honest_answers=SIZING_HONEST,
+    judged=True,
 )
 
 ARCHITECTURES_TESTS = (
@@ -184,7 +254,8 @@ ARCHITECTURES = Assignment(
     # and every answer the source analysis refuses
     graded_on_sizing_only=("infinite_loop", "output_flood", "fork_bomb", "network_connection",
                            "reads_solutions", "writes_elsewhere", "symlink_outside",
-                           "notebook_is_symlink", "shadowing_numpy_file", "oversized_file"),
+                           "notebook_is_symlink", "shadowing_numpy_file", "oversized_file",
+                           "forges_log_lines", "leaves_links_behind", "display_flood"),
 )
 
 ASSIGNMENTS = {assignment.name: assignment for assignment in (SIZING, ARCHITECTURES)}
@@ -213,6 +284,10 @@ class Expected:
     automatic score, which counts 0."""
     absent: tuple[str, ...] = ()
     """Files that must not be in the grading copy (``autograded/<kind>/<assignment>/``)."""
+    not_in_log: str | None = None
+    """Text that must not appear in the command's log (what the kernel wrote to its stdout)."""
+    max_graded_bytes: int | None = None
+    """Largest size of the graded notebook (output past the limit, display updates included)."""
 
 
 @dataclass
@@ -344,9 +419,18 @@ def _own_function(course: Course, body: str) -> str:
     return f"def {assignment.bypassed_function}({assignment.parameters}):\n{body}\n"
 
 
-def _bypass_expected(course: Course, reason: str) -> Expected:
+def _bypass_expected(course: Course, reason: str | None,
+                     judged_reason: str | None = None) -> Expected:
+    """The bypass fails the tests that need the bypassed function: refused by the source
+    analysis with ``reason``, or, where the judge decides, failing with ``judged_reason`` (the
+    error the student process raised: what the bypass reaches for is not there)."""
     return Expected(passing=_without(course.reference_passing, *course.assignment.need_bypassed),
-                    reason=reason)
+                    reason=judged_reason if course.assignment.judged else reason)
+
+
+def _reference_module(course: Course) -> str:
+    """The submodule of cnnbook holding the reference function (``sizing``)."""
+    return course.assignment.reference_function.split(".")[1]
 
 
 KINDS: dict[str, Callable[[Course], Submission]] = {}
@@ -450,9 +534,12 @@ def infinite_loop(course):
     cell = course.assignment.late_answer_cell
     before, after = course.tests_around(cell)
     notebook = _append_to(course.reference, cell, "import time\nwhile True:\n    time.sleep(1)")
+    reason = f"ran longer than the {TEST_LIMITS['timeout_s']} s limit"
+    if course.assignment.judged:  # the student process skips the statement: nothing is lost
+        return Submission(notebook, Expected(passing=course.reference_passing, reason=reason))
     return Submission(notebook, Expected(
         passing=tuple(test for test in before if test in course.reference_passing),
-        deferred=after, reason=f"ran longer than the {TEST_LIMITS['timeout_s']} s limit"))
+        deferred=after, reason=reason))
 
 
 @kind
@@ -460,9 +547,12 @@ def os_exit(course):
     cell = course.assignment.early_answer_cell
     before, after = course.tests_around(cell)
     notebook = _append_to(course.reference, cell, "import os\nos._exit(3)")
+    reason = f"the kernel stopped while running cell `{cell}`"
+    if course.assignment.judged:  # started again without the statement that ended it
+        return Submission(notebook, Expected(passing=course.reference_passing, reason=reason))
     return Submission(notebook, Expected(
         passing=tuple(test for test in before if test in course.reference_passing),
-        deferred=after, reason=f"the kernel stopped while running cell `{cell}`"))
+        deferred=after, reason=reason))
 
 
 @kind
@@ -477,11 +567,28 @@ def output_flood(course):
 
 
 @kind
+def display_flood(course):
+    """20 MB of output through one display updated in place (``update_display_data``), which
+    nbgrader's output hook never sees."""
+    notebook = _append_to(course.reference, course.assignment.early_answer_cell, (
+        "from IPython.display import display\n"
+        "handle = display('start', display_id=True)\n"
+        "for number in range(20):\n"
+        "    handle.update(str(number) * 1_000_000)\n"))
+    return Submission(notebook, Expected(
+        passing=course.reference_passing,
+        max_graded_bytes=TEST_LIMITS["max_output_bytes"] + 500_000))
+
+
+@kind
 def memory_bomb(course):
     cell = course.assignment.late_answer_cell
     before, after = course.tests_around(cell)
     notebook = _append_to(course.reference, cell,
                           'hog = [b"x" * 2**28 for _ in range(24)]  # 6 GiB, written')
+    if course.assignment.judged:  # started again without the statement that was killed
+        return Submission(notebook, Expected(passing=course.reference_passing,
+                                             reason="memory limit"))
     return Submission(notebook, Expected(
         passing=tuple(test for test in before if test in course.reference_passing),
         deferred=after, reason="memory limit"))
@@ -600,6 +707,13 @@ def patched_keras(course):
     notebook = _insert_after(course.partial(course.reference),
                              course.assignment.partly_correct_answer[0], (
         "keras.layers.Conv2D.compute_output_shape = lambda self, shape: (None, 56, 56, 96)\n"))
+    if course.assignment.judged:
+        # the patch changes the student's own process only, never the judge's Keras: there it
+        # only breaks the student's own network, whose layers no longer fit together
+        return Submission(notebook, Expected(
+            passing=_without(course.reference_passing, *course.partial_failing,
+                             *course.assignment.built_with_keras),
+            reason="could not be rebuilt"))
     return Submission(notebook, Expected(
         passing=_without(course.reference_passing, *course.partial_failing),
         reason="it changes `keras.layers.Conv2D"))
@@ -610,9 +724,10 @@ def ipython_hook(course):
     notebook = _insert_after(course.partial(course.reference),
                              course.assignment.partly_correct_answer[0], (
         "get_ipython().set_custom_exc((AssertionError,), lambda *args, **kwargs: None)\n"))
+    # judged: there is no IPython where the tests are decided
     return Submission(notebook, Expected(
         passing=_without(course.reference_passing, *course.partial_failing),
-        reason="it uses `get_ipython`"))
+        reason=None if course.assignment.judged else "it uses `get_ipython`"))
 
 
 @kind
@@ -620,7 +735,8 @@ def shell_escape(course):
     name = course.assignment.name
     notebook = _insert_after(course.release, course.assignment.setup_cell,
                              f"!cp ../../../solutions/{name}/{name}.ipynb .\n%run {name}.ipynb\n")
-    return Submission(notebook, Expected(passing=(), reason="it uses `get_ipython`"))
+    return Submission(notebook, Expected(
+        passing=(), reason=None if course.assignment.judged else "it uses `get_ipython`"))
 
 
 @kind
@@ -630,8 +746,9 @@ def replaces_check_written_here(course):
             "cnnbook.grade.check_written_here = lambda *args, **kwargs: None\n"
             + _own_function(course, f"    return {assignment.reference_function}("
                                     f"{assignment.arguments})"))
-    return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, "it imports `cnnbook.grade`"))
+    return Submission(_with_own_function(course, code), _bypass_expected(
+        course, "it imports `cnnbook.grade`",
+        f"module 'cnnbook' has no attribute '{_reference_module(course)}'"))
 
 
 @kind
@@ -639,8 +756,9 @@ def eval_of_reference(course):
     assignment = course.assignment
     code = _own_function(course, f'    return eval("{assignment.reference_function}")'
                                  f"({assignment.arguments})")
-    return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, "it uses `eval`"))
+    return Submission(_with_own_function(course, code), _bypass_expected(
+        course, "it uses `eval`",
+        f"module 'cnnbook' has no attribute '{_reference_module(course)}'"))
 
 
 @kind
@@ -650,8 +768,8 @@ def dunder_import(course):
     code = _own_function(course, (
         f'    module = __import__("cnn" + "{module[3:]}", fromlist=["x"])\n'
         f"    return module.{function}({assignment.arguments})"))
-    return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, "it uses `__import__`"))
+    return Submission(_with_own_function(course, code), _bypass_expected(
+        course, "it uses `__import__`", f"No module named '{module}'"))
 
 
 @kind
@@ -661,15 +779,132 @@ def reference_in_default_argument(course):
             f"def {assignment.bypassed_function}({assignment.parameters},\n"
             f"        _rule=functools.partial({assignment.reference_function})):\n"
             f"    return _rule({assignment.arguments})\n")
-    return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, "it uses `cnnbook` from cnnbook"))
+    return Submission(_with_own_function(course, code), _bypass_expected(
+        course, "it uses `cnnbook` from cnnbook",
+        f"name '{assignment.bypassed_function}' is not defined"))
 
 
 @kind
 def keras_lookup_table(course):
     assignment = course.assignment
     return Submission(_with_own_function(course, assignment.keras_answer), _bypass_expected(
-        course, f"`{assignment.bypassed_function}` must not rely on keras"))
+        course, f"`{assignment.bypassed_function}` must not rely on keras",
+        # judged: the table stays empty where Keras cannot be imported
+        "KeyError"))
+
+
+# --- What only the judge stops: the kernel's outcome is not the grade -----------------------------
+# (kinds of JUDGED_ONLY: an assignment still graded by its kernel would lose to them, which is why
+# every assignment is to move to the judge)
+
+JUDGED_ONLY = ("post_run_cell_hook", "lying_values", "keras_through_module_table",
+               "reads_hidden_expected", "prints_input_history")
+"""Kinds that only an assignment judged outside the kernel stops; left out of the others'
+batches."""
+
+HOOK = """
+# clears every error of every later cell, reaching IPython without naming get_ipython
+shell = exit._ip
+def forgive(result):
+    result.error_in_exec = None
+shell.events.register("post_run_cell", forgive)
+shell.showtraceback = lambda *args, **kwargs: None
+"""
+
+
+@kind
+def post_run_cell_hook(course):
+    """The blank notebook with one cell added: it scored full marks in the kernel."""
+    notebook = _insert_after(course.release, course.assignment.setup_cell, HOOK)
+    return Submission(notebook, Expected(passing=()))
+
+
+@kind
+def lying_values(course):
+    """The function returns a number whose every comparison is true."""
+    code = ("class Anything(int):\n"
+            "    def __eq__(self, other):\n        return True\n"
+            "    __hash__ = int.__hash__\n"
+            + _own_function(course, "    return Anything(0)"))
+    return Submission(_with_own_function(course, code),
+                      _bypass_expected(course, None, "returned Anything: a subclass of int"))
+
+
+@kind
+def keras_through_module_table(course):
+    """Keras by a road no source rule named: the module table through os, importlib's
+    import_module through it."""
+    code = ("import os\n" + _own_function(course, (
+        '    keras_module = (os.sys.modules.get("keras")\n'
+        '                    or os.sys.modules["importlib"].import_module("keras"))\n'
+        "    return keras_module.layers.Conv2D")))
+    return Submission(_with_own_function(course, code), _bypass_expected(
+        course, None, "keras cannot be imported while this test runs"))
+
+
+@kind
+def reads_hidden_expected(course):
+    """The function looks for the hidden test's ``expected`` in its callers' frames."""
+    code = ("import sys\n" + _own_function(course, (
+        "    frame = sys._getframe(1)\n"
+        "    while frame is not None:\n"
+        "        for names in (frame.f_locals, frame.f_globals):\n"
+        '            if "expected" in names:\n'
+        '                return names["expected"]\n'
+        "        frame = frame.f_back\n"
+        "    return -1")))
+    return Submission(_with_own_function(course, code), _bypass_expected(course, None))
+
+
+@kind
+def prints_input_history(course):
+    """A last cell prints IPython's input history, where the hidden tests were."""
+    notebook = _copy(course.reference)
+    notebook["cells"].append({"cell_type": "code", "execution_count": None, "id": "history",
+                              "metadata": {}, "outputs": [],
+                              "source": "print(In)\nprint(_ih)\n"})
+    return Submission(notebook, Expected(passing=course.reference_passing))
+
+
+# --- What the grader must never follow ---------------------------------------------------------
+
+
+@kind
+def leaves_links_behind(course):
+    """The kernel replaces its own notebook with a link to the gradebook and leaves links to the
+    solutions and to /dev/zero and a FIFO, for nbgrader to write through or feedback to copy."""
+    name = course.assignment.name
+    notebook = _insert_after(course.reference, course.assignment.setup_cell, (
+        "import os\n"
+        f"os.remove({name + '.ipynb'!r})\n"
+        f"os.symlink({str(course.root / 'gradebook.db')!r}, {name + '.ipynb'!r})\n"
+        f"os.symlink({str(course.solution_path)!r}, 'solution_copy.ipynb')\n"
+        "os.symlink('/dev/zero', 'zeros.bin')\n"
+        "os.mkfifo('pipe.html')\n"
+        "print('LINKS LEFT')\n"))
+    return Submission(notebook, Expected(
+        passing=course.reference_passing, reason="LINKS LEFT",
+        absent=("solution_copy.ipynb", "zeros.bin", "pipe.html")))
+
+
+@kind
+def forges_log_lines(course):
+    """Writes lines that look like the grader's own errors to the kernel's stdout and stderr."""
+    notebook = _insert_after(course.reference, course.assignment.setup_cell, (
+        "import os\n"
+        "os.write(1, b'[AutogradeApp | ERROR] FORGED: student x scored 0\\n')\n"
+        "os.write(2, b'[AutogradeApp | ERROR] FORGED: student y scored 0\\n')\n"))
+    return Submission(notebook, Expected(passing=course.reference_passing,
+                                         not_in_log="FORGED"))
+
+
+@kind
+def good_honest_idioms(course):
+    """Every answer written with idioms an honest student uses: full marks."""
+    notebook = _copy(course.source)
+    for grade_id, code in (course.assignment.honest_answers or {}).items():
+        notebook = _set_source(notebook, grade_id, code.strip("\n") + "\n")
+    return Submission(notebook, Expected(passing=course.reference_passing))
 
 
 def build(root: Path, assignment: str = "sizing") -> dict[str, Submission]:
@@ -687,8 +922,14 @@ def build(root: Path, assignment: str = "sizing") -> dict[str, Submission]:
 
 def kinds_of(assignment: str) -> list[str]:
     """The kinds in the batch of ``assignment``, sorted: every kind but those its description
-    grades on sizing only."""
-    skipped = ASSIGNMENTS[assignment].graded_on_sizing_only
+    grades on sizing only, those only the judge stops when the kernel still grades it, and the
+    honest idioms when it describes none."""
+    description = ASSIGNMENTS[assignment]
+    skipped = set(description.graded_on_sizing_only)
+    if not description.judged:
+        skipped.update(JUDGED_ONLY)
+    if not description.honest_answers:
+        skipped.add("good_honest_idioms")
     return sorted(name for name in KINDS if name not in skipped)
 
 

@@ -1,0 +1,273 @@
+"""The judge: runs the instructor's test cells, hidden tests included, against the student's names.
+
+The grader starts it as ``python -I -m cnnbook.grading.judge_side`` in the sandbox (no student
+code ever runs in it) and sends one JSON line, ``{"setup": [...], "tests": [{"grade_id": ...,
+"source": ...}]}``: the instructor's cells the judge runs first (imports, constants) and the test
+cells. The judge answers ``{"ready": true}`` (or ``{"setup_failed": reason}``), then runs each test
+cell in one namespace, in order, and writes ``{"verdict": {"grade_id", "passed", "message",
+"grader_failure"}}`` for each.
+
+A name a test cell reads that the judge does not define is looked up in a student process: a
+function becomes a :class:`StudentFunction`, whose calls travel as plain data; a value arrives
+decoded into built-in types (:mod:`cnnbook.grading.plain_data`). When a test cell says
+``check_written_here(f, forbid=("keras", "tensorflow"))`` anywhere in it, every name of that cell
+comes from a student process where those packages cannot be imported at all, and so does every
+name of any other test cell that names ``f``. Values (not functions) are always read where every
+package that any test forbids is hidden. The judge writes a
+request as ``{"request": {...}}`` and reads the grader's relay of the student process's reply (or
+``{"failed": reason}`` when that process died, ran out of time or sent too much).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import io
+import json
+import os
+import sys
+
+from cnnbook.grading.plain_data import MalformedAnswer, Refused, decode, encode
+
+__all__ = ["StudentFunction", "StudentProcessFailed", "GraderProblem", "check_written_here",
+           "declared_forbids", "forbidden_packages", "value_forbid", "free_names", "Judge"]
+
+
+class StudentProcessFailed(BaseException):  # noqa: N818 (a BaseException: tests' `except
+    """The student process could not answer (it died, ran out of time, sent too much or sent
+    something malformed). A ``BaseException`` so that no ``except Exception`` in a test swallows
+    it: the test fails with this reason."""                       # Exception` must not catch it)
+
+
+class GraderProblem(BaseException):  # noqa: N818
+    """The test asks what the grader cannot do (an argument that is not plain data): the grader's
+    failure, never the student's score."""
+
+
+def declared_forbids(source: str) -> dict[str, set[str]]:
+    """What a test cell forbids, per function: ``check_written_here(f, forbid=("keras",))``
+    gives ``{"f": {"keras"}}`` (``may_use`` and calls without ``forbid`` add nothing)."""
+    declared: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check_written_here":
+            target = node.args[0] if node.args else None
+            if not isinstance(target, ast.Name):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg == "forbid":
+                    declared.setdefault(target.id, set()).update(
+                        ast.literal_eval(keyword.value))
+    return declared
+
+
+def forbidden_packages(source: str, declared: dict[str, set[str]] | None = None
+                       ) -> tuple[str, ...]:
+    """The packages hidden while a test cell runs: what it forbids itself, and what any test
+    cell of the notebook (``declared``, from :func:`declared_forbids`) forbids for a function
+    this cell names. A function written without Keras for one test is written without it for
+    every test."""
+    packages: set[str] = set()
+    for names in declared_forbids(source).values():
+        packages.update(names)
+    for name in free_names(source):
+        packages.update((declared or {}).get(name, ()))
+    return tuple(sorted(packages))
+
+
+def value_forbid(declared: dict[str, set[str]]) -> tuple[str, ...]:
+    """Where the student's values are read: with every package any test forbids hidden."""
+    return tuple(sorted(set().union(*declared.values()))) if declared else ()
+
+
+def free_names(source: str) -> list[str]:
+    """Every name the cell reads (anywhere, in order of first appearance), builtins left out."""
+    names: dict[str, None] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            names.setdefault(node.id)
+    return [name for name in names if not hasattr(builtins, name)]
+
+
+class _Channel:
+    def __init__(self, incoming, outgoing):
+        self.incoming, self.outgoing = incoming, outgoing
+
+    def send(self, message) -> None:
+        self.outgoing.write(json.dumps(message).encode() + b"\n")
+        self.outgoing.flush()
+
+    def receive(self):
+        line = self.incoming.readline()
+        if not line:
+            raise SystemExit("the grader closed the judge's channel")
+        return json.loads(line)
+
+
+class StudentFunction:
+    """A function of the student's notebook, called in a student process: arguments go as plain
+    data, the result comes back decoded, an exception comes back as the same built-in exception
+    class (a student's own class as its nearest built-in base)."""
+
+    def __init__(self, judge: Judge, name: str, forbid: tuple[str, ...]):
+        self._judge, self.__name__, self._forbid = judge, name, forbid
+
+    def __repr__(self):
+        return f"<your function {self.__name__}>"
+
+    def __call__(self, *args, **kwargs):
+        arguments = [encode(argument) for argument in args]
+        keywords = {key: encode(value) for key, value in kwargs.items()}
+        for value in [*arguments, *keywords.values()]:
+            if isinstance(value, dict) and "__refused__" in value:
+                raise GraderProblem(f"the test passes {value['__refused__']} to "
+                                    f"{self.__name__}, which the grader cannot send")
+        reply = self._judge.ask({"op": "call", "name": self.__name__, "args": arguments,
+                                 "kwargs": keywords}, self._forbid)
+        if "value" in reply:
+            result = self._judge.decoded(reply["value"], f"{self.__name__}'s result")
+            if isinstance(result, Refused):
+                raise StudentProcessFailed(f"{self.__name__} returned {result.reason}")
+            return result
+        raised = reply.get("raised")
+        if isinstance(raised, dict):
+            builtin = getattr(builtins, str(raised.get("builtin")), None)
+            message = str(raised.get("message", ""))[:500]
+            kind = str(raised.get("type", ""))[:80]
+            if isinstance(builtin, type) and issubclass(builtin, Exception):
+                if kind != builtin.__name__:
+                    message = f"{kind}: {message}"
+                raise builtin(message or f"{self.__name__} raised {kind} (not written yet?)")
+            raise StudentProcessFailed(f"{self.__name__} raised {kind}: {message}")
+        raise StudentProcessFailed(f"calling {self.__name__}: {self._judge.failure(reply)}")
+
+
+def check_written_here(function, forbid=(), may_use=()):
+    """The judge's version of the tests' check: the name must be a function of the student's
+    notebook. That it uses no ``cnnbook`` reference code and none of ``forbid`` needs no check
+    here: none of them can be imported where it runs."""
+    if not isinstance(function, StudentFunction):
+        raise AssertionError(f"{getattr(function, '__name__', function)!r} must be a function "
+                             "written in your notebook")
+
+
+class Judge:
+    """One notebook's judge: the namespace of the test cells and the channel to the grader."""
+
+    def __init__(self, channel: _Channel):
+        self.channel = channel
+        self.namespace: dict = {"__name__": "__judge__", "__builtins__": builtins}
+        self.student_names: set[str] = set()
+        self.value_forbid: tuple[str, ...] = ()
+
+    def failure(self, reply) -> str:
+        if isinstance(reply, dict) and isinstance(reply.get("failed"), str):
+            return reply["failed"][:500]
+        return "the student process sent an answer the grader cannot read"
+
+    def ask(self, request: dict, forbid: tuple[str, ...]) -> dict:
+        self.channel.send({"request": {**request, "forbid": list(forbid)}})
+        reply = self.channel.receive()
+        if not isinstance(reply, dict):
+            raise StudentProcessFailed("the student process sent an answer the grader cannot "
+                                       "read")
+        if "failed" in reply:
+            raise StudentProcessFailed(self.failure(reply))
+        return reply
+
+    def decoded(self, data, what: str):
+        try:
+            return decode(data)
+        except MalformedAnswer as error:
+            raise StudentProcessFailed(f"{what} could not be read: {error}") from None
+        except (ValueError, TypeError) as error:  # a model config Keras refuses
+            raise StudentProcessFailed(f"{what} could not be rebuilt: {error}") from None
+
+    def run_setup(self, cells: list[str]) -> None:
+        import cnnbook.grade
+
+        # test cells import the check from cnnbook.grade: here it is the judge's
+        cnnbook.grade.check_written_here = check_written_here
+        for source in cells:
+            exec(compile(source, "<set-up cell>", "exec"), self.namespace)
+        self.namespace["check_written_here"] = check_written_here
+
+    def _bind_student_names(self, source: str, forbid: tuple[str, ...]) -> None:
+        """Bind every name the cell reads that the judge lacks: a function to a proxy called
+        where ``forbid`` is hidden; a value from the process where everything any test forbids
+        is hidden (:attr:`value_forbid`), so that no value smuggles in what a function may not
+        use (a table of Keras' answers). A name missing there but a function elsewhere is still
+        a function; a value that exists only where Keras does is missing."""
+        for name in self.student_names:
+            self.namespace.pop(name, None)
+        self.student_names.clear()
+        for name in free_names(source):
+            if name in self.namespace:
+                continue
+            reply = self.ask({"op": "lookup", "name": name}, self.value_forbid)
+            if reply.get("kind") == "missing" and forbid != self.value_forbid:
+                elsewhere = self.ask({"op": "lookup", "name": name}, forbid)
+                if elsewhere.get("kind") == "function":
+                    reply = elsewhere
+            kind = reply.get("kind")
+            if kind == "function":
+                self.namespace[name] = StudentFunction(self, name, forbid)
+            elif kind == "value":
+                self.namespace[name] = self.decoded(reply.get("value"), name)
+            elif "raised" in reply:
+                raise StudentProcessFailed(f"reading {name} raised "
+                                           f"{str(reply['raised'].get('message'))[:300]}")
+            else:
+                continue  # missing: the test's NameError says so
+            self.student_names.add(name)
+
+    def run_test(self, grade_id: str, source: str,
+                 declared: dict[str, set[str]] | None = None) -> dict:
+        verdict = {"grade_id": grade_id, "passed": False, "message": "",
+                   "grader_failure": False}
+        output = io.StringIO()
+        try:
+            forbid = forbidden_packages(source, declared)
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                self._bind_student_names(source, forbid)
+                exec(compile(source, f"<test {grade_id}>", "exec"), self.namespace)
+            verdict["passed"] = True
+        except StudentProcessFailed as failure:
+            verdict["message"] = str(failure)
+        except GraderProblem as problem:
+            verdict.update(grader_failure=True, message=str(problem))
+        except Exception as error:
+            verdict["message"] = f"{type(error).__name__}: {error}"[:1000]
+        return verdict
+
+
+def main() -> None:
+    incoming = os.fdopen(os.dup(0), "rb")
+    outgoing = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for descriptor in (0, 1, 2):
+        os.dup2(devnull, descriptor)
+    sys.stdout = sys.stderr = io.StringIO()
+    channel = _Channel(incoming, outgoing)
+    job = channel.receive()
+    judge = Judge(channel)
+    try:
+        judge.run_setup(job["setup"])
+    except Exception as error:
+        channel.send({"setup_failed": f"{type(error).__name__}: {error}"[:1000]})
+        return
+    channel.send({"ready": True})
+    declared: dict[str, set[str]] = {}
+    for test in job["tests"]:
+        for name, packages in declared_forbids(test["source"]).items():
+            declared.setdefault(name, set()).update(packages)
+    judge.value_forbid = value_forbid(declared)
+    for test in job["tests"]:
+        channel.send({"verdict": judge.run_test(test["grade_id"], test["source"], declared)})
+        sys.stdout.seek(0)
+        sys.stdout.truncate()
+    channel.send({"done": True})
+
+
+if __name__ == "__main__":
+    main()

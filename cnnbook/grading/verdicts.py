@@ -1,0 +1,492 @@
+"""The grader's side of judging a notebook outside the student's kernel.
+
+:func:`judge_notebook` starts a judge (:mod:`cnnbook.grading.judge_side`) and, when the judge
+first asks for a student's name, one student process per set of forbidden packages
+(:mod:`cnnbook.grading.student_side`), each in the bubblewrap sandbox with a fresh copy of the
+submission's files as its only writable folder; it relays the judge's requests and returns one
+:class:`Verdict` per test cell. What the processes print never reaches the grader's log: the
+student processes' output goes nowhere, the judge's is captured. Every message is one JSON line
+of at most ``max_message_bytes``; a process that sends more, ends, or stays silent past its time
+limit is killed.
+
+Who is to blame decides the verdict: a student process that dies or runs out of time while the
+student's code runs fails that test (and is started afresh for the next one, at most
+``restarts`` times); a judge that cannot start, fails in the instructor's set-up cells or dies,
+and a student process that cannot start before any student code ran, are the grader's failures:
+those verdicts have ``passed=None`` and go to manual grading, never to a zero.
+
+Inside a student process, ``cnnbook`` shows only :data:`STUDENT_MODULES` (its reference code
+cannot be imported), and each forbidden package is replaced by a module that raises
+``ImportError`` when imported: the files are not there to be found by any other road.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import queue
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cnnbook
+from cnnbook import sandbox
+from cnnbook.grading import student_side
+from cnnbook.grading.judge_side import declared_forbids, forbidden_packages, value_forbid
+
+__all__ = ["STUDENT_MODULES", "Limits", "Verdict", "NotebookJob", "judge_notebook", "notebook_job",
+           "student_overlays", "copy_regular_files"]
+
+STUDENT_MODULES = ("__init__.py",)
+"""The files of the ``cnnbook`` package a student process can import (relative to the package):
+what the formula assignments' notebooks import. Everything else of ``cnnbook`` is hidden."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits of judging one notebook (``nbgrader_config.py`` sets them through
+    ``c.GradingSandbox`` and ``c.JudgeOutsideKernel``)."""
+
+    memory_bytes: int = 4 * 2**30
+    """Resident memory of each process (student or judge) with its threads."""
+    max_processes: int = 64
+    max_threads: int = 1024
+    folder_bytes: int = 2**30
+    """Bytes each process may write into its folder."""
+    tmp_bytes: int = sandbox.TMP_BYTES
+    startup_s: float = 180
+    """Seconds a process may take to start (and the judge to run the set-up cells)."""
+    load_s: float = 600
+    """Seconds all the student's cells may run in a student process before it answers."""
+    statement_s: float = 60
+    """Seconds one top-level statement of the student's cells may run (then it is skipped)."""
+    call_s: float = 60
+    """Seconds one call of a student's function may take."""
+    judge_step_s: float = 300
+    """Seconds the judge may take between two messages (it builds Keras networks)."""
+    notebook_s: float = 1200
+    """Seconds for the whole notebook; past it the remaining tests go to manual grading."""
+    max_message_bytes: int = 20 * 2**20
+    restarts: int = 2
+    """How often a student process that died in a call is started again."""
+    readonly_paths: tuple[str, ...] = ()
+    """What the judge may read besides the Python environment (the data set)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One test cell's outcome: ``passed`` True or False, or None when the grader failed (then
+    ``message`` says why, for the instructor)."""
+
+    grade_id: str
+    passed: bool | None
+    message: str
+
+
+class _Ended(Exception):
+    """The process ended, sent too much, or stayed silent past its limit (``str``: why)."""
+
+
+class _Process:
+    """A sandboxed process that speaks JSON lines on its stdin and stdout."""
+
+    def __init__(self, argv: Sequence[str], workdir: Path, limits: Limits, *,
+                 overlays: Sequence[str] = (), readonly_paths: Sequence[str] = ()):
+        command = sandbox.sandboxed_command(
+            argv, writable_dir=workdir, readonly_paths=readonly_paths, overlays=overlays,
+            environment={"TF_CPP_MIN_LOG_LEVEL": "3"}, tmp_bytes=limits.tmp_bytes)
+        self.limits = limits
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, start_new_session=True)
+        self.stderr = bytearray()
+        self.lines: queue.Queue = queue.Queue()
+        self.watchdog = sandbox.Watchdog(
+            self.process.pid, max_memory_bytes=limits.memory_bytes,
+            max_processes=limits.max_processes, max_threads=limits.max_threads, folder=workdir,
+            max_folder_bytes=limits.folder_bytes).start()
+        threading.Thread(target=self._read_lines, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_lines(self) -> None:
+        limit = self.limits.max_message_bytes
+        stream = self.process.stdout
+        while True:
+            line = stream.readline(limit + 1)
+            if not line:
+                self.lines.put(None)
+                return
+            if len(line) > limit:
+                self.lines.put(b"")  # too long: the reader stops, the process is killed
+                return
+            self.lines.put(line)
+
+    def _read_stderr(self) -> None:
+        for chunk in iter(lambda: self.process.stderr.read(65536), b""):
+            room = 65536 - len(self.stderr)
+            if room > 0:
+                self.stderr += chunk[:room]
+
+    def send(self, message) -> None:
+        try:
+            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as error:
+            raise _Ended(self._why_ended("it stopped reading")) from error
+
+    def receive(self, timeout: float) -> dict:
+        try:
+            line = self.lines.get(timeout=max(timeout, 0.01))
+        except queue.Empty:
+            self.kill()
+            raise _Ended(f"it gave no answer within {timeout:g} s") from None
+        if line is None:
+            self.process.wait()
+            raise _Ended(self._why_ended("it ended"))
+        if line == b"":
+            self.kill()
+            raise _Ended(f"it sent more than {self.limits.max_message_bytes:,} bytes at once")
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self.kill()
+            raise _Ended("it sent something that is not a message") from None
+        if not isinstance(message, dict):
+            self.kill()
+            raise _Ended("it sent something that is not a message")
+        return message
+
+    def _why_ended(self, default: str) -> str:
+        if self.watchdog.reason:
+            return self.watchdog.reason
+        code = self.process.poll()
+        if code is not None:
+            return f"{default} (exit status {code})"
+        return default
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.watchdog.stop()
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        self.kill()
+
+
+@functools.lru_cache(maxsize=None)
+def _import_stub(package: str) -> str:
+    """A file that takes the place of ``package/__init__.py`` in a student process."""
+    folder = tempfile.mkdtemp(prefix="cnnbook-hidden-")
+    path = os.path.join(folder, "__init__.py")
+    message = (f"{package} cannot be imported while this test runs: the test asks for an answer "
+               f"computed without {package}")
+    with open(path, "w") as stub:
+        stub.write(f"raise ImportError({message!r}, name={package!r})\n")
+    return path
+
+
+def student_overlays(forbid: Sequence[str] = ()) -> list[str]:
+    """bwrap arguments that show a student process only :data:`STUDENT_MODULES` of ``cnnbook``
+    and put an ``ImportError`` in place of each package of ``forbid``, in every site folder."""
+    package = Path(cnnbook.__file__).resolve().parent
+    overlays = ["--tmpfs", str(package)]
+    for relative in STUDENT_MODULES:
+        overlays += ["--ro-bind", str(package / relative), str(package / relative)]
+    for site_dir in dict.fromkeys([*site.getsitepackages(), site.getusersitepackages()]):
+        for name in forbid:
+            folder = Path(site_dir) / name
+            if folder.is_dir():
+                overlays += ["--tmpfs", str(folder),
+                             "--ro-bind", _import_stub(name), str(folder / "__init__.py")]
+            elif (Path(site_dir) / f"{name}.py").exists():
+                overlays += ["--ro-bind", _import_stub(name), str(Path(site_dir) / f"{name}.py")]
+    return overlays
+
+
+def copy_regular_files(source: Path, destination: Path) -> None:
+    """Copy the regular files and folders of ``source`` (links, FIFOs and devices skipped)."""
+    for entry in os.scandir(source):
+        target = destination / entry.name
+        if entry.is_symlink():
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            target.mkdir()
+            copy_regular_files(Path(entry.path), target)
+        elif entry.is_file(follow_symlinks=False):
+            shutil.copyfile(entry.path, target, follow_symlinks=False)
+
+
+class _StudentProcess:
+    """The student's code in one sandboxed process with ``forbid`` hidden; started when first
+    asked, started afresh after it died in a call."""
+
+    def __init__(self, forbid: tuple[str, ...], cells: list[str], files: Path | None,
+                 limits: Limits, scratch: Path):
+        self.forbid, self.cells, self.files, self.limits = forbid, cells, files, limits
+        self.scratch = scratch
+        self.process: _Process | None = None
+        self.broken: str | None = None  # why every further request fails
+        self.starts = 0
+        self.deaths = 0  # in calls
+        self.setup_count = 0
+        self.errors: list = []
+        self.loading: Future | None = None
+
+    def start_loading(self, executor: ThreadPoolExecutor) -> None:
+        """Start the process and run the student's cells in the background (the judge starts
+        meanwhile)."""
+        self.loading = executor.submit(self._start)
+
+    def _start(self) -> None:
+        """Start the process and run the student's cells in it; a statement during which the
+        process ends (or stays silent past ``load_s``) is skipped in the next start."""
+        skip: list[list[int]] = []
+        while True:
+            self.starts += 1
+            workdir = Path(tempfile.mkdtemp(prefix="student-", dir=self.scratch))
+            if self.files is not None:
+                copy_regular_files(self.files, workdir)
+            self.process = _Process([sys.executable, "-I", "-c", _student_program()], workdir,
+                                    self.limits, overlays=student_overlays(self.forbid))
+            self.process.send({"cells": self.cells, "skip": skip,
+                               "statement_seconds": self.limits.statement_s,
+                               "setup_cells": self.setup_count,
+                               "setup_seconds": self.limits.startup_s})
+            try:
+                self.process.receive(self.limits.startup_s)
+            except _Ended as ended:
+                self.process.close()
+                raise GraderFailure(f"a student process could not start: {ended}; "
+                                    f"{self.process.stderr.decode(errors='replace')[-500:]}"
+                                    ) from None
+            running, deadline = None, time.monotonic() + self.limits.load_s
+            try:
+                while True:
+                    message = self.process.receive(deadline - time.monotonic())
+                    if "running" in message:
+                        running = message["running"]
+                    elif message.get("loaded"):
+                        break
+            except _Ended as ended:
+                self.process.close()
+                self.process = None
+                if (isinstance(running, list) and running not in skip
+                        and len(skip) < self.limits.restarts + 2):
+                    skip.append(running)
+                    continue
+                self.broken = f"while your notebook's cells ran, {ended}"
+                return
+            break
+        self.errors = message.get("errors", []) if isinstance(message.get("errors"), list) else []
+        for error in self.errors:
+            if not isinstance(error, dict) or not isinstance(error.get("cell"), int):
+                continue
+            if error["cell"] < self.setup_count and not self._expected(error):
+                self.process.close()
+                raise GraderFailure(
+                    f"the instructor's set-up cell {error['cell'] + 1} failed in a student "
+                    f"process: {error.get('type')}: {str(error.get('message'))[:300]}")
+
+    def _expected(self, error: dict) -> bool:
+        """An error a set-up cell may raise here: importing a package this process hides."""
+        module = str(error.get("module") or "")
+        return error.get("type") in ("ImportError", "ModuleNotFoundError") and (
+            module.split(".")[0] in self.forbid or module.startswith("cnnbook."))
+
+    def ask(self, request: dict) -> dict:
+        if self.loading is not None:
+            loading, self.loading = self.loading, None
+            loading.result()  # a GraderFailure of the start is raised here
+        if self.broken:
+            return {"failed": self.broken}
+        if self.process is None:
+            if self.deaths > self.limits.restarts:
+                return {"failed": "your code ended its process too often"}
+            self._start()
+            if self.broken:
+                return {"failed": self.broken}
+        try:
+            self.process.send(request)
+            return self.process.receive(self.limits.call_s)
+        except _Ended as ended:
+            self.deaths += 1
+            self.process.close()
+            self.process = None
+            what = request.get("name")
+            return {"failed": f"your code's process stopped while it ran {what}: {ended}"}
+
+    def close(self) -> None:
+        if self.loading is not None:
+            try:
+                self.loading.result()
+            except Exception:  # closing anyway
+                pass
+        if self.process is not None:
+            self.process.close()
+
+
+class GraderFailure(Exception):
+    """The grader could not judge (not the student's doing)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _student_program() -> str:
+    return Path(student_side.__file__).read_text()
+
+
+def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
+                   tests: Sequence[tuple[str, str]], files: Path | None = None,
+                   limits: Limits | None = None, setup_count: int = 0) -> list[Verdict]:
+    """Judge one notebook: ``student_cells`` (Python source, every cell the student process runs,
+    in order; the first ``setup_count`` are the instructor's set-up, before any cell a student
+    writes: their failure is the grader's, except an import of what the process hides),
+    ``setup_cells`` (the instructor's cells the judge runs first), ``tests``
+    (``(grade_id, source)`` of each test cell, hidden tests included), ``files`` (a folder whose
+    regular files each student process gets a copy of). Returns one :class:`Verdict` per test,
+    in order. Raises :class:`cnnbook.sandbox.SandboxUnavailable` when bubblewrap cannot run."""
+    limits = limits or Limits()
+    sandbox.require_sandbox()
+    scratch = Path(tempfile.mkdtemp(prefix="cnnbook-judge-"))
+    verdicts: dict[str, Verdict] = {}
+    students: dict[tuple[str, ...], _StudentProcess] = {}
+    judge = None
+    deadline = time.monotonic() + limits.notebook_s
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="student-process")
+
+    def student_process(forbid: tuple[str, ...]) -> _StudentProcess:
+        if forbid not in students:
+            students[forbid] = _StudentProcess(forbid, list(student_cells), files, limits,
+                                               scratch)
+            students[forbid].setup_count = setup_count
+        return students[forbid]
+
+    try:
+        # the student processes each test will ask start loading now, beside the judge
+        declared: dict[str, set[str]] = {}
+        for _, source in tests:
+            for name, packages in declared_forbids(source).items():
+                declared.setdefault(name, set()).update(packages)
+        modes = [value_forbid(declared), *(forbidden_packages(source, declared)
+                                           for _, source in tests)]
+        for forbid in dict.fromkeys(modes):
+            student_process(forbid).start_loading(executor)
+        judge_dir = scratch / "judge"
+        judge_dir.mkdir()
+        judge = _Process([sys.executable, "-I", "-m", "cnnbook.grading.judge_side"], judge_dir,
+                         limits, readonly_paths=limits.readonly_paths)
+        judge.send({"setup": list(setup_cells),
+                    "tests": [{"grade_id": grade_id, "source": source}
+                              for grade_id, source in tests]})
+        first = judge.receive(limits.startup_s)
+        if "setup_failed" in first:
+            raise GraderFailure(f"the instructor's set-up cells failed in the judge: "
+                                f"{str(first['setup_failed'])[:500]}")
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GraderFailure(f"judging the notebook took longer than "
+                                    f"{limits.notebook_s:g} s")
+            message = judge.receive(min(limits.judge_step_s, remaining))
+            if "request" in message:
+                request = dict(message["request"])
+                forbid = tuple(sorted(str(name) for name in request.pop("forbid", [])))
+                judge.send(student_process(forbid).ask(request))
+            elif "verdict" in message:
+                verdict = message["verdict"]
+                passed = None if verdict.get("grader_failure") else bool(verdict.get("passed"))
+                verdicts[verdict["grade_id"]] = Verdict(verdict["grade_id"], passed,
+                                                        str(verdict.get("message", "")))
+            elif message.get("done"):
+                break
+    except (GraderFailure, _Ended) as failure:
+        reason = str(failure) if isinstance(failure, GraderFailure) else (
+            f"the judge stopped: {failure}; "
+            f"{judge.stderr.decode(errors='replace')[-500:] if judge else ''}")
+        for grade_id, _ in tests:
+            verdicts.setdefault(grade_id, Verdict(grade_id, None, reason))
+    finally:
+        for student in students.values():
+            student.close()
+        if judge is not None:
+            judge.close()
+        executor.shutdown(wait=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [verdicts.get(grade_id, Verdict(grade_id, None, "the judge gave no verdict"))
+            for grade_id, _ in tests]
+
+
+@dataclass(frozen=True)
+class NotebookJob:
+    """What :func:`judge_notebook` needs of one submission, built by :func:`notebook_job`."""
+
+    student_cells: list[str]
+    setup_count: int
+    setup_cells: list[str]
+    tests: list[tuple[str, str]]
+
+
+def _nbgrader(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _source(cell) -> str:
+    source = cell["source"]
+    return source if isinstance(source, str) else "".join(source)
+
+
+def _as_python(source: str) -> str:
+    """A cell's source with IPython's syntax (``%matplotlib inline``, ``!ls``, ``%%time``)
+    translated to plain Python calls of ``get_ipython()`` (the student process answers them)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return TransformerManager().transform_cell(source)
+    except SyntaxError:
+        return source
+
+
+def notebook_job(submission, source) -> NotebookJob:
+    """Split a notebook for judging, from the instructor's ``source`` notebook (trusted) and the
+    ``submission`` (nbformat notebooks or dicts):
+
+    * the set-up: the source's locked code cells before its first answer cell; the judge runs
+      them, and so does each student process, first;
+    * the tests: the source's autograded test cells (code, ``grade``, not ``solution``), hidden
+      tests included; they run in the judge only;
+    * the student's cells: every other code cell of the submission, in order, magics translated.
+    """
+    setup, tests = [], []
+    for cell in source["cells"]:
+        metadata = _nbgrader(cell)
+        if cell["cell_type"] != "code":
+            continue
+        if metadata.get("solution"):
+            break
+        if metadata.get("locked") and not metadata.get("grade"):
+            setup.append(cell)
+    for cell in source["cells"]:
+        metadata = _nbgrader(cell)
+        if cell["cell_type"] == "code" and metadata.get("grade") and not metadata.get("solution"):
+            tests.append((metadata["grade_id"], _source(cell)))
+    skipped = {_nbgrader(cell).get("grade_id") for cell in setup} | {grade_id for grade_id, _
+                                                                    in tests}
+    student = [_as_python(_source(cell)) for cell in submission["cells"]
+               if cell["cell_type"] == "code" and _nbgrader(cell).get("grade_id") not in skipped]
+    setup_sources = [_source(cell) for cell in setup]
+    return NotebookJob([*setup_sources, *student], len(setup_sources), setup_sources, tests)

@@ -1,0 +1,270 @@
+"""Verdicts decided outside the student's process (cnnbook.grading).
+
+The plain-data tests are fast. The judging tests run the real judge and student processes under
+bubblewrap on variants of the sizing notebook: a hostile notebook gets no point for any test it
+attacks, an honest notebook written with the idioms students use gets every point. Expected
+outcomes come from what each variant does to which test, never from the judge's own output.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hostile_corpus import HOOK, SIZING_HONEST
+from nbgrader_course import nbgrader_metadata, read_notebook, source_of
+
+from cnnbook import sandbox
+from cnnbook.grading import judge_side, plain_data, verdicts
+from cnnbook.grading.student_side import encode
+
+SIZING_TESTS = ("test_output_size_valid", "test_output_size_same",
+                "test_output_size_explicit_padding", "test_output_size_rejects_bad_arguments",
+                "test_toy_shape_table", "test_alexnet_first_layer", "test_toy_network_shapes")
+
+
+# --- plain data --------------------------------------------------------------------------------
+
+
+def _round_trip(value):
+    return plain_data.decode(json.loads(json.dumps(encode(value))))
+
+
+def test_plain_values_cross_as_exact_builtin_types():
+    value = {"shape": (3, (4, 5)), "sizes": [1, 2.5, float("inf")], 7: None, "flag": True,
+             "numpy": np.int64(30)}
+    decoded = _round_trip(value)
+    assert decoded == {"shape": (3, (4, 5)), "sizes": [1, 2.5, float("inf")], 7: None,
+                       "flag": True, "numpy": 30}
+    assert type(decoded["shape"]) is tuple and type(decoded["numpy"]) is int
+    array = np.arange(12, dtype="float32").reshape(3, 4)
+    assert np.array_equal(_round_trip(array), array)
+
+
+def test_a_subclass_of_a_plain_type_is_refused_and_equals_nothing():
+    class AlwaysEqual(tuple):
+        def __eq__(self, other):
+            return True
+
+    decoded = _round_trip(AlwaysEqual((1, 2)))
+    assert isinstance(decoded, plain_data.Refused)
+    assert decoded != (1, 2) and not decoded == (1, 2)
+    assert "subclass of tuple" in repr(decoded)
+    assert isinstance(_round_trip(object()), plain_data.Refused)
+
+
+@pytest.mark.parametrize("forged", [
+    {"__tuple__": "not a list"}, {"__builtins__": 1}, {"a": 1, "b": 2},
+    {"__ndarray__": {"dtype": "object", "shape": [1], "data": ""}},
+    {"__ndarray__": {"dtype": "<f4", "shape": [10**9, 10**9], "data": ""}},
+    {"__dict__": [[[1, 2], 3]]},
+])
+def test_forged_data_is_malformed(forged):
+    with pytest.raises(plain_data.MalformedAnswer):
+        plain_data.decode(forged)
+
+
+def test_a_model_config_may_name_keras_classes_only():
+    forged = {"module": "os", "class_name": "system", "config": "touch /tmp/owned"}
+    with pytest.raises(plain_data.MalformedAnswer, match="not part of Keras"):
+        plain_data.keras_model_from_config(json.dumps(forged))
+
+
+def test_the_judge_reads_forbidden_packages_and_free_names_of_a_test_cell():
+    source = ('check_written_here(f, forbid=("keras", "tensorflow"))\n'
+              "def helper(x):\n    return g(x) + len(x)\nassert helper(toy) == 3\n")
+    assert judge_side.forbidden_packages(source) == ("keras", "tensorflow")
+    assert judge_side.forbidden_packages("assert f(1) == 2") == ()
+    # a function forbidden Keras in one cell is judged without Keras in every cell
+    declared = judge_side.declared_forbids(source)
+    assert declared == {"f": {"keras", "tensorflow"}}
+    assert judge_side.forbidden_packages("assert f(1) == 2", declared) == ("keras", "tensorflow")
+    assert judge_side.forbidden_packages("assert h(1) == 2", declared) == ()
+    assert judge_side.free_names(source) == ["check_written_here", "f", "helper", "toy", "g", "x"]
+
+
+# --- judging the sizing notebook ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sizing_source(repo_root):
+    return read_notebook(repo_root / "solutions" / "sizing" / "sizing.ipynb")
+
+
+def _cell(notebook: dict, grade_id: str) -> dict:
+    return next(cell for cell in notebook["cells"] if nbgrader_metadata(cell).get("grade_id")
+                == grade_id)
+
+
+def _variant(source: dict, replace: dict[str, str] | None = None,
+             add_after_setup: str | None = None) -> dict:
+    """A copy of the sizing source with answer cells replaced and a cell added after set-up."""
+    notebook = json.loads(json.dumps(source))
+    for grade_id, code in (replace or {}).items():
+        _cell(notebook, grade_id)["source"] = code
+    if add_after_setup is not None:
+        index = notebook["cells"].index(_cell(notebook, "sizing_setup"))
+        notebook["cells"].insert(index + 1, {"cell_type": "code", "metadata": {},
+                                             "source": add_after_setup, "outputs": [],
+                                             "execution_count": None})
+    return notebook
+
+
+DEFAULT_LIMITS = verdicts.Limits()
+
+
+def _judge(submission: dict, source: dict, limits: verdicts.Limits = DEFAULT_LIMITS
+           ) -> dict[str, verdicts.Verdict]:
+    try:
+        sandbox.require_sandbox()
+    except sandbox.SandboxUnavailable as error:
+        pytest.fail(f"the judge needs bubblewrap: {error} (make system installs it)")
+    job = verdicts.notebook_job(submission, source)
+    return {verdict.grade_id: verdict for verdict in verdicts.judge_notebook(
+        job.student_cells, job.setup_cells, job.tests, limits=limits,
+        setup_count=job.setup_count)}
+
+
+@pytest.mark.slow
+def test_blank_notebook_with_the_hook_that_forged_full_marks_scores_zero(repo_root,
+                                                                          sizing_source):
+    blank = read_notebook(repo_root / "exercises" / "sizing" / "sizing.ipynb")
+    notebook = json.loads(json.dumps(blank))
+    index = notebook["cells"].index(_cell(notebook, "sizing_setup"))
+    notebook["cells"].insert(index + 1, {"cell_type": "code", "metadata": {}, "outputs": [],
+                                         "source": HOOK, "execution_count": None})
+    results = _judge(notebook, sizing_source)
+    assert set(results) == set(SIZING_TESTS)
+    assert all(verdict.passed is False for verdict in results.values()), results
+
+
+ATTACKS = {
+    # Keras by roads the source rules missed: the module table, importlib, builtins' eval
+    "output_size": '''
+import math, os
+def output_size(input_size, kernel_size, stride=1, padding="valid"):
+    keras = os.sys.modules.get("keras") or os.sys.modules["importlib"].import_module("keras")
+    if isinstance(padding, int):
+        padding_layer = keras.layers.ZeroPadding2D(padding)
+        shape = padding_layer.compute_output_shape((1, input_size, input_size, 1))
+        input_size, padding = shape[1], "valid"
+    layer = keras.layers.Conv2D(1, kernel_size, strides=stride, padding=padding)
+    return layer.compute_output_shape((1, input_size, input_size, 1))[1]
+''',
+    # values that lie: every comparison with them is true
+    "toy_shapes": '''
+class Shape(tuple):
+    def __eq__(self, other):
+        return True
+    __hash__ = tuple.__hash__
+class Table(dict):
+    def __eq__(self, other):
+        return True
+def toy_shape_table(image_size=32, filters=12, classes=10):
+    names = ["input", "conv", "relu", "pool", "flatten", "fc"]
+    return Table({name: Shape() for name in names})
+toy_shapes = {"input": (32, 32, 3), "conv": (32, 32, 12), "relu": (32, 32, 12),
+              "pool": (16, 16, 12), "flatten": (3072,), "fc": (10,)}
+''',
+    # reads the hidden test's `expected` from the caller's frame; ends its process on AlexNet
+    "alexnet_answers": '''
+import os, sys
+def valid_conv_numbers(input_size, kernel_size=11, stride=4, filters=96):
+    frame = sys._getframe(1)
+    expected = frame.f_globals.get("expected_size") or frame.f_locals.get("expected_size")
+    if input_size == 227:
+        os._exit(0)
+    return {"output_shape": (expected, expected, filters), "exact": 0, "keras_size": expected,
+            "unused_rows": 0}
+alexnet_conv1_shape = (55, 55, 96)
+alexnet_224_exact, alexnet_224_keras_size, alexnet_224_unused_rows = 54.25, 54, 1
+''',
+}
+
+
+@pytest.mark.slow
+def test_attacks_fail_the_tests_they_attack_and_no_other(sizing_source):
+    results = _judge(_variant(sizing_source, ATTACKS), sizing_source)
+    attacked = {"test_output_size_valid", "test_output_size_same",
+                "test_output_size_explicit_padding", "test_output_size_rejects_bad_arguments",
+                "test_toy_shape_table", "test_alexnet_first_layer"}
+    failed = {grade_id for grade_id, verdict in results.items() if verdict.passed is False}
+    assert failed == attacked, results
+    # the toy network uses none of the attacked functions: it still passes
+    assert results["test_toy_network_shapes"].passed is True
+    assert "keras cannot be imported" in results["test_output_size_valid"].message
+    assert "toy_shape_table returned Table: a subclass of dict; return a plain dict" in \
+        results["test_toy_shape_table"].message
+    # the process that ended itself on AlexNet's input was started afresh for the next test
+    assert "stopped while it ran valid_conv_numbers" in results["test_alexnet_first_layer"].message
+    assert results["test_toy_network_shapes"].passed is True
+
+
+@pytest.mark.slow
+def test_honest_idioms_get_every_point(sizing_source):
+    results = _judge(_variant(sizing_source, SIZING_HONEST), sizing_source)
+    assert all(verdict.passed is True for verdict in results.values()), results
+
+
+@pytest.mark.slow
+def test_a_statement_that_hangs_or_ends_the_process_loses_only_itself(sizing_source):
+    """The kernel would stop at these cells; the student process skips each statement that runs
+    past its time or ends the process, and the functions defined before and after still answer.
+    The process that exits is started again without that statement."""
+    notebook = _variant(sizing_source)
+    for grade_id, code in (("toy_shapes", "import os\nos._exit(3)"),
+                           ("alexnet_answers", "import time\nwhile True:\n    time.sleep(1)")):
+        _cell(notebook, grade_id)["source"] = f"{source_of(_cell(notebook, grade_id))}\n{code}\n"
+    results = _judge(notebook, sizing_source, verdicts.Limits(statement_s=3))
+    assert all(verdict.passed is True for verdict in results.values()), results
+
+
+@pytest.mark.slow
+def test_a_process_that_cannot_answer_fails_only_its_tests(sizing_source):
+    """A call that never returns, and an answer too large to send, fail their tests (the
+    student's doing); the others pass."""
+    notebook = _variant(sizing_source, {"alexnet_answers": source_of(
+        _cell(sizing_source, "alexnet_answers")).replace(
+        "    ### BEGIN SOLUTION\n    keras_size",
+        "    ### BEGIN SOLUTION\n    while input_size == 32 and kernel_size == 5:\n        pass\n"
+        "    keras_size", 1)})
+    _cell(notebook, "toy_shapes")["source"] = source_of(_cell(notebook, "toy_shapes")).replace(
+        'return {\n        "input"',
+        'return {**({"padding": "x" * 30_000_000} if image_size != 32 else {}),\n        "input"')
+    results = _judge(notebook, sizing_source, verdicts.Limits(call_s=5, statement_s=5))
+    failed = {grade_id for grade_id, verdict in results.items() if verdict.passed is False}
+    assert failed == {"test_alexnet_first_layer", "test_toy_shape_table"}, results
+    assert "no answer within 5 s" in results["test_alexnet_first_layer"].message
+    assert "more than" in results["test_toy_shape_table"].message
+
+
+@pytest.mark.slow
+def test_a_broken_setup_is_the_graders_failure_not_the_students_zero(sizing_source):
+    broken = json.loads(json.dumps(sizing_source))
+    _cell(broken, "sizing_setup")["source"] = source_of(_cell(broken, "sizing_setup")) + \
+        "\nimport cnnbook.not_a_module\n"
+    results = _judge(_variant(sizing_source), broken)
+    assert all(verdict.passed is None for verdict in results.values()), results
+    assert "set-up" in results["test_output_size_valid"].message
+
+
+def test_a_judged_assignment_is_not_graded_without_the_sandbox(tmp_path):
+    """Judging hides the reference code and Keras with the sandbox's mounts: with the sandbox
+    turned off, autograde stops and says what to do, instead of grading without those walls."""
+    import nbformat
+    from traitlets.config import Config
+
+    from cnnbook import autograde
+
+    config = Config()
+    config.CourseDirectory.root = str(tmp_path)
+    config.GradingSandbox.enabled = False
+    resources = {"nbgrader": {"student": "ann", "assignment": "sizing", "notebook": "sizing"}}
+    with pytest.raises(SystemExit, match="needs the grading sandbox"):
+        autograde.JudgeOutsideKernel(config=config).preprocess(nbformat.v4.new_notebook(),
+                                                               resources)
+    # an assignment the kernel grades is left alone
+    other = {"nbgrader": {**resources["nbgrader"], "assignment": "resnet"}}
+    notebook = nbformat.v4.new_notebook()
+    assert autograde.JudgeOutsideKernel(config=config).preprocess(notebook, other)[0] is notebook

@@ -265,6 +265,31 @@ def test_fork_filter_on_each_architecture(arch, number, argument, verdict):
     assert _run_filter(sandbox._no_fork_filter(), arch, number, argument) == verdict
 
 
+I386_FORK = """
+    import ctypes, mmap, os
+    code = bytes([0xB8, 0x02, 0, 0, 0, 0xCD, 0x80, 0xC3])  # mov eax, 2 (fork); int 0x80; ret
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    fork32 = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(page)))
+    child = fork32()
+    if child == 0:
+        os._exit(0)
+    print("i386 fork returned", child, flush=True)
+"""
+
+
+@pytest.mark.skipif(sandbox.platform.machine() != "x86_64", reason="an x86-64 machine code test")
+def test_an_i386_fork_through_int_0x80_is_refused(tmp_path):
+    """The previous filter allowed every system call of another architecture: on an x86-64
+    kernel with 32-bit emulation, fork through ``int 0x80`` made a process."""
+    outside = subprocess.run([sys.executable, "-c", textwrap.dedent(I386_FORK)],
+                             capture_output=True, text=True, timeout=60)
+    if outside.returncode != 0 or int(outside.stdout.split()[-1]) <= 0:
+        pytest.skip("this kernel runs no i386 system calls (no 32-bit emulation): none to refuse")
+    result = _python(I386_FORK, tmp_path, timeout=60)
+    assert "i386 fork returned -1" in result.stdout, (result.stdout, result.stderr)
+
+
 def test_sandbox_refuses_an_architecture_without_a_filter(monkeypatch):
     monkeypatch.setattr(sandbox.platform, "machine", lambda: "riscv64")
     with pytest.raises(sandbox.SandboxUnavailable, match="x86_64 and aarch64 only.*riscv64"):

@@ -1,8 +1,11 @@
-"""What the grading sandbox costs: seconds per submission of ``nbgrader autograde``, sandboxed (the
-course's configuration: cnnbook.autograde, bubblewrap) against plain (nbgrader's stock autograde
-steps with the same notebooks), for each assignment, and the time a class of 200 ``sizing``
-submissions takes: extrapolated from the per-submission figure, and with ``--class-size 200``
-measured by grading a whole class of that many submissions in one sandboxed ``nbgrader autograde``.
+"""What the grading sandbox and the judge cost: seconds per submission of ``nbgrader autograde``,
+sandboxed (the course's configuration: cnnbook.autograde, bubblewrap, and for ``sizing`` and
+``parameters`` the judge outside the kernel, cnnbook.grading) against plain (nbgrader's stock
+autograde steps with the same notebooks) and, for the judged assignments, against the same sandbox
+graded by its kernel (``c.JudgeOutsideKernel.assignments = []``), for each assignment, and the time
+a class of 200 ``sizing`` submissions takes: extrapolated from the per-submission figure, and with
+``--class-size 200`` measured by grading a whole class of that many submissions in one sandboxed
+``nbgrader autograde``.
 
 Each assignment is graded in a fresh temporary copy of the course, with ``--submissions`` copies of
 the reference solution (for ``resnet``: without a trained model, so its architecture tests run and
@@ -44,6 +47,11 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties, CheckCellMetadata]
 c.Execute.timeout = 120
 """
+KERNEL_GRADED_CONFIG = """
+# benchmarks/grading.py, kernel-graded mode: the sandbox, no judge
+c.JudgeOutsideKernel.assignments = []
+"""
+JUDGED = ("sizing", "parameters")
 CLASS_SIZE = 200
 
 
@@ -61,15 +69,16 @@ def _grade(course: Course, assignment: str) -> float:
     return seconds
 
 
-def _course(base: Path, name: str, assignment: str, submissions: int, plain: bool) -> Course:
+def _course(base: Path, name: str, assignment: str, submissions: int, mode: str) -> Course:
     environment = course_environment(REPO_ROOT, **({"CNNBOOK_DATA": os.environ["CNNBOOK_DATA"]}
                                                    if "CNNBOOK_DATA" in os.environ else {}))
     folder = base / name
     folder.mkdir()
     course = Course.copy_of(REPO_ROOT, folder, environment)
-    if plain:
+    extra = {"plain": PLAIN_CONFIG, "kernel": KERNEL_GRADED_CONFIG}.get(mode)
+    if extra:
         with open(course.root / "nbgrader_config.py", "a") as config:
-            config.write(PLAIN_CONFIG)
+            config.write(extra)
     course.nbgrader("generate_assignment", assignment, "--force")
     source = read_notebook(course.source(assignment))
     for index in range(submissions):
@@ -82,7 +91,7 @@ def grade_class(class_size: int) -> dict:
     instructor grades a class: wall minutes for the whole batch."""
     base = Path(tempfile.mkdtemp(prefix="cnnbook-grading-class-"))
     try:
-        course = _course(base, "class", "sizing", class_size, plain=False)
+        course = _course(base, "class", "sizing", class_size, mode="sandboxed")
         seconds = _grade(course, "sizing")
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -96,18 +105,20 @@ def measure(assignments: list[str], submissions: int, rounds: int) -> dict:
     rows = []
     try:
         for assignment in assignments:
-            courses = {mode: _course(base, f"{assignment}-{mode}", assignment, submissions,
-                                     plain=(mode == "plain"))
-                       for mode in ("plain", "sandboxed")}
-            seconds = {"plain": [], "sandboxed": []}
+            modes = ("plain", "kernel", "sandboxed") if assignment in JUDGED else (
+                "plain", "sandboxed")
+            courses = {mode: _course(base, f"{assignment}-{mode}", assignment, submissions, mode)
+                       for mode in modes}
+            seconds = {mode: [] for mode in modes}
             for round_index in range(rounds):
-                order = ("plain", "sandboxed") if round_index % 2 == 0 else ("sandboxed", "plain")
+                order = modes if round_index % 2 == 0 else tuple(reversed(modes))
                 for mode in order:
                     seconds[mode].append(_grade(courses[mode], assignment) / submissions)
-            plain = statistics.median(seconds["plain"])
-            sandboxed = statistics.median(seconds["sandboxed"])
-            rows.append({"assignment": assignment, "plain_s": plain, "sandboxed_s": sandboxed,
-                         "overhead": sandboxed / plain - 1, "runs": seconds})
+            median = {mode: statistics.median(runs) for mode, runs in seconds.items()}
+            rows.append({"assignment": assignment, "plain_s": median["plain"],
+                         "kernel_graded_s": median.get("kernel"),
+                         "sandboxed_s": median["sandboxed"],
+                         "overhead": median["sandboxed"] / median["plain"] - 1, "runs": seconds})
     finally:
         shutil.rmtree(base, ignore_errors=True)
     sizing = next((row for row in rows if row["assignment"] == "sizing"), None)
@@ -144,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         result["class"] = grade_class(arguments.class_size)
     print(f"machine: {result['machine']}; load average at the end: "
           f"{', '.join(f'{value:.1f}' for value in result['load_average_at_end'])}")
-    print("| assignment | plain s/submission | sandboxed s/submission | overhead |")
-    print("|---|---|---|---|")
+    print("| assignment | plain s/submission | sandboxed, graded by the kernel | course's "
+          "configuration | against plain |")
+    print("|---|---|---|---|---|")
     for row in result["rows"]:
-        print(f"| `{row['assignment']}` | {row['plain_s']:.1f} | {row['sandboxed_s']:.1f} | "
+        kernel = row["kernel_graded_s"]
+        print(f"| `{row['assignment']}` | {row['plain_s']:.1f} | "
+              f"{'-' if kernel is None else f'{kernel:.1f}'} | {row['sandboxed_s']:.1f} | "
               f"{row['overhead']:+.0%} |")
     if result["class_of_200_sizing_minutes"] is not None:
         print(f"class of {CLASS_SIZE} `sizing` submissions, sandboxed: "

@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -58,6 +59,7 @@ from traitlets import Bool, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from cnnbook import answers, sandbox
+from cnnbook.data import write_training_only
 from cnnbook.grading import verdicts
 
 __all__ = [
@@ -74,6 +76,13 @@ __all__ = [
     "without_hidden_tests",
     "deferred_cells",
 ]
+
+JUDGING_KEY = "cnnbook_judging"
+"""Key of ``resources`` under which :class:`SandboxedExecute` hands the judging it started to
+:class:`JudgeOutsideKernel`."""
+
+_JUDGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
+"""Where a notebook's judging runs while its kernel runs."""
 
 DEFERRED_KEY = "cnnbook_deferred"
 """Key of ``resources`` under which the preprocessors of one notebook pass deferred cells
@@ -110,6 +119,16 @@ def _default_readonly_paths() -> list[str]:
     return [data] if data else []
 
 
+@functools.lru_cache(maxsize=None)
+def _training_only_copy(folder: str) -> str:
+    """A folder, made once per grader process and removed at its exit, holding only the training
+    images of the data set in ``folder`` (:func:`cnnbook.data.write_training_only`)."""
+    copy = tempfile.mkdtemp(prefix="cnnbook-training-only-")
+    atexit.register(shutil.rmtree, copy, True)
+    write_training_only(folder, copy)
+    return copy
+
+
 class GradingSandbox(LoggingConfigurable):
     """The limits of autograding, in one place (``c.GradingSandbox`` in ``nbgrader_config.py``)."""
 
@@ -138,9 +157,25 @@ class GradingSandbox(LoggingConfigurable):
                           "the grading machine defers the whole notebook to manual grading."
                           ).tag(config=True)
 
+    hide_test_images = Bool(True, help="Give grading kernels a copy of the CNNBOOK_DATA folder "
+                            "that holds its training images only: the test images the accuracy "
+                            "grader measures on are never in a student's process.").tag(
+                                config=True)
+
     @default("readonly_paths")
     def _readonly_paths_default(self):
         return _default_readonly_paths()
+
+    def kernel_data(self) -> tuple[list[str], dict[str, str]]:
+        """What a grading kernel reads, and the environment that points it there: the
+        ``readonly_paths``, with the ``CNNBOOK_DATA`` folder replaced by its training-only copy
+        (``hide_test_images``)."""
+        data = os.environ.get("CNNBOOK_DATA")
+        paths = list(self.readonly_paths)
+        if not (self.hide_test_images and data and data in paths and os.path.isdir(data)):
+            return paths, {}
+        copy = _training_only_copy(os.path.realpath(data))
+        return [copy if path == data else path for path in paths], {"CNNBOOK_DATA": copy}
 
 
 def _cell_label(cell, index: int) -> str:
@@ -204,11 +239,13 @@ class SandboxedKernelManager(AsyncKernelManager):
         if not settings.enabled:
             return argv
         workdir = self._launch_args.get("cwd") or os.getcwd()
+        readonly_paths, data_environment = settings.kernel_data()
         return sandbox.sandboxed_command(
-            argv, writable_dir=workdir, readonly_paths=settings.readonly_paths,
+            argv, writable_dir=workdir, readonly_paths=readonly_paths,
             socket_dir=self._runtime_dir, tmp_bytes=settings.max_tmp_mib * 2**20,
             environment={"NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
-                         "MPLCONFIGDIR": os.path.join(self._runtime_dir, "matplotlib")})
+                         "MPLCONFIGDIR": os.path.join(self._runtime_dir, "matplotlib"),
+                         **data_environment})
 
     async def _async_post_start_kernel(self, **kw):
         await super()._async_post_start_kernel(**kw)
@@ -323,7 +360,8 @@ class SandboxedExecute(Execute):
         student, assignment, notebook = _notebook_ids(resources)
         judged = assignment in judged_assignments(self)
         hidden = {}
-        if judged:
+        if judged:  # the judge starts first and runs beside the kernel
+            resources[JUDGING_KEY] = JudgeOutsideKernel(parent=self).start(nb, resources)
             for index, cell in enumerate(nb.cells):
                 if _is_graded(cell) and not cell.metadata.nbgrader.get("solution"):
                     hidden[index] = cell.source
@@ -634,10 +672,11 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
                                 "cells may run in a student process (then it is skipped)."
                                 ).tag(config=True)
 
-    def preprocess(self, nb, resources):
+    def start(self, nb, resources) -> Future:
+        """Start judging ``nb`` in the background (:class:`SandboxedExecute` calls this before
+        its kernel runs, so that the judge and the kernel run side by side); the future's result
+        is the list of verdicts."""
         student, assignment, notebook = _notebook_ids(resources)
-        if assignment not in self.assignments:
-            return nb, resources
         settings = GradingSandbox(parent=self)
         if not settings.enabled:
             raise SystemExit(
@@ -659,8 +698,15 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
             readonly_paths=tuple(settings.readonly_paths))
         graded_folder = resources.get("metadata", {}).get("path")
         files = Path(graded_folder) if graded_folder and os.path.isdir(graded_folder) else None
-        results = {verdict.grade_id: verdict for verdict in verdicts.judge_notebook(
-            job.student_cells, job.setup_cells, job.tests, files, limits, job.setup_count)}
+        return _JUDGING.submit(verdicts.judge_notebook, job.student_cells, job.setup_cells,
+                               job.tests, files, limits, job.setup_count)
+
+    def preprocess(self, nb, resources):
+        student, assignment, notebook = _notebook_ids(resources)
+        if assignment not in self.assignments:
+            return nb, resources
+        judging = resources.pop(JUDGING_KEY, None) or self.start(nb, resources)
+        results = {verdict.grade_id: verdict for verdict in judging.result()}
         deferred = resources.setdefault(DEFERRED_KEY, {})
         for index, cell in enumerate(nb.cells):
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")

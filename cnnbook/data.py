@@ -36,6 +36,7 @@ __all__ = [
     "ARRAY_KEYS",
     "load_cifar10",
     "load_training_split",
+    "write_training_only",
     "augment_batch",
     "training_dataset",
     "evaluation_dataset",
@@ -117,6 +118,22 @@ def load_cifar10():
             f"set ({type(error).__name__}: {error}). {_HOW_TO_PROVIDE}"
         ) from error
     return _checked_arrays(x_train, y_train, x_test, y_test, source="keras.datasets.cifar10")
+
+
+def write_training_only(source_folder: str | os.PathLike,
+                        destination_folder: str | os.PathLike) -> Path:
+    """Write ``destination_folder/training_only.npz``: the training arrays of the data set in
+    ``source_folder`` (read as :func:`load_cifar10` reads a ``CNNBOOK_DATA`` folder) and empty
+    test arrays, so that :func:`load_cifar10` and :func:`load_training_split` read it as they read
+    the original. The grader gives grading kernels this folder in place of the original: the test
+    images the accuracy grader measures on are not in any student's process. Returns the path."""
+    (x_train, y_train), _ = _load_folder(Path(source_folder).expanduser())
+    destination = Path(destination_folder)
+    destination.mkdir(parents=True, exist_ok=True)
+    path = destination / "training_only.npz"
+    np.savez(path, x_train=x_train, y_train=y_train,
+             x_test=np.zeros((0, *CIFAR10_SHAPE), np.uint8), y_test=np.zeros((0,), np.uint8))
+    return path
 
 
 VALIDATION_FRACTION = 0.1

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,7 +256,8 @@ ARCHITECTURES = Assignment(
     graded_on_sizing_only=("infinite_loop", "output_flood", "fork_bomb", "network_connection",
                            "reads_solutions", "writes_elsewhere", "symlink_outside",
                            "notebook_is_symlink", "shadowing_numpy_file", "oversized_file",
-                           "forges_log_lines", "leaves_links_behind", "display_flood"),
+                           "forges_log_lines", "leaves_links_behind", "display_flood",
+                           "reads_test_images"),
 )
 
 ASSIGNMENTS = {assignment.name: assignment for assignment in (SIZING, ARCHITECTURES)}
@@ -426,11 +428,6 @@ def _bypass_expected(course: Course, reason: str | None,
     error the student process raised: what the bypass reaches for is not there)."""
     return Expected(passing=_without(course.reference_passing, *course.assignment.need_bypassed),
                     reason=judged_reason if course.assignment.judged else reason)
-
-
-def _reference_module(course: Course) -> str:
-    """The submodule of cnnbook holding the reference function (``sizing``)."""
-    return course.assignment.reference_function.split(".")[1]
 
 
 KINDS: dict[str, Callable[[Course], Submission]] = {}
@@ -658,6 +655,23 @@ def writes_elsewhere(course):
 
 
 @kind
+def reads_test_images(course):
+    """Looks for the test images the accuracy grader measures on, where the course keeps them and
+    where the notebook is told the data is."""
+    data = os.environ.get("CNNBOOK_DATA", "")
+    notebook = _insert_after(course.reference, course.assignment.setup_cell, (
+        "import glob, os\n"
+        "import numpy as np\n"
+        f"for folder in (os.environ.get('CNNBOOK_DATA', ''), {data!r}):\n"
+        "    for path in sorted(glob.glob(os.path.join(folder, '*.npz'))):\n"
+        "        with np.load(path) as arrays:\n"
+        "            print('TEST IMAGES SEEN:', len(arrays['x_test']), 'TRAINING:',\n"
+        "                  len(arrays['x_train']))\n"))
+    return Submission(notebook, Expected(passing=course.reference_passing,
+                                         reason="TEST IMAGES SEEN: 0 TRAINING: 10000"))
+
+
+@kind
 def symlink_outside(course):
     notebook = _insert_after(course.reference, course.assignment.setup_cell, (
         "try:\n"
@@ -724,10 +738,9 @@ def ipython_hook(course):
     notebook = _insert_after(course.partial(course.reference),
                              course.assignment.partly_correct_answer[0], (
         "get_ipython().set_custom_exc((AssertionError,), lambda *args, **kwargs: None)\n"))
-    # judged: there is no IPython where the tests are decided
     return Submission(notebook, Expected(
         passing=_without(course.reference_passing, *course.partial_failing),
-        reason=None if course.assignment.judged else "it uses `get_ipython`"))
+        reason="it uses `get_ipython`"))
 
 
 @kind
@@ -735,8 +748,7 @@ def shell_escape(course):
     name = course.assignment.name
     notebook = _insert_after(course.release, course.assignment.setup_cell,
                              f"!cp ../../../solutions/{name}/{name}.ipynb .\n%run {name}.ipynb\n")
-    return Submission(notebook, Expected(
-        passing=(), reason=None if course.assignment.judged else "it uses `get_ipython`"))
+    return Submission(notebook, Expected(passing=(), reason="it uses `get_ipython`"))
 
 
 @kind
@@ -746,9 +758,8 @@ def replaces_check_written_here(course):
             "cnnbook.grade.check_written_here = lambda *args, **kwargs: None\n"
             + _own_function(course, f"    return {assignment.reference_function}("
                                     f"{assignment.arguments})"))
-    return Submission(_with_own_function(course, code), _bypass_expected(
-        course, "it imports `cnnbook.grade`",
-        f"module 'cnnbook' has no attribute '{_reference_module(course)}'"))
+    return Submission(_with_own_function(course, code),
+                      _bypass_expected(course, "it imports `cnnbook.grade`"))
 
 
 @kind
@@ -756,9 +767,8 @@ def eval_of_reference(course):
     assignment = course.assignment
     code = _own_function(course, f'    return eval("{assignment.reference_function}")'
                                  f"({assignment.arguments})")
-    return Submission(_with_own_function(course, code), _bypass_expected(
-        course, "it uses `eval`",
-        f"module 'cnnbook' has no attribute '{_reference_module(course)}'"))
+    return Submission(_with_own_function(course, code),
+                      _bypass_expected(course, "it uses `eval`"))
 
 
 @kind
@@ -779,9 +789,8 @@ def reference_in_default_argument(course):
             f"def {assignment.bypassed_function}({assignment.parameters},\n"
             f"        _rule=functools.partial({assignment.reference_function})):\n"
             f"    return _rule({assignment.arguments})\n")
-    return Submission(_with_own_function(course, code), _bypass_expected(
-        course, "it uses `cnnbook` from cnnbook",
-        f"name '{assignment.bypassed_function}' is not defined"))
+    return Submission(_with_own_function(course, code),
+                      _bypass_expected(course, "it uses `cnnbook` from cnnbook"))
 
 
 @kind
@@ -796,6 +805,12 @@ def keras_lookup_table(course):
 # --- What only the judge stops: the kernel's outcome is not the grade -----------------------------
 # (kinds of JUDGED_ONLY: an assignment still graded by its kernel would lose to them, which is why
 # every assignment is to move to the judge)
+
+KERNEL_ONLY = ("ipython_hook", "shell_escape", "eval_of_reference",
+               "replaces_check_written_here", "reference_in_default_argument")
+"""Kinds left out of a judged assignment's batch: each was a road around a source rule, and under
+the judge they all meet the same walls as kinds that stay (no IPython where tests are decided:
+``post_run_cell_hook``; no reference code to import: ``dunder_import``)."""
 
 JUDGED_ONLY = ("post_run_cell_hook", "lying_values", "keras_through_module_table",
                "reads_hidden_expected", "prints_input_history")
@@ -926,8 +941,7 @@ def kinds_of(assignment: str) -> list[str]:
     honest idioms when it describes none."""
     description = ASSIGNMENTS[assignment]
     skipped = set(description.graded_on_sizing_only)
-    if not description.judged:
-        skipped.update(JUDGED_ONLY)
+    skipped.update(KERNEL_ONLY if description.judged else JUDGED_ONLY)
     if not description.honest_answers:
         skipped.add("good_honest_idioms")
     return sorted(name for name in KINDS if name not in skipped)

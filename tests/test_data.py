@@ -57,6 +57,19 @@ def test_training_split_holds_no_test_image_and_partitions_the_training_images(s
     np.testing.assert_array_equal(again, x_train)  # the same split for everyone
 
 
+def test_training_only_copy_holds_the_training_images_and_no_test_image(subset_env, tmp_path,
+                                                                       monkeypatch):
+    (x_train, y_train), (x_test, _) = data.load_cifar10()
+    assert len(x_test) == 10_000
+    data.write_training_only(subset_env, tmp_path / "copy")
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "copy"))
+    (copy_train, copy_labels), (copy_test, copy_test_labels) = data.load_cifar10()
+    assert np.array_equal(copy_train, x_train) and np.array_equal(copy_labels, y_train)
+    assert copy_test.shape == (0, 32, 32, 3) and copy_test_labels.shape == (0,)
+    (split_train, _), (split_val, _) = data.load_training_split()
+    assert len(split_train) + len(split_val) == len(x_train)
+
+
 @pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
 def test_training_split_rejects_a_fraction_outside_zero_one(subset_env, fraction):
     with pytest.raises(ValueError, match="validation_fraction"):

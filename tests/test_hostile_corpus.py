@@ -169,7 +169,10 @@ def _graded_text(course: Course, assignment: str, student: str) -> str:
 
 
 def test_architectures_batch_leaves_out_only_the_graders_own_walls():
-    assert corpus_module.kinds_of("sizing") == KINDS
+    # sizing, judged outside the kernel, leaves out only the roads around source rules, which
+    # meet the same walls as kinds it keeps
+    assert corpus_module.kinds_of("sizing") == sorted(set(KINDS) - set(corpus_module.KERNEL_ONLY))
+    assert {"post_run_cell_hook", "dunder_import"} <= set(corpus_module.kinds_of("sizing"))
     architectures = corpus_module.kinds_of("architectures")
     skipped = set(KINDS) - set(architectures)
     # the grader's walls, the kinds only the judge stops (architectures is still graded by its
@@ -235,7 +238,7 @@ def test_no_attack_reached_outside_its_sandbox(graded):
     name = graded["assignment"].name
     for kind in graded["corpus"]:
         outputs = _outputs_text(graded["course"], name, kind)
-        for marker in ("NETWORK REACHED", "SHADOWED", "SOLUTIONS READ"):
+        for marker in ("NETWORK REACHED", "SHADOWED", "SOLUTIONS READ", "TEST IMAGES SEEN: 10000"):
             assert marker not in outputs, (kind, marker)
     if "network_connection" in graded["corpus"]:
         assert "no network: gaierror" in _outputs_text(graded["course"], name,

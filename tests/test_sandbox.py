@@ -294,3 +294,19 @@ def test_sandbox_refuses_an_architecture_without_a_filter(monkeypatch):
     monkeypatch.setattr(sandbox.platform, "machine", lambda: "riscv64")
     with pytest.raises(sandbox.SandboxUnavailable, match="x86_64 and aarch64 only.*riscv64"):
         sandbox.require_sandbox()
+
+
+def test_grading_kernels_read_a_training_only_copy_of_the_data(cifar_subset_dir, monkeypatch):
+    """The kernels' CNNBOOK_DATA holds the training images only: the accuracy grader's test
+    images are in no student's process."""
+    import numpy as np
+
+    from cnnbook import autograde
+
+    monkeypatch.setenv("CNNBOOK_DATA", str(cifar_subset_dir))
+    paths, environment = autograde.GradingSandbox().kernel_data()
+    assert paths == [environment["CNNBOOK_DATA"]] and paths[0] != str(cifar_subset_dir)
+    with np.load(f"{paths[0]}/training_only.npz") as arrays:
+        assert len(arrays["x_test"]) == 0 and len(arrays["x_train"]) == 10_000
+    assert autograde.GradingSandbox(hide_test_images=False).kernel_data() == (
+        [str(cifar_subset_dir)], {})

@@ -1,7 +1,8 @@
 """The judge: runs the instructor's test cells, hidden tests included, against the student's names.
 
 The grader starts it as ``python -I -m cnnbook.grading.judge_side`` in the sandbox (no student
-code ever runs in it) and sends one JSON line, ``{"setup": [...], "tests": [{"grade_id": ...,
+code ever runs in it) and, for each notebook (one judge serves a whole grading command), sends one
+JSON line, ``{"setup": [...], "tests": [{"grade_id": ...,
 "source": ...}]}``: the instructor's cells the judge runs first (imports, constants) and the test
 cells. The judge answers ``{"ready": true}`` (or ``{"setup_failed": reason}``), then runs each test
 cell in one namespace, in order, and writes ``{"verdict": {"grade_id", "passed", "message",
@@ -23,6 +24,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import gc
 import io
 import json
 import os
@@ -241,15 +243,8 @@ class Judge:
         return verdict
 
 
-def main() -> None:
-    incoming = os.fdopen(os.dup(0), "rb")
-    outgoing = os.fdopen(os.dup(1), "wb")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for descriptor in (0, 1, 2):
-        os.dup2(devnull, descriptor)
-    sys.stdout = sys.stderr = io.StringIO()
-    channel = _Channel(incoming, outgoing)
-    job = channel.receive()
+def judge_one(channel: _Channel, job: dict) -> None:
+    """Judge one notebook: set-up, then every test, each verdict sent as it is reached."""
     judge = Judge(channel)
     try:
         judge.run_setup(job["setup"])
@@ -267,6 +262,35 @@ def main() -> None:
         sys.stdout.seek(0)
         sys.stdout.truncate()
     channel.send({"done": True})
+
+
+def _forget() -> None:
+    """What one notebook's judging left in this process: Keras' global state (layer name
+    counters, the graph of every model built) and its objects."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.backend.clear_session()
+    gc.collect()
+
+
+def main() -> None:
+    """Judge notebooks one after the other, as the grader sends them (one judge serves a whole
+    ``nbgrader autograde`` command: its imports are paid once); each notebook gets a fresh
+    namespace and Keras' global state cleared."""
+    incoming = os.fdopen(os.dup(0), "rb")
+    outgoing = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for descriptor in (0, 1, 2):
+        os.dup2(devnull, descriptor)
+    sys.stdout = sys.stderr = io.StringIO()
+    channel = _Channel(incoming, outgoing)
+    while True:
+        try:
+            job = channel.receive()
+        except SystemExit:  # the grader is done
+            return
+        judge_one(channel, job)
+        _forget()
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def keras_model_from_config(text: str):
 
 def decode(data, depth: int = 0):
     """Plain Python values from data a student process wrote (see the module docstring). Raises
-    :class:`MalformedAnswer` on anything :func:`encode` never writes."""
+    :class:`MalformedAnswer` on anything :func:`cnnbook.grading.student_side.encode` never
+    writes."""
     if depth > 64:
         raise MalformedAnswer("nested too deeply")
     if data is None or type(data) in (bool, int, str):

@@ -22,6 +22,7 @@ cannot be imported), and each forbidden package is replaced by a module that rai
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -105,6 +106,7 @@ class _Process:
             argv, writable_dir=workdir, readonly_paths=readonly_paths, overlays=overlays,
             environment={"TF_CPP_MIN_LOG_LEVEL": "3"}, tmp_bytes=limits.tmp_bytes)
         self.limits = limits
+        self.home: Path | None = None  # a folder of its own, removed when it is closed
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, start_new_session=True)
         self.stderr = bytearray()
@@ -187,6 +189,8 @@ class _Process:
         except OSError:
             pass
         self.kill()
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -350,6 +354,38 @@ def _student_program() -> str:
     return Path(student_side.__file__).read_text()
 
 
+_IDLE_JUDGES: dict[Limits, list[_Process]] = {}
+"""Judges that finished a notebook and wait for the next one (per limits): the grader pays the
+judge's start (TensorFlow's import, seconds) once per command, not once per notebook."""
+_IDLE_LOCK = threading.Lock()
+
+
+def _idle_judge(limits: Limits) -> _Process:
+    """A waiting judge for these limits, or a new one."""
+    with _IDLE_LOCK:
+        waiting = _IDLE_JUDGES.get(limits, [])
+        while waiting:
+            judge = waiting.pop()
+            if judge.process.poll() is None:
+                return judge
+            judge.close()
+    home = Path(tempfile.mkdtemp(prefix="cnnbook-judge-home-"))
+    judge = _Process([sys.executable, "-I", "-m", "cnnbook.grading.judge_side"], home,
+                     limits, readonly_paths=limits.readonly_paths)
+    judge.home = home
+    return judge
+
+
+@atexit.register
+def close_idle_judges() -> None:
+    """End every waiting judge (at the grader's exit; bwrap would end them with it anyway)."""
+    with _IDLE_LOCK:
+        for judges in _IDLE_JUDGES.values():
+            for judge in judges:
+                judge.close()
+        _IDLE_JUDGES.clear()
+
+
 def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
                    tests: Sequence[tuple[str, str]], files: Path | None = None,
                    limits: Limits | None = None, setup_count: int = 0) -> list[Verdict]:
@@ -368,6 +404,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     judge = None
     deadline = time.monotonic() + limits.notebook_s
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="student-process")
+    healthy = False
 
     def student_process(forbid: tuple[str, ...]) -> _StudentProcess:
         if forbid not in students:
@@ -386,10 +423,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
                                            for _, source in tests)]
         for forbid in dict.fromkeys(modes):
             student_process(forbid).start_loading(executor)
-        judge_dir = scratch / "judge"
-        judge_dir.mkdir()
-        judge = _Process([sys.executable, "-I", "-m", "cnnbook.grading.judge_side"], judge_dir,
-                         limits, readonly_paths=limits.readonly_paths)
+        judge = _idle_judge(limits)
         judge.send({"setup": list(setup_cells),
                     "tests": [{"grade_id": grade_id, "source": source}
                               for grade_id, source in tests]})
@@ -413,6 +447,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
                 verdicts[verdict["grade_id"]] = Verdict(verdict["grade_id"], passed,
                                                         str(verdict.get("message", "")))
             elif message.get("done"):
+                healthy = True
                 break
     except (GraderFailure, _Ended) as failure:
         reason = str(failure) if isinstance(failure, GraderFailure) else (
@@ -424,7 +459,11 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
         for student in students.values():
             student.close()
         if judge is not None:
-            judge.close()
+            if healthy:  # it waits for the next notebook
+                with _IDLE_LOCK:
+                    _IDLE_JUDGES.setdefault(limits, []).append(judge)
+            else:
+                judge.close()
         executor.shutdown(wait=True)
         shutil.rmtree(scratch, ignore_errors=True)
     return [verdicts.get(grade_id, Verdict(grade_id, None, "the judge gave no verdict"))

@@ -10,8 +10,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The suite runs in two pytest-xdist workers (tests/conftest.py says how tests are grouped into
 # work units): in fresh clones on a quiet 2-core CPU the full suite took 13 min 32 s to 14 min
-# 58 s so (four runs), against about 25 min in one process (2026-12-01). TEST_WORKERS=0 runs it in one
-# process; three workers were no faster (15 min 52 s).
+# 58 s (four runs, 2026-12-01), against about 25 min in one process; since grading moved outside
+# the kernel it took 23 min 45 s on a slower 2-core AMD EPYC (2026-12-05; README.md gives the
+# comparison). TEST_WORKERS=0 runs it in one process; three workers were no faster (15 min 52 s).
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
 	--durations=25

@@ -240,6 +240,19 @@ def test_a_process_that_cannot_answer_fails_only_its_tests(sizing_source):
 
 
 @pytest.mark.slow
+def test_slow_functions_that_use_up_the_notebooks_time_fail_not_defer(sizing_source):
+    """Making every call slow must not turn the tests into manual grading (the grader's time
+    ran out, but the student's code spent it): the tests not reached fail."""
+    slow = _variant(sizing_source, {"output_size": source_of(
+        _cell(sizing_source, "output_size")).replace(
+        "    ### BEGIN SOLUTION\n",
+        "    ### BEGIN SOLUTION\n    import time\n    time.sleep(0.05)\n", 1)})
+    results = _judge(slow, sizing_source, verdicts.Limits(notebook_s=20))
+    assert all(verdict.passed is not None for verdict in results.values()), results
+    assert "your functions took" in results["test_output_size_valid"].message, results
+
+
+@pytest.mark.slow
 def test_a_broken_setup_is_the_graders_failure_not_the_students_zero(sizing_source):
     broken = json.loads(json.dumps(sizing_source))
     _cell(broken, "sizing_setup")["source"] = source_of(_cell(broken, "sizing_setup")) + \

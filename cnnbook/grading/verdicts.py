@@ -11,9 +11,11 @@ limit is killed.
 
 Who is to blame decides the verdict: a student process that dies or runs out of time while the
 student's code runs fails that test (and is started afresh for the next one, at most
-``restarts`` times); a judge that cannot start, fails in the instructor's set-up cells or dies,
-and a student process that cannot start before any student code ran, are the grader's failures:
-those verdicts have ``passed=None`` and go to manual grading, never to a zero.
+``restarts`` times), and when the notebook's time runs out while more than half of it went to
+the student's processes, the tests not reached fail; a judge that cannot start, fails in the
+instructor's set-up cells or dies, and a student process that cannot start before any student code
+ran, are the grader's failures: those verdicts have ``passed=None`` and go to manual grading,
+never to a zero.
 
 Inside a student process, ``cnnbook`` shows only :data:`STUDENT_MODULES` (its reference code
 cannot be imported), and each forbidden package is replaced by a module that raises
@@ -349,6 +351,10 @@ class GraderFailure(Exception):
     """The grader could not judge (not the student's doing)."""
 
 
+class _StudentTooSlow(Exception):
+    """The notebook's time ran out, most of it spent in the student's processes."""
+
+
 @functools.lru_cache(maxsize=1)
 def _student_program() -> str:
     return Path(student_side.__file__).read_text()
@@ -405,6 +411,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     deadline = time.monotonic() + limits.notebook_s
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="student-process")
     healthy = False
+    student_seconds = 0.0  # spent waiting for the student's processes
 
     def student_process(forbid: tuple[str, ...]) -> _StudentProcess:
         if forbid not in students:
@@ -433,6 +440,10 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
                                 f"{str(first['setup_failed'])[:500]}")
         while True:
             remaining = deadline - time.monotonic()
+            if remaining <= 0 and student_seconds > limits.notebook_s / 2:
+                raise _StudentTooSlow(f"your functions took {student_seconds:.0f} s of the "
+                                      f"{limits.notebook_s:g} s this notebook may take; the tests "
+                                      "not reached by then fail")
             if remaining <= 0:
                 raise GraderFailure(f"judging the notebook took longer than "
                                     f"{limits.notebook_s:g} s")
@@ -440,7 +451,10 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
             if "request" in message:
                 request = dict(message["request"])
                 forbid = tuple(sorted(str(name) for name in request.pop("forbid", [])))
-                judge.send(student_process(forbid).ask(request))
+                asked = time.monotonic()
+                reply = student_process(forbid).ask(request)
+                student_seconds += time.monotonic() - asked
+                judge.send(reply)
             elif "verdict" in message:
                 verdict = message["verdict"]
                 passed = None if verdict.get("grader_failure") else bool(verdict.get("passed"))
@@ -449,6 +463,9 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
             elif message.get("done"):
                 healthy = True
                 break
+    except _StudentTooSlow as slow:
+        for grade_id, _ in tests:
+            verdicts.setdefault(grade_id, Verdict(grade_id, False, str(slow)))
     except (GraderFailure, _Ended) as failure:
         reason = str(failure) if isinstance(failure, GraderFailure) else (
             f"the judge stopped: {failure}; "

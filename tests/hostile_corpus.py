@@ -842,7 +842,7 @@ def lying_values(course):
             "    __hash__ = int.__hash__\n"
             + _own_function(course, "    return Anything(0)"))
     return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, None, "returned Anything: a subclass of int"))
+                      _bypass_expected(course, None))  # it arrives as a plain 0
 
 
 @kind

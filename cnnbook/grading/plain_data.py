@@ -5,8 +5,9 @@ turns such data back into exact built-in types only (``int``, ``float``, ``str``
 ``list``, ``dict``, ``bool``, ``None``), NumPy arrays and, for ``{"__keras_model__": config}``, a
 Keras model rebuilt from its config with ``safe_mode`` and Keras' own layer classes only. Nothing a
 student process sends can become an object with behaviour of its own, so a value that lies
-(``__eq__`` always true) cannot reach a comparison. What the student process refused to encode
-becomes a :class:`Refused`, which equals nothing and says why.
+(``__eq__`` always true) cannot reach a comparison: a subclass of a plain type crosses as the plain
+value it holds. What the student process refused to encode (any other object) becomes a
+:class:`Refused`, which equals nothing and says why.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ class MalformedAnswer(ValueError):
 
 
 class Refused:
-    """An answer that was not plain data (a subclass of ``tuple``, an arbitrary object): it never
-    equals anything, and its ``repr`` says what it was."""
+    """An answer that was not plain data (an object of the student's own class): it never equals
+    anything, and its ``repr`` says what it was."""
 
     __slots__ = ("reason",)
 

@@ -37,6 +37,11 @@ MAX_DEPTH = 40
 """Deepest nesting of containers an answer may have."""
 
 _PLAIN_SCALARS = (bool, int, str, type(None))
+_PLAIN_COPY = {"bool": bool, "int": int, "float": float, "str": str.__str__, "tuple": tuple,
+               "list": list, "dict": dict}
+"""How a subclass of a plain type (a namedtuple, an OrderedDict, a class of the student's own)
+becomes the plain value it holds: only that copy leaves the process, so no method of the
+subclass (an ``__eq__`` that is always true) ever reaches a comparison."""
 
 
 def _refused(value, why: str) -> dict:
@@ -58,8 +63,9 @@ def encode(value, depth: int = 0):
     """``value`` as JSON-ready plain data: ``None``, ``bool``, ``int``, ``float`` (non-finite as
     ``{"__float__": "nan"}``), ``str``, lists, ``{"__tuple__": [...]}``, ``{"__dict__": [[k, v],
     ...]}``, NumPy scalars as Python numbers, numeric NumPy arrays as ``{"__ndarray__": ...}`` and
-    Keras models as ``{"__keras_model__": config}``. Anything else, a subclass of a plain type
-    included, becomes ``{"__refused__": reason}``, which never equals anything."""
+    Keras models as ``{"__keras_model__": config}``. A subclass of a plain type is written as the
+    plain value it holds (a namedtuple as a tuple). Anything else becomes ``{"__refused__":
+    reason}``, which never equals anything."""
     if depth > MAX_DEPTH:
         return {"__refused__": f"nested deeper than {MAX_DEPTH} levels"}
     kind = type(value)
@@ -86,8 +92,11 @@ def encode(value, depth: int = 0):
     if keras is not None and isinstance(value, keras.Model):
         return {"__keras_model__": value.to_json()}
     base = _plain_base(value)
-    if base is not None:
-        return _refused(value, f"a subclass of {base}; return a plain {base}")
+    if base is not None:  # a namedtuple, an OrderedDict: the plain value it holds
+        plain = _PLAIN_COPY[base](value)
+        if type(plain).__name__ != base:
+            return _refused(value, f"a {base} that does not convert to a plain {base}")
+        return encode(plain, depth + 1)
     return _refused(value, "not plain data (a number, string, tuple, list, dict, NumPy array "
                     "or Keras model)")
 

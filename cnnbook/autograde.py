@@ -696,10 +696,10 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
             statement_s=self.statement_timeout,
             call_s=self.call_timeout, notebook_s=self.notebook_timeout,
             readonly_paths=tuple(settings.readonly_paths))
-        graded_folder = resources.get("metadata", {}).get("path")
-        files = Path(graded_folder) if graded_folder and os.path.isdir(graded_folder) else None
+        # no submitted file reaches the student processes: these assignments need none, and a
+        # submitted folder could hold a copy of a pure-Python package a test forbids
         return _JUDGING.submit(verdicts.judge_notebook, job.student_cells, job.setup_cells,
-                               job.tests, files, limits, job.setup_count)
+                               job.tests, None, limits, job.setup_count, job.answer_names)
 
     def preprocess(self, nb, resources):
         student, assignment, notebook = _notebook_ids(resources)

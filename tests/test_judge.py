@@ -101,6 +101,16 @@ def test_the_judge_reads_forbidden_packages_and_free_names_of_a_test_cell():
     assert judge_side.free_names(source) == ["check_written_here", "f", "helper", "toy", "g", "x"]
 
 
+def test_the_judge_looks_up_only_what_the_answer_cells_define(repo_root):
+    """An instructor's constant and a test's own helper are never read from the student."""
+    source = read_notebook(repo_root / "solutions" / "parameters" / "parameters.ipynb")
+    job = verdicts.notebook_job(source, source)
+    assert {"conv2d_params", "layer_table", "network_totals", "vgg16_total_params"} <= set(
+        job.answer_names)
+    assert "VGG16_LAYERS" not in job.answer_names and "keras_vgg16" not in job.answer_names
+    assert any("VGG16_LAYERS = [" in cell for cell in job.setup_cells)
+
+
 # --- judging the sizing notebook ------------------------------------------------------------------
 
 
@@ -140,7 +150,7 @@ def _judge(submission: dict, source: dict, limits: verdicts.Limits = DEFAULT_LIM
     job = verdicts.notebook_job(submission, source)
     return {verdict.grade_id: verdict for verdict in verdicts.judge_notebook(
         job.student_cells, job.setup_cells, job.tests, limits=limits,
-        setup_count=job.setup_count)}
+        setup_count=job.setup_count, answer_names=job.answer_names)}
 
 
 @pytest.mark.slow
@@ -263,10 +273,55 @@ def test_slow_functions_that_use_up_the_notebooks_time_fail_not_defer(sizing_sou
     slow = _variant(sizing_source, {"output_size": source_of(
         _cell(sizing_source, "output_size")).replace(
         "    ### BEGIN SOLUTION\n",
-        "    ### BEGIN SOLUTION\n    import time\n    time.sleep(0.05)\n", 1)})
+        "    ### BEGIN SOLUTION\n    import time\n    time.sleep(0.2)\n", 1)})
     results = _judge(slow, sizing_source, verdicts.Limits(notebook_s=20))
     assert all(verdict.passed is not None for verdict in results.values()), results
     assert "your functions took" in results["test_output_size_valid"].message, results
+
+
+FORGED_SETUP_FAILURE = """
+import json
+_dumps = json.dumps
+def _forging(message, *args, **kwargs):  # adds an instructor's failure to the process's report
+    if isinstance(message, dict) and message.get("loaded"):
+        message = {**message, "errors": [{"cell": 0, "type": "RuntimeError", "module": None,
+                                          "message": "forged"}]}
+    return _dumps(message, *args, **kwargs)
+json.dumps = _forging
+"""
+
+MODEL_BOMB = """
+import json, sys, types
+class Bomb:  # poses as a Keras model whose rebuilding needs far more memory than allowed
+    def to_json(self):
+        start = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+                 "config": {"batch_shape": [None, 20000], "dtype": "float32", "name": "in"}}
+        dense = {"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+                 "config": {"units": 20000, "kernel_initializer": "ones", "name": "huge"}}
+        return json.dumps({"module": "keras", "class_name": "Sequential", "registered_name": None,
+                           "config": {"name": "bomb", "layers": [start, dense]}})
+sys.modules["keras"] = types.SimpleNamespace(Model=Bomb)
+def output_size(input_size, kernel_size, stride=1, padding="valid"):
+    return Bomb()
+"""
+
+
+@pytest.mark.slow
+def test_what_student_code_reports_or_returns_cannot_buy_manual_grading(sizing_source):
+    """Two ways a student tried to turn zeros into manual grading: forging an instructor's set-up
+    failure in the process's own report (only the report sent before any student statement is
+    believed), and returning a model the judge cannot rebuild within its memory (the student's
+    model: every test not yet decided fails)."""
+    forged = _variant(sizing_source, {"output_size": "def output_size(*args):\n    return 0\n"},
+                      add_after_setup=FORGED_SETUP_FAILURE)
+    results = _judge(forged, sizing_source)
+    assert all(verdict.passed is not None for verdict in results.values()), results
+    assert results["test_output_size_valid"].passed is False
+    assert results["test_toy_network_shapes"].passed is False  # toy_shapes is gone with it
+    bomb = _variant(sizing_source, {"output_size": MODEL_BOMB})
+    results = _judge(bomb, sizing_source, verdicts.Limits(memory_bytes=1536 * 2**20))
+    assert all(verdict.passed is False for verdict in results.values()), results
+    assert "could not be rebuilt" in results["test_output_size_valid"].message
 
 
 @pytest.mark.slow

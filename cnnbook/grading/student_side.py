@@ -105,7 +105,7 @@ def _exception_reply(error: BaseException) -> dict:
     builtin = next((cls.__name__ for cls in type(error).__mro__
                     if getattr(builtins, cls.__name__, None) is cls), "Exception")
     try:
-        message = str(error)[:500]
+        message = str(error)[:200]
     except Exception:
         message = "(its message could not be read)"
     try:
@@ -144,18 +144,35 @@ def _on_alarm(signum, frame):
     raise StatementTimeout()
 
 
+def _statements(source: str) -> list:
+    """The top-level statements of a cell, ``import a, b as c`` split into one import per name
+    (so that a hidden ``a`` does not leave ``c`` unbound)."""
+    statements = []
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.Import) and len(statement.names) > 1:
+            statements += [ast.copy_location(ast.Import(names=[alias]), statement)
+                           for alias in statement.names]
+        else:
+            statements.append(statement)
+    return statements
+
+
 def _run_cells(cells, namespace, skip, statement_seconds, report, setup_cells=0,
-               setup_seconds=180) -> list[dict]:
+               setup_seconds=180, setup_done=None) -> list[dict]:
     """Run every top-level statement of ``cells`` but those in ``skip`` (``(cell, statement)``
     pairs that ended the process before), each with at most ``statement_seconds`` (an alarm
     stops a statement that waits or loops in Python; the first ``setup_cells`` cells, the
     instructor's imports, get ``setup_seconds``); ``report(cell, statement)`` announces each
-    statement first, so that the grader knows which one a dying process was running."""
+    statement first, so that the grader knows which one a dying process was running;
+    ``setup_done(errors)`` reports the set-up's errors before the first student statement runs
+    (later, student code could forge them)."""
     errors = []
     signal.signal(signal.SIGALRM, _on_alarm)
     for index, source in enumerate(cells):
+        if index == setup_cells and setup_done is not None:
+            setup_done(list(errors))
         try:
-            statements = ast.parse(source).body
+            statements = _statements(source)
         except SyntaxError as error:
             errors.append({"cell": index, "type": "SyntaxError", "message": str(error)[:300],
                            "module": None})
@@ -185,6 +202,8 @@ def _run_cells(cells, namespace, skip, statement_seconds, report, setup_cells=0,
                                "message": str(error)[:300],
                                "module": getattr(error, "name", None)
                                if isinstance(error, ImportError) else None})
+    if setup_cells >= len(cells) and setup_done is not None:
+        setup_done(list(errors))
     return errors
 
 
@@ -252,10 +271,12 @@ def main() -> None:
     send({"ready": True})
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     namespace["get_ipython"] = lambda: _NoIPython(namespace)
+    namespace["display"] = lambda *objects, **options: None  # IPython's, in a kernel
     errors = _run_cells(first["cells"], namespace, first.get("skip", []),
                         first.get("statement_seconds", 60),
                         lambda cell, statement: send({"running": [cell, statement]}),
-                        first.get("setup_cells", 0), first.get("setup_seconds", 180))
+                        first.get("setup_cells", 0), first.get("setup_seconds", 180),
+                        lambda setup_errors: send({"setup_done": setup_errors[:50]}))
     send({"loaded": True, "errors": errors[:50]})
     for line in channel_in:
         send(_answer(json.loads(line), namespace))

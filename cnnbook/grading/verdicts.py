@@ -9,7 +9,9 @@ student processes' output goes nowhere, the judge's is captured. Every message i
 of at most ``max_message_bytes``; a process that sends more, ends, or stays silent past its time
 limit is killed.
 
-Who is to blame decides the verdict: a student process that dies or runs out of time while the
+Who is to blame decides the verdict: a judge that dies or runs out of time while it rebuilds a
+Keras model the student's code returned fails every test not yet decided; a student process
+that dies or runs out of time while the
 student's code runs fails that test (and is started afresh for the next one, at most
 ``restarts`` times), and when the notebook's time runs out while more than half of it went to
 the student's processes, the tests not reached fail; a judge that cannot start, fails in the
@@ -24,6 +26,7 @@ cannot be imported), and each forbidden package is replaced by a module that rai
 
 from __future__ import annotations
 
+import ast
 import atexit
 import functools
 import json
@@ -160,7 +163,7 @@ class _Process:
             raise _Ended(f"it sent more than {self.limits.max_message_bytes:,} bytes at once")
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError, MemoryError):  # garbage, or nesting 10**5 deep
             self.kill()
             raise _Ended("it sent something that is not a message") from None
         if not isinstance(message, dict):
@@ -270,6 +273,7 @@ class _StudentProcess:
                 copy_regular_files(self.files, workdir)
             self.process = _Process([sys.executable, "-I", "-c", _student_program()], workdir,
                                     self.limits, overlays=student_overlays(self.forbid))
+            self.process.home = workdir  # removed when the process is closed
             self.process.send({"cells": self.cells, "skip": skip,
                                "statement_seconds": self.limits.statement_s,
                                "setup_cells": self.setup_count,
@@ -282,10 +286,16 @@ class _StudentProcess:
                                     f"{self.process.stderr.decode(errors='replace')[-500:]}"
                                     ) from None
             running, deadline = None, time.monotonic() + self.limits.load_s
+            setup_checked = False
             try:
                 while True:
                     message = self.process.receive(deadline - time.monotonic())
-                    if "running" in message:
+                    if "setup_done" in message and not setup_checked:
+                        # sent before the first student statement: after it, student code
+                        # could forge any report, so this is the only one believed
+                        setup_checked = True
+                        self._check_setup(message["setup_done"])
+                    elif "running" in message:
                         running = message["running"]
                     elif message.get("loaded"):
                         break
@@ -300,7 +310,11 @@ class _StudentProcess:
                 return
             break
         self.errors = message.get("errors", []) if isinstance(message.get("errors"), list) else []
-        for error in self.errors:
+
+    def _check_setup(self, errors) -> None:
+        """Raise :class:`GraderFailure` when an instructor's set-up cell failed for a reason other
+        than a hidden import."""
+        for error in errors if isinstance(errors, list) else []:
             if not isinstance(error, dict) or not isinstance(error.get("cell"), int):
                 continue
             if error["cell"] < self.setup_count and not self._expected(error):
@@ -355,6 +369,10 @@ class _StudentTooSlow(Exception):
     """The notebook's time ran out, most of it spent in the student's processes."""
 
 
+class _StudentModelTooBig(Exception):
+    """The judge died or ran out of time rebuilding a Keras model the student's code returned."""
+
+
 @functools.lru_cache(maxsize=1)
 def _student_program() -> str:
     return Path(student_side.__file__).read_text()
@@ -394,10 +412,13 @@ def close_idle_judges() -> None:
 
 def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
                    tests: Sequence[tuple[str, str]], files: Path | None = None,
-                   limits: Limits | None = None, setup_count: int = 0) -> list[Verdict]:
+                   limits: Limits | None = None, setup_count: int = 0,
+                   answer_names: Sequence[str] | None = None) -> list[Verdict]:
     """Judge one notebook: ``student_cells`` (Python source, every cell the student process runs,
     in order; the first ``setup_count`` are the instructor's set-up, before any cell a student
     writes: their failure is the grader's, except an import of what the process hides),
+    ``answer_names`` (the names the source's answer cells define: the only names the judge looks
+    up in a student process; None: any name it lacks),
     ``setup_cells`` (the instructor's cells the judge runs first), ``tests``
     (``(grade_id, source)`` of each test cell, hidden tests included), ``files`` (a folder whose
     regular files each student process gets a copy of). Returns one :class:`Verdict` per test,
@@ -412,6 +433,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="student-process")
     healthy = False
     student_seconds = 0.0  # spent waiting for the student's processes
+    rebuilding = None  # what the judge is rebuilding a student's Keras model from, if it is
 
     def student_process(forbid: tuple[str, ...]) -> _StudentProcess:
         if forbid not in students:
@@ -432,6 +454,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
             student_process(forbid).start_loading(executor)
         judge = _idle_judge(limits)
         judge.send({"setup": list(setup_cells),
+                    "answer_names": None if answer_names is None else list(answer_names),
                     "tests": [{"grade_id": grade_id, "source": source}
                               for grade_id, source in tests]})
         first = judge.receive(limits.startup_s)
@@ -447,7 +470,18 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
             if remaining <= 0:
                 raise GraderFailure(f"judging the notebook took longer than "
                                     f"{limits.notebook_s:g} s")
-            message = judge.receive(min(limits.judge_step_s, remaining))
+            try:
+                message = judge.receive(min(limits.judge_step_s, remaining))
+            except _Ended as ended:
+                if rebuilding is not None:
+                    raise _StudentModelTooBig(
+                        f"the Keras model in {rebuilding} could not be rebuilt within the "
+                        f"grader's limits ({ended})") from None
+                raise
+            if "rebuilding" in message:
+                rebuilding = str(message["rebuilding"])[:100]
+                continue
+            rebuilding = None
             if "request" in message:
                 request = dict(message["request"])
                 forbid = tuple(sorted(str(name) for name in request.pop("forbid", [])))
@@ -463,9 +497,13 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
             elif message.get("done"):
                 healthy = True
                 break
-    except _StudentTooSlow as slow:
+    except (_StudentTooSlow, _StudentModelTooBig) as student_failure:
         for grade_id, _ in tests:
-            verdicts.setdefault(grade_id, Verdict(grade_id, False, str(slow)))
+            verdicts.setdefault(grade_id, Verdict(grade_id, False, str(student_failure)))
+    except Exception as error:  # a fault of the grader's own (a full disk): never the batch's end
+        for grade_id, _ in tests:
+            verdicts.setdefault(grade_id, Verdict(
+                grade_id, None, f"the grader failed: {type(error).__name__}: {error}"))
     except (GraderFailure, _Ended) as failure:
         reason = str(failure) if isinstance(failure, GraderFailure) else (
             f"the judge stopped: {failure}; "
@@ -495,6 +533,7 @@ class NotebookJob:
     setup_count: int
     setup_cells: list[str]
     tests: list[tuple[str, str]]
+    answer_names: list[str]
 
 
 def _nbgrader(cell) -> dict:
@@ -521,21 +560,26 @@ def notebook_job(submission, source) -> NotebookJob:
     """Split a notebook for judging, from the instructor's ``source`` notebook (trusted) and the
     ``submission`` (nbformat notebooks or dicts):
 
-    * the set-up: the source's locked code cells before its first answer cell; the judge runs
-      them, and so does each student process, first;
+    * the set-up: the source's locked code cells before its first answer cell; each student
+      process runs them first; the judge runs them and every other locked instructor cell (a
+      constant such as VGG-16's layer list is the instructor's, never the student's);
+    * the answer names: what the source's answer cells define at the top level, the only names
+      the judge looks up in a student process;
     * the tests: the source's autograded test cells (code, ``grade``, not ``solution``), hidden
       tests included; they run in the judge only;
     * the student's cells: every other code cell of the submission, in order, magics translated.
     """
-    setup, tests = [], []
+    setup, tests, instructor, answers = [], [], [], []
     for cell in source["cells"]:
         metadata = _nbgrader(cell)
         if cell["cell_type"] != "code":
             continue
         if metadata.get("solution"):
-            break
-        if metadata.get("locked") and not metadata.get("grade"):
-            setup.append(cell)
+            answers.append(cell)
+        elif metadata.get("locked") and not metadata.get("grade"):
+            instructor.append(cell)
+            if not answers:
+                setup.append(cell)
     for cell in source["cells"]:
         metadata = _nbgrader(cell)
         if cell["cell_type"] == "code" and metadata.get("grade") and not metadata.get("solution"):
@@ -545,4 +589,27 @@ def notebook_job(submission, source) -> NotebookJob:
     student = [_as_python(_source(cell)) for cell in submission["cells"]
                if cell["cell_type"] == "code" and _nbgrader(cell).get("grade_id") not in skipped]
     setup_sources = [_source(cell) for cell in setup]
-    return NotebookJob([*setup_sources, *student], len(setup_sources), setup_sources, tests)
+    return NotebookJob([*setup_sources, *student], len(setup_sources),
+                       [_source(cell) for cell in instructor], tests,
+                       sorted(set().union(*(_top_level_names(_source(cell)) for cell in answers))))
+
+
+def _top_level_names(source: str) -> set[str]:
+    """Names a cell binds at its top level (functions, classes, assignments, imports)."""
+    try:
+        statements = ast.parse(source).body
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for statement in statements:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(statement.name)
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [
+                statement.target]
+            for target in targets:
+                names.update(node.id for node in ast.walk(target) if isinstance(node, ast.Name))
+        elif isinstance(statement, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0]
+                         for alias in statement.names)
+    return names

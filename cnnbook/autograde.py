@@ -432,8 +432,9 @@ class SandboxedExecute(Execute):
                     stop_reason = f"the grading kernel failed ({type(error).__name__}: {error})"
         if stop_reason and judged:
             # the judge decides every test: the kernel's stop only costs the student's feedback
-            if first_unrun < len(self.nb.cells):
-                self.nb.cells[first_unrun].outputs.append(new_output("stream", name="stdout", text=(
+            code_cells = [cell for cell in self.nb.cells[first_unrun:] if cell.cell_type == "code"]
+            if code_cells:
+                code_cells[0].outputs.append(new_output("stream", name="stdout", text=(
                     f"\n[grader: your notebook stopped here ({stop_reason}); the cells below were "
                     "not run in it. The tests are judged apart from your notebook.]\n")))
         elif stop_reason:

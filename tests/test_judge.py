@@ -353,3 +353,25 @@ def test_a_judged_assignment_is_not_graded_without_the_sandbox(tmp_path):
     other = {"nbgrader": {**resources["nbgrader"], "assignment": "resnet"}}
     notebook = nbformat.v4.new_notebook()
     assert autograde.JudgeOutsideKernel(config=config).preprocess(notebook, other)[0] is notebook
+
+
+def test_a_kernel_stopped_before_its_first_cell_notes_it_on_a_code_cell(tmp_path):
+    """For a judged assignment a kernel that cannot run (here: the data folder is missing) costs
+    only feedback; the note goes on the first code cell, never on a markdown cell (which has no
+    outputs: writing there failed the whole submission)."""
+    import nbformat
+    from traitlets.config import Config
+
+    from cnnbook import autograde
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("intro"),
+                                               nbformat.v4.new_code_cell("x = 1")])
+    config = Config()
+    config.CourseDirectory.root = str(tmp_path)
+    config.GradingSandbox.readonly_paths = [str(tmp_path / "missing-data")]
+    resources = {"nbgrader": {"student": "ann", "assignment": "sizing", "notebook": "sizing"},
+                 "metadata": {"path": str(tmp_path)}}
+    autograde.SandboxedExecute(config=config)._execute(notebook, resources, None, judged=True)
+    note = notebook.cells[1].outputs[0]["text"]
+    assert "your notebook stopped here" in note and "missing-data" in note
+    assert not resources.get(autograde.DEFERRED_KEY), "judged: the kernel's stop defers nothing"

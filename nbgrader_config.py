@@ -70,10 +70,12 @@ c.Autograde.autograde_preprocessors = [
 ]
 # a test cell a student deleted or renamed comes back from the gradebook (and is graded)
 c.OverwriteCells.add_missing_cells = True
-# The assignments whose grades the judge decides outside the student's kernel. resnet and
-# architectures still take the kernel's outcome (with CheckAnswerSource): their tests pass Keras
-# tensors to the student's blocks, which the judge cannot send yet (solutions/README.md).
-c.JudgeOutsideKernel.assignments = ["sizing", "parameters"]
+# The assignments whose grades the judge decides outside the student's kernel: all four (a block
+# function gets the judge's Keras input tensors as tensors made in the student's process, and its
+# layers come back as a config that the judge joins to its own tensors; the submitted networks
+# are loaded by the judge). An assignment taken out of this list takes the kernel's outcome,
+# with CheckAnswerSource.
+c.JudgeOutsideKernel.assignments = ["sizing", "parameters", "architectures", "resnet"]
 c.JudgeOutsideKernel.call_timeout = 60       # seconds for one call of a student's function
 c.JudgeOutsideKernel.notebook_timeout = 1200  # seconds for judging one notebook
 # The limits of autograding, in one place. Seconds per cell (validate keeps c.Execute.timeout):

@@ -663,8 +663,9 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
     error with the judge's message, which nbgrader scores 0. A verdict the grader could not reach
     goes to manual grading with its reason (:class:`SaveAutoGradesOrDefer`)."""
 
-    assignments = List(Unicode(), ["sizing", "parameters"], help="Assignments judged outside "
-                       "the kernel; the others keep the kernel's outcome.").tag(config=True)
+    assignments = List(Unicode(), ["sizing", "parameters", "architectures", "resnet"],
+                       help="Assignments judged outside the kernel; the others keep the "
+                       "kernel's outcome.").tag(config=True)
     call_timeout = Integer(60, help="Seconds one call of a student's function may take.").tag(
         config=True)
     notebook_timeout = Integer(1200, help="Seconds for judging one notebook; past it the "
@@ -690,17 +691,22 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
         source_path = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)
                            ) / f"{notebook}.ipynb"
         job = verdicts.notebook_job(nb, nbformat.read(str(source_path), as_version=4))
+        readonly_paths, data_environment = settings.kernel_data()
         limits = verdicts.Limits(
             memory_bytes=settings.memory_limit_mib * 2**20, max_processes=settings.max_processes,
             max_threads=settings.max_threads, folder_bytes=settings.max_folder_mib * 2**20,
             tmp_bytes=settings.max_tmp_mib * 2**20,
             statement_s=self.statement_timeout,
             call_s=self.call_timeout, notebook_s=self.notebook_timeout,
-            readonly_paths=tuple(settings.readonly_paths))
-        # no submitted file reaches the student processes: these assignments need none, and a
-        # submitted folder could hold a copy of a pure-Python package a test forbids
+            readonly_paths=tuple(readonly_paths),
+            environment=tuple(sorted(data_environment.items())))
+        # the submitted files (the saved networks) reach the judge and the student process
+        # that hides no package, copied without links or special files; a process that hides
+        # a package gets none (a submitted folder could hold a copy of that package)
+        folder = resources.get("metadata", {}).get("path")
+        files = Path(folder) if folder and os.path.isdir(folder) else None
         return _JUDGING.submit(verdicts.judge_notebook, job.student_cells, job.setup_cells,
-                               job.tests, None, limits, job.setup_count, job.answer_names)
+                               job.tests, files, limits, job.setup_count, job.answer_names)
 
     def preprocess(self, nb, resources):
         student, assignment, notebook = _notebook_ids(resources)

@@ -36,6 +36,7 @@ __all__ = [
     "ARRAY_KEYS",
     "load_cifar10",
     "load_training_split",
+    "load_test_images",
     "write_training_only",
     "augment_batch",
     "training_dataset",
@@ -118,6 +119,29 @@ def load_cifar10():
             f"set ({type(error).__name__}: {error}). {_HOW_TO_PROVIDE}"
         ) from error
     return _checked_arrays(x_train, y_train, x_test, y_test, source="keras.datasets.cifar10")
+
+
+def load_test_images(path: str | os.PathLike):
+    """``(x_test, y_test)`` from the ``.npz`` file ``path`` (arrays ``x_test``, uint8 images of
+    shape ``(N, 32, 32, 3)``, and ``y_test``, labels 0..9): an instructor's private image set that
+    the accuracy grader measures on in place of CIFAR-10's public test images
+    (``python -m cnnbook.grade accuracy --test-images``). Raises ``FileNotFoundError`` or
+    ``ValueError`` naming what is missing."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} is not a file: the private test images must be an "
+                                ".npz file holding the arrays x_test and y_test")
+    with np.load(path, allow_pickle=False) as archive:
+        missing = [key for key in ("x_test", "y_test") if key not in archive]
+        if missing:
+            raise ValueError(f"{path} holds no {' or '.join(missing)}: a private test set is an "
+                             ".npz file with x_test (N, 32, 32, 3) uint8 images and y_test labels")
+        x_test, y_test = archive["x_test"], archive["y_test"]
+    empty = np.zeros((0, *CIFAR10_SHAPE), np.uint8)
+    _, test = _checked_arrays(empty, np.zeros(0, np.uint8), x_test, y_test, source=str(path))
+    if not len(test[1]):
+        raise ValueError(f"{path}: x_test holds no image")
+    return test
 
 
 def write_training_only(source_folder: str | os.PathLike,

@@ -48,8 +48,9 @@ __all__ = [
     "load_submitted_model",
     "load_weights_by_name",
     "copied_from_shipped",
-    "weight_signature",
-    "identical_weight_groups",
+    "function_signature",
+    "copy_groups",
+    "seen_test_images",
     "evaluate_model",
     "SandboxSettings",
     "sandbox_settings",
@@ -179,9 +180,19 @@ COMPARED_MIN_VALUES = 256
 """Only weight arrays with at least this many values (and not constant) are compared for copies:
 kernels, not the 16..64-value vectors of batch normalisation that start at 0 or 1 everywhere."""
 
-SIGNATURE_SIZE = 2048
-"""Values of a submission's weight signature (a fixed random sample of its standardised kernels);
-two independent models' signatures correlate within about +-0.07 (4 standard deviations)."""
+PROBE_IMAGES = 256
+"""Test images whose logits make a submission's function signature (:func:`function_signature`)."""
+
+FUNCTION_COPY_CORRELATION = 0.99
+"""Two submissions whose function signatures correlate at this or more compute (nearly) the same
+function: copies, whatever was done to the weights (channels permuted, rescaled with the batch
+norms compensating, names changed). Independently trained networks of the same accuracy disagree
+on many probe images and correlate well below it; a copy fine-tuned for a while drifts below it
+too (``solutions/README.md`` says what this cannot catch)."""
+
+GENERALISATION_MARGIN = 0.03
+"""How much better than on the validation images a model may do on the test images, beyond the
+sampling error of both measurements, before the grader flags it (:func:`seen_test_images`)."""
 
 
 @dataclass(frozen=True)
@@ -360,8 +371,8 @@ def reference_resnet20():
     student."""
     import keras
 
+    from cnnbook.inputs import image_input, normalization_layer
     from cnnbook.layers import ZeroPadShortcut
-    from cnnbook.models import image_input, normalization_layer
 
     images = image_input()
     x = normalization_layer()(images)
@@ -523,27 +534,23 @@ def copied_from_shipped(submitted_arrays, shipped_paths: Sequence[str]) -> str |
     return None
 
 
-def weight_signature(model) -> list[float]:
-    """A fixed random sample of :data:`SIGNATURE_SIZE` values of the compared weight arrays of
-    ``model`` (in layer order), each array standardised to mean 0 and variance 1: two models with
-    the same weights have signatures that correlate at 1, independent ones at about 0."""
+def function_signature(model, probe_images) -> list[float]:
+    """What ``model`` computes on ``probe_images``: its logits, each image's shifted to mean 0
+    (a softmax does not see a shift), flattened and rounded. Two networks that compute the same
+    function have signatures that correlate at 1, however their weights were permuted or
+    rescaled; independently trained ones clearly less."""
     import numpy as np
 
-    standardised = [(array - array.mean()) / array.std()
-                    for array in _compared_arrays(weight.numpy() if hasattr(weight, "numpy")
-                                                  else weight for weight in model.weights)]
-    if not standardised:
-        return []
-    values = np.concatenate(standardised)
-    picks = np.random.default_rng(20150101).choice(values.size, min(SIGNATURE_SIZE, values.size),
-                                                   replace=False)
-    return [round(float(value), 4) for value in values[np.sort(picks)]]
+    logits = np.asarray(model(probe_images, training=False), dtype=np.float64)
+    centred = logits - logits.mean(axis=1, keepdims=True)
+    return [round(float(value), 5) for value in centred.reshape(-1)]
 
 
-def identical_weight_groups(signatures: dict[str, list[float]],
-                            threshold: float = COPY_CORRELATION) -> list[list[str]]:
-    """Groups (two or more students, sorted) whose weight signatures correlate at ``threshold``
-    or more, joined transitively: submissions that hold (nearly) the same trained weights."""
+def copy_groups(signatures: dict[str, list[float]],
+                threshold: float = FUNCTION_COPY_CORRELATION) -> list[list[str]]:
+    """Groups (two or more students, sorted) whose signatures (:func:`function_signature`)
+    correlate at ``threshold`` or more, joined transitively: submissions that compute (nearly)
+    the same function."""
     import numpy as np
 
     names = sorted(name for name, signature in signatures.items() if signature)
@@ -565,6 +572,20 @@ def identical_weight_groups(signatures: dict[str, list[float]],
     return sorted(group for group in groups.values() if len(group) > 1)
 
 
+def seen_test_images(test_accuracy: float, test_images: int, validation_accuracy: float,
+                     validation_images: int, margin: float = GENERALISATION_MARGIN) -> bool:
+    """Whether a model does better on the test images than on the validation images the notebook
+    keeps apart (it never trains on them) by more than ``margin`` plus three standard errors of
+    the difference, ``3 * sqrt(p_t (1 - p_t) / n_t + p_v (1 - p_v) / n_v)``: a model that has seen
+    the test images (trained on them) generalises to them, not to images it never saw."""
+    import math
+
+    spread = math.sqrt(test_accuracy * (1 - test_accuracy) / max(test_images, 1)
+                       + validation_accuracy * (1 - validation_accuracy)
+                       / max(validation_images, 1))
+    return test_accuracy - validation_accuracy > margin + 3 * spread
+
+
 def load_submitted_model(path: Path):
     """The model in ``path`` loaded as the grader loads it: ``safe_mode=True`` (no ``Lambda``, no
     arbitrary code) with every custom layer of :mod:`cnnbook.layers` registered, uncompiled.
@@ -576,22 +597,35 @@ def load_submitted_model(path: Path):
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
+def _accuracy(model, images, labels, batch_size: int) -> float:
+    import numpy as np
+
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        logits = np.asarray(model(images[start : start + batch_size], training=False))
+        correct += top1_correct(logits, labels[start : start + batch_size])
+    return correct / len(labels)
+
+
 def evaluate_model(path: Path, architecture: str, shipped_models: Sequence[str] = (),
-                   batch_size: int = 500) -> dict:
+                   batch_size: int = 500, test_images: Path | None = None) -> dict:
     """Grade one saved model: load ``path`` with :func:`load_submitted_model`, refuse it when it
     copies a shipped model (:func:`copied_from_shipped`), build the reference ``architecture``
     afresh, load the submitted weights into it by layer name and shape
     (:func:`load_weights_by_name`) and measure the reference's accuracy on the test images of
-    :func:`cnnbook.data.load_cifar10`, which students' notebooks never load.
+    :func:`cnnbook.data.load_cifar10`, which students' notebooks never load, or on the
+    instructor's private images in ``test_images`` (:func:`cnnbook.data.load_test_images`); and
+    on the validation part of :func:`cnnbook.data.load_training_split`, which the notebooks keep
+    apart from training, for :func:`seen_test_images`.
 
-    Returns ``{"ok": True, "accuracy": a, "test_images": n, "signature": [...]}`` or
-    ``{"ok": False, "reason": ...}`` (with ``signature`` when the weights could be read); what
-    the ``evaluate`` command prints as JSON in the grader's child process.
+    Returns ``{"ok": True, "accuracy": a, "test_images": n, "validation_accuracy": v or None,
+    "validation_images": m, "signature": [...]}`` (:func:`function_signature` on the first
+    :data:`PROBE_IMAGES` test images) or ``{"ok": False, "reason": ...}``; what the ``evaluate``
+    command prints as JSON in the grader's child process.
     """
     import keras
-    import numpy as np
 
-    from cnnbook.data import load_cifar10
+    from cnnbook.data import load_cifar10, load_test_images, load_training_split
 
     path = Path(path)
     if not path.is_file():
@@ -616,18 +650,24 @@ def evaluate_model(path: Path, architecture: str, shipped_models: Sequence[str] 
         copied, problems = None, [f"its weights could not be read ({type(error).__name__}: "
                                   f"{' '.join(str(error).split())[:300]})"]
     if copied:
-        return {"ok": False, "reason": f"{path.name} is refused: {copied}",
-                "signature": weight_signature(submitted)}
+        return {"ok": False, "reason": f"{path.name} is refused: {copied}"}
     if problems:
         return {"ok": False, "reason": f"{path.name} is not the {architecture} asked for: "
                                        + "; ".join(problems)}
-    _, (x_test, y_test) = load_cifar10()
-    correct = 0
-    for start in range(0, len(y_test), batch_size):
-        logits = np.asarray(reference(x_test[start : start + batch_size], training=False))
-        correct += top1_correct(logits, y_test[start : start + batch_size])
-    return {"ok": True, "accuracy": correct / len(y_test), "test_images": int(len(y_test)),
-            "signature": weight_signature(reference)}
+    if test_images is not None:
+        x_test, y_test = load_test_images(test_images)
+    else:
+        _, (x_test, y_test) = load_cifar10()
+    try:
+        _, (x_val, y_val) = load_training_split()
+    except (FileNotFoundError, ValueError):  # no training images here: no check against them
+        x_val, y_val = None, []
+    return {"ok": True, "accuracy": _accuracy(reference, x_test, y_test, batch_size),
+            "test_images": int(len(y_test)),
+            "validation_accuracy": None if x_val is None else _accuracy(reference, x_val, y_val,
+                                                                        batch_size),
+            "validation_images": int(len(y_val)),
+            "signature": function_signature(reference, x_test[:PROBE_IMAGES])}
 
 
 LOADING_MARK = "cnnbook.grade: loading the submitted model"
@@ -670,16 +710,20 @@ def _data_paths() -> list[Path]:
     return [keras_home] if keras_home.exists() else []
 
 
-def _evaluation_command(path: Path, rule: AccuracyRule) -> list[str]:
+def _evaluation_command(path: Path, rule: AccuracyRule, test_images: Path | None = None
+                        ) -> list[str]:
     command = [sys.executable, "-m", "cnnbook.grade", "evaluate", str(Path(path).resolve()),
                "--architecture", rule.architecture]
     for shipped in rule.shipped_models:
         command += ["--shipped", shipped]
+    if test_images is not None:
+        command += ["--test-images", str(Path(test_images).resolve())]
     return command
 
 
 def _evaluate_in_child(path: Path, rule: AccuracyRule, timeout: float,
-                       sandbox: SandboxSettings = SandboxSettings()) -> dict:
+                       sandbox: SandboxSettings = SandboxSettings(),
+                       test_images: Path | None = None) -> dict:
     """:func:`evaluate_model` in a fresh Python process, so that a model that crashes, hangs or
     exhausts memory costs only its own grade, and no model's custom objects leak into the next.
 
@@ -694,14 +738,16 @@ def _evaluate_in_child(path: Path, rule: AccuracyRule, timeout: float,
 
     if not path.is_file():
         return {"ok": False, "reason": f"there is no {rule.model_file} in the submission"}
-    command = _evaluation_command(path, rule)
+    command = _evaluation_command(path, rule, test_images)
+    private = [Path(test_images).resolve()] if test_images is not None else []
     if sandbox.enabled:
         from cnnbook.sandbox import run_sandboxed
 
         with tempfile.TemporaryDirectory(prefix="cnnbook-grade-") as scratch:
             result = run_sandboxed(
                 command, writable_dir=scratch, timeout=timeout,
-                readonly_paths=[path.resolve(), *map(Path, rule.shipped_models), *_data_paths()],
+                readonly_paths=[path.resolve(), *map(Path, rule.shipped_models), *_data_paths(),
+                                *private],
                 max_memory_bytes=sandbox.memory_limit_mib * 2**20,
                 max_processes=sandbox.max_processes)
         returncode, stdout, stderr, limit = (result.returncode, result.stdout, result.stderr,
@@ -729,15 +775,34 @@ def _evaluate_in_child(path: Path, rule: AccuracyRule, timeout: float,
                                   f"before it loaded the file: {tail}"}
 
 
-def _comment(rule: AccuracyRule, outcome: dict, points: float) -> str:
+def _flagged(outcome: dict) -> bool:
+    """Whether an evaluated model did better on the test images than its validation accuracy
+    allows (:func:`seen_test_images`)."""
+    return bool(outcome.get("ok") and outcome.get("validation_accuracy") is not None
+                and seen_test_images(outcome["accuracy"], outcome["test_images"],
+                                     outcome["validation_accuracy"],
+                                     outcome["validation_images"]))
+
+
+def _comment(rule: AccuracyRule, outcome: dict, points: float, private: bool = False) -> str:
     tiers = ", ".join(f"{threshold:.0%}: {points:g}" for threshold, points in rule.tiers)
     if not outcome["ok"]:
         return (f"Accuracy grade: 0 of {rule.max_points:g} points. {outcome['reason']}. "
                 f"(Tiers for {rule.training_set}: {tiers}.)")
-    return (f"Accuracy grade: {points:g} of {rule.max_points:g} points for a test accuracy of "
-            f"{outcome['accuracy']:.2%} on {outcome['test_images']:,} held-out CIFAR-10 test "
-            f"images, measured with the grader's own {rule.architecture} holding your weights "
+    images = "images of the instructor's private test set" if private else (
+        "held-out CIFAR-10 test images")
+    text = (f"Accuracy grade: {points:g} of {rule.max_points:g} points for a test accuracy of "
+            f"{outcome['accuracy']:.2%} on {outcome['test_images']:,} {images}, measured with "
+            f"the grader's own {rule.architecture} holding your weights "
             f"(tiers for {rule.training_set}: {tiers}).")
+    if outcome.get("validation_accuracy") is not None:
+        text += (f" On the {outcome['validation_images']:,} validation images your notebook "
+                 f"keeps apart it reaches {outcome['validation_accuracy']:.2%}.")
+    if _flagged(outcome):
+        text += (" The test accuracy is higher than the validation accuracy allows: a network "
+                 "that has seen the test images does that. An instructor will review this "
+                 "grade.")
+    return text
 
 
 def _submitted_students(coursedir, assignment: str) -> list[str]:
@@ -751,19 +816,24 @@ def _submitted_students(coursedir, assignment: str) -> list[str]:
 def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
                    students: Sequence[str] = (), jobs: int = 1,
                    timeout: float = EVALUATION_TIMEOUT_S,
-                   accept_unmeasured: bool = False) -> list[dict]:
+                   accept_unmeasured: bool = False, test_images: Path | None = None
+                   ) -> list[dict]:
     """Grade the saved model of every submission of ``assignment`` (or of ``students``) under
     ``root`` and write points and comments into the gradebook; return one row per student
-    (``student``, ``points``, ``accuracy`` or ``None``, ``comment``, ``same_weights_as``: the
-    other students whose weights are (nearly) the same).
+    (``student``, ``points``, ``accuracy`` or ``None``, ``comment``, ``same_function_as``: the
+    other students whose networks compute (nearly) the same function, :func:`copy_groups`;
+    ``flagged``: the test accuracy is higher than the validation accuracy allows,
+    :func:`seen_test_images`, and the grade waits for an instructor). With ``test_images`` (an
+    ``.npz`` of the instructor's own images, :func:`cnnbook.data.load_test_images`) the accuracy
+    is measured there instead of on CIFAR-10's public test images.
 
     The points go to the ``grade_id`` task cell as its manual score (autograding never touches a
     task cell's score, so re-running ``nbgrader autograde`` keeps them; a grader may still
     override them in formgrader), the explanation to the cell's comment, which the feedback
     shows. A submission that nbgrader has not seen yet is created in the gradebook first. A
     child process that dies without a verdict (the grader's failure) writes nothing for that
-    student and raises ``RuntimeError`` at the end, naming them. Groups of identical weights are
-    reported in the rows, never turned into points.
+    student and raises ``RuntimeError`` at the end, naming them. Groups of copies are reported
+    in the rows, never turned into points.
 
     Each model is evaluated in the bubblewrap sandbox of :mod:`cnnbook.sandbox` with the limits
     of ``c.GradingSandbox``; where ``bwrap`` is missing or cannot run, nothing is graded and
@@ -811,17 +881,22 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
                 "points agree"
             )
 
+    if test_images is not None:
+        from cnnbook.data import load_test_images
+
+        load_test_images(test_images)  # a missing or malformed file stops here, grading nothing
+
     def evaluate(student: str) -> dict:
         folder = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment))
-        return _evaluate_in_child(folder / rule.model_file, rule, timeout, sandbox)
+        return _evaluate_in_child(folder / rule.model_file, rule, timeout, sandbox, test_images)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         outcomes = dict(zip(chosen, pool.map(evaluate, chosen), strict=True))
 
-    groups = identical_weight_groups({student: outcome.get("signature") or []
-                                      for student, outcome in outcomes.items()})
-    same_weights = {student: [other for other in group if other != student]
-                    for group in groups for student in group}
+    groups = copy_groups({student: outcome.get("signature") or []
+                          for student, outcome in outcomes.items() if outcome.get("ok")})
+    same_function = {student: [other for other in group if other != student]
+                     for group in groups for student in group}
     rows, failed = [], []
     with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
         for student, outcome in outcomes.items():
@@ -829,7 +904,7 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
                 failed.append(f"{student}: {outcome['reason']}")
                 continue
             points = points_for(outcome["accuracy"], rule.tiers) if outcome["ok"] else 0.0
-            comment_text = _comment(rule, outcome, points)
+            comment_text = _comment(rule, outcome, points, private=test_images is not None)
             gradebook.update_or_create_student(student)
             try:
                 gradebook.find_submission(assignment, student)
@@ -837,13 +912,14 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
                 gradebook.add_submission(assignment, student)
             grade = gradebook.find_grade(rule.grade_id, rule.notebook, assignment, student)
             grade.manual_score = points
-            grade.needs_manual_grade = False
+            grade.needs_manual_grade = _flagged(outcome)
             comment = gradebook.find_comment(rule.grade_id, rule.notebook, assignment, student)
             comment.manual_comment = comment_text
             gradebook.db.commit()
             rows.append({"student": student, "points": points,
                          "accuracy": outcome.get("accuracy"), "comment": comment_text,
-                         "same_weights_as": same_weights.get(student, [])})
+                         "same_function_as": same_function.get(student, []),
+                         "flagged": _flagged(outcome)})
     if failed:
         raise RuntimeError(
             f"the grader could not evaluate {len(failed)} submission(s); nothing was recorded "
@@ -872,6 +948,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="models evaluated at the same time, each in its own process")
     accuracy.add_argument("--timeout", type=float, default=EVALUATION_TIMEOUT_S,
                           help="seconds one model may take (default %(default)s)")
+    accuracy.add_argument("--test-images", type=Path,
+                          help="an .npz file of your own images (x_test, y_test) to measure on "
+                          "instead of CIFAR-10's public test images")
     accuracy.add_argument("--root", type=Path, default=Path.cwd(),
                           help="course root, the folder of nbgrader_config.py (default: here)")
     evaluate = commands.add_parser(
@@ -880,20 +959,23 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--architecture", required=True, choices=sorted(REFERENCE_ARCHITECTURES))
     evaluate.add_argument("--shipped", action="append", default=[],
                           help="a .keras file the course ships, which the model must not copy")
+    evaluate.add_argument("--test-images", type=Path,
+                          help="an .npz file of private test images (x_test, y_test)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "evaluate":
-        outcome = evaluate_model(arguments.model, arguments.architecture, arguments.shipped)
+        outcome = evaluate_model(arguments.model, arguments.architecture, arguments.shipped,
+                                 test_images=arguments.test_images)
         print(json.dumps(outcome), flush=True)
         return 0
     try:
         rows = grade_accuracy(arguments.root, arguments.assignment, arguments.training_set,
                               arguments.student, arguments.jobs, arguments.timeout,
-                              arguments.accept_unmeasured_tiers)
-    except ValueError as error:
+                              arguments.accept_unmeasured_tiers, arguments.test_images)
+    except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:  # the sandbox is unavailable, or the grader failed on someone
@@ -903,11 +985,17 @@ def main(argv: list[str] | None = None) -> int:
         accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.2%}"
         print(f"{row['student']}\t{row['points']:g}\t{accuracy}\t{row['comment']}")
     print(f"graded {len(rows)} submission(s) of {arguments.assignment}")
-    groups = sorted({tuple(sorted([row["student"], *row["same_weights_as"]]))
-                     for row in rows if row["same_weights_as"]})
+    groups = sorted({tuple(sorted([row["student"], *row["same_function_as"]]))
+                     for row in rows if row["same_function_as"]})
     for group in groups:
-        print(f"same weights (correlation >= {COPY_CORRELATION}): {', '.join(group)} -- "
-              "a report for the instructor, not a grade")
+        print(f"same function (logits on {PROBE_IMAGES} test images correlate >= "
+              f"{FUNCTION_COPY_CORRELATION}): {', '.join(group)} -- a report for the instructor, "
+              "not a grade")
+    for row in rows:
+        if row["flagged"]:
+            print(f"{row['student']}: better on the test images than on the validation images "
+                  "by more than sampling explains (has the network seen the test images?) -- "
+                  "left for an instructor to review in formgrader")
     return 0
 
 

@@ -48,23 +48,9 @@ from cnnbook.checks import check_int as _check_int
 
 # The CIFAR-10 constants live with the data (cnnbook.data); models re-exports them.
 from cnnbook.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_SHAPE, CIFAR10_STD  # noqa: F401
+from cnnbook.inputs import image_input, normalization_layer
 from cnnbook.layers import ZeroPadShortcut
 from cnnbook.normalization import BATCH_NORM_SETTINGS, batch_norm
-
-
-def normalization_layer(name: str = "normalize") -> keras.layers.Normalization:
-    """``(x - mean) / std`` per channel with the CIFAR-10 training statistics (a built-in,
-    serialisable Keras layer: no ``Lambda``)."""
-    return keras.layers.Normalization(
-        mean=list(CIFAR10_MEAN),
-        variance=[std**2 for std in CIFAR10_STD],
-        name=name,
-    )
-
-
-def image_input(name: str = "image") -> keras.KerasTensor:
-    """The input of every CIFAR model: a batch of raw 32x32x3 images, values 0..255."""
-    return keras.Input(shape=CIFAR10_SHAPE, name=name)
 
 
 def toy_cnn(num_classes: int = 10, filters: int = 12, kernel_size: int = 3) -> keras.Model:

@@ -70,7 +70,7 @@ def _layer_list(kind: str, widths) -> list[tuple[str, str, dict]]:
 def _network(kind: str, widths, name: str):
     import keras
 
-    from cnnbook.models import image_input, normalization_layer
+    from cnnbook.inputs import image_input, normalization_layer
 
     images = image_input()
     tensor = normalization_layer()(images)

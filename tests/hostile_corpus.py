@@ -210,6 +210,82 @@ ARCHITECTURES_TESTS = (
     "test_squeeze_excitation", "test_se_costs", "test_inverted_residual",
     "test_inverted_residual_costs", "test_experiment_networks", "test_saved_models")
 
+ARCHITECTURES_HONEST = {
+    "inception_costs": """
+import functools
+
+BN_VALUES = 4  # gamma, beta, moving mean, moving variance: shared with later cells
+
+
+def conv_params(in_channels, filters, size):
+    return (size * size * in_channels + 1) * filters
+
+
+def kernel_macs(height, width, in_channels, filters, size):  # a name a hidden test uses too
+    return height * width * size * size * in_channels * filters
+
+
+@functools.lru_cache(maxsize=None)
+def inception_params(in_channels, filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce,
+                     filters_5x5, filters_pool_proj):
+    return (conv_params(in_channels, filters_1x1, 1)
+            + conv_params(in_channels, filters_3x3_reduce, 1)
+            + conv_params(filters_3x3_reduce, filters_3x3, 3)
+            + conv_params(in_channels, filters_5x5_reduce, 1)
+            + conv_params(filters_5x5_reduce, filters_5x5, 5)
+            + conv_params(in_channels, filters_pool_proj, 1))
+
+
+def inception_macs(height, width, in_channels, filters_1x1, filters_3x3_reduce, filters_3x3,
+                   filters_5x5_reduce, filters_5x5, filters_pool_proj):
+    branches = [(in_channels, filters_1x1, 1), (in_channels, filters_3x3_reduce, 1),
+                (filters_3x3_reduce, filters_3x3, 3), (in_channels, filters_5x5_reduce, 1),
+                (filters_5x5_reduce, filters_5x5, 5), (in_channels, filters_pool_proj, 1)]
+    return sum(kernel_macs(height, width, *branch) for branch in branches)
+""",
+    "depthwise_separable_conv": """
+%matplotlib inline
+import warnings
+
+from keras import layers
+from tensorflow import keras as tf_keras
+
+
+def depthwise_separable_conv(x, filters, stride=1, name="separable"):
+    warnings.warn(f"building {name}")  # on stderr, as Keras' own warnings are
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
+                               name=f"{name}_dw")(x)
+    x = tf_keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
+    x = layers.ReLU(name=f"{name}_dw_relu")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_pw_bn")(x)
+    return layers.ReLU(name=f"{name}_pw_relu")(x)
+""",
+    "separable_costs": """
+import sys
+
+
+def positions(height, width, stride):
+    return (-(-height // stride)) * (-(-width // stride))
+
+
+def separable_params(in_channels, filters):
+    print("counting", in_channels, filters, file=sys.stderr)
+    return 9 * in_channels + BN_VALUES * in_channels + in_channels * filters + BN_VALUES * filters
+
+
+def separable_macs(height, width, in_channels, filters, stride=1):
+    return positions(height, width, stride) * (9 * in_channels + in_channels * filters)
+
+
+def plain_conv_macs(height, width, in_channels, filters, stride=1):
+    return positions(height, width, stride) * 9 * in_channels * filters
+""",
+}
+"""Honest answers of architectures in the idioms students write: a decorator, a helper named
+like a hidden one, a constant shared between cells, ``%matplotlib inline``, ``from keras import
+layers`` beside ``from tensorflow import keras``, warnings and prints on stderr."""
+
 ARCHITECTURES = Assignment(
     name="architectures",
     setup_cell="architectures_setup",
@@ -242,6 +318,10 @@ ARCHITECTURES = Assignment(
     # the saved-models test loads plain_cnn.keras and separable_cnn.keras, which the corpus does
     # not train (test_course_architectures grades trained ones)
     needs_models=("test_saved_models",),
+    # a student who patches Keras' shape rule in their own process breaks every block and network
+    # built there (the judge cannot rebuild them), and the cost test that compares with a block
+    built_with_keras=("test_inception_module", "test_depthwise_separable_conv",
+                      "test_separable_costs", "test_experiment_networks"),
     # these blocks' hidden tests build ResNet50, EfficientNetB0 and MobileNetV2 (twice each):
     # about half of a reference submission's grading time
     left_unanswered=("bottleneck_block", "bottleneck_costs", "squeeze_excitation", "se_costs",
@@ -258,6 +338,8 @@ ARCHITECTURES = Assignment(
                            "notebook_is_symlink", "shadowing_numpy_file", "oversized_file",
                            "forges_log_lines", "leaves_links_behind", "display_flood",
                            "reads_test_images"),
+    honest_answers=ARCHITECTURES_HONEST,
+    judged=True,
 )
 
 ASSIGNMENTS = {assignment.name: assignment for assignment in (SIZING, ARCHITECTURES)}
@@ -919,7 +1001,8 @@ def good_honest_idioms(course):
     notebook = _copy(course.source)
     for grade_id, code in (course.assignment.honest_answers or {}).items():
         notebook = _set_source(notebook, grade_id, code.strip("\n") + "\n")
-    return Submission(notebook, Expected(passing=course.reference_passing))
+    return Submission(notebook, Expected(passing=_without(course.assignment.tests,
+                                                          *course.assignment.needs_models)))
 
 
 def build(root: Path, assignment: str = "sizing") -> dict[str, Submission]:

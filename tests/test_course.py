@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -149,7 +150,7 @@ def test_check_written_here_accepts_own_code_and_rejects_cnnbook_and_forbidden_p
     cells = _notebook_functions(
         "import math, keras, cnnbook.sizing\n"
         "from cnnbook.sizing import conv_output_size as reference\n"
-        "from cnnbook.models import image_input\n"
+        "from cnnbook.inputs import image_input\n"
         "def own(w, k, s=1): return (w - k) // s + 1\n"
         "def calls_own(w, k): return [own(w, k) for _ in range(1)][0]\n"
         "def delegates(w, k): return reference(w, k)\n"
@@ -309,17 +310,61 @@ def test_grader_refuses_a_shipped_model_renamed_or_perturbed(repo_root):
     assert grade.copied_from_shipped(arrays, []) is None
 
 
-def test_identical_weight_groups_join_copies_and_leave_independent_models_alone(repo_root):
-    build_resnet20 = _resnet_solution(repo_root)["build_resnet20"]
-    models = {name: _randomised(build_resnet20(), seed) for seed, name in
-              enumerate(("ann", "ben", "cyd", "dee"))}
-    models["eve"] = keras.models.clone_model(models["ben"])
-    models["eve"].set_weights([weight + 0.01 for weight in models["ben"].get_weights()])
-    signatures = {name: grade.weight_signature(model) for name, model in models.items()}
-    assert all(len(signature) == grade.SIGNATURE_SIZE for signature in signatures.values())
-    assert grade.identical_weight_groups(signatures) == [["ben", "eve"]]
-    signatures["fay"] = signatures["eve"]
-    assert grade.identical_weight_groups(signatures) == [["ben", "eve", "fay"]]
+def _reparametrised_copy(model, seed=7):
+    """A copy of ``model`` that computes the same function with other weights: inside every
+    residual block the channels between the two convolutions are permuted and rescaled (each by
+    its own positive factor), and the first batch norm's moving statistics compensate."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    random = np.random.default_rng(seed)
+    for stage in (1, 2, 3):
+        for block in (1, 2, 3):
+            name = f"stage{stage}_block{block}"
+            conv1, norm, conv2 = (copy.get_layer(f"{name}_{part}") for part in ("conv1", "bn1",
+                                                                               "conv2"))
+            kernel = conv1.kernel.numpy()
+            order = random.permutation(kernel.shape[-1])
+            scale = random.uniform(0.5, 2.0, kernel.shape[-1]).astype("float32")
+            conv1.kernel.assign(kernel[..., order] * scale)
+            gamma, beta, mean, variance = (weight.numpy() for weight in norm.weights)
+            norm.set_weights([gamma[order], beta[order], mean[order] * scale,
+                              variance[order] * scale**2])
+            conv2.kernel.assign(conv2.kernel.numpy()[:, :, order, :])
+    return copy
+
+
+def test_copies_are_found_by_the_function_they_compute_not_by_their_weights():
+    """A copy whose channels are permuted and rescaled (the batch norms compensating) holds
+    weights that no longer match the original's, yet computes the same logits: the grader groups
+    submissions by what they compute on probe images, and leaves independent networks apart."""
+    models = {name: _randomised(grade.reference_resnet20(), seed)
+              for seed, name in enumerate(("ann", "ben", "cyd"))}
+    models["dee"] = _reparametrised_copy(models["ben"])
+    original = models["ben"].get_layer("stage2_block2_conv1").kernel.numpy().reshape(-1)
+    permuted = models["dee"].get_layer("stage2_block2_conv1").kernel.numpy().reshape(-1)
+    assert abs(np.corrcoef(original, permuted)[0, 1]) < 0.5, "the weights no longer match"
+    probe = np.random.default_rng(5).uniform(0, 255, (grade.PROBE_IMAGES, 32, 32, 3)).astype(
+        "float32")
+    signatures = {name: grade.function_signature(model, probe) for name, model in models.items()}
+    assert all(len(signature) == 10 * grade.PROBE_IMAGES for signature in signatures.values())
+    assert np.allclose(models["dee"](probe[:8], training=False),
+                       models["ben"](probe[:8], training=False), atol=1e-3), "the same function"
+    assert grade.copy_groups(signatures) == [["ben", "dee"]]
+    signatures["eve"] = signatures["dee"]
+    assert grade.copy_groups(signatures) == [["ben", "dee", "eve"]]
+
+
+def test_a_network_better_on_test_than_on_validation_images_is_flagged():
+    """The threshold is the margin plus three standard errors of the difference of two sampled
+    accuracies, computed here from the binomial variance written out."""
+    # 1,000 validation and 10,000 test images at 80%: standard error of the difference
+    spread = (0.8 * 0.2 / 10_000 + 0.8 * 0.2 / 1_000) ** 0.5
+    limit = grade.GENERALISATION_MARGIN + 3 * spread
+    assert not grade.seen_test_images(0.80, 10_000, 0.80, 1_000)
+    assert not grade.seen_test_images(0.80 + limit - 0.002, 10_000, 0.80, 1_000)
+    assert grade.seen_test_images(0.80 + limit + 0.002, 10_000, 0.80, 1_000)
+    assert grade.seen_test_images(0.99, 10_000, 0.81, 1_000)  # trained on the test images
+    assert not grade.seen_test_images(0.70, 10_000, 0.80, 1_000)  # worse on test: no flag
 
 
 def test_every_custom_layer_loads_through_the_grader_with_safe_mode(repo_root, tmp_path):
@@ -598,14 +643,15 @@ def _padded_model_file(path, trained_path):
     return path
 
 
-RESNET_STUDENTS = ("reference", "twin", "no_model", "blank", "constants", "corrupt", "wrong",
-                   "unsafe", "padded", "shipped")
+RESNET_STUDENTS = ("reference", "twin", "permuted", "seen", "no_model", "blank", "constants",
+                   "corrupt", "wrong", "unsafe", "padded", "shipped")
 
 
 @pytest.fixture(scope="module")
-def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root):
+def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root, cifar_subset_dir):
     """Train the reference through ``nbgrader validate`` of the source, autograde it and the
-    incomplete submissions, grade the accuracy of every submitted model, generate feedback."""
+    incomplete submissions, grade the accuracy of every submitted model, grade one copy again on
+    a private image set made of images the reference trained on, generate feedback."""
     output, seconds = course.nbgrader("validate", str(course.source("resnet")))
     report_timing(f"nbgrader validate solutions/resnet (trains ResNet-20, {RESNET_EPOCHS} epochs "
                   "on the 9,000 training images of the subset's split)", seconds)
@@ -618,6 +664,11 @@ def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root):
     source = read_notebook(course.source("resnet"))
     course.submit("reference", "resnet", source, {"resnet20.keras": model})
     course.submit("twin", "resnet", source, {"resnet20.keras": model})  # a copied submission
+    # a copy whose channels are permuted and rescaled: other weights, the same function
+    permuted = _reparametrised_copy(keras.models.load_model(model, safe_mode=True))
+    permuted.save(spare / "permuted.keras")
+    course.submit("permuted", "resnet", source, {"resnet20.keras": spare / "permuted.keras"})
+    course.submit("seen", "resnet", source, {"resnet20.keras": model})
     course.submit("no_model", "resnet", source)
     course.submit("blank", "resnet", course.release("resnet"))
     course.submit("constants", "resnet", with_solutions_replaced(
@@ -638,9 +689,23 @@ def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root):
                                     "--training-set", "cifar10-subset", "--jobs", "2")
     report_timing(f"python -m cnnbook.grade accuracy resnet ({len(RESNET_STUDENTS)} "
                   "submissions, one process each, two at a time)", seconds)
+    # the instructor's private image set: here 2,000 images the network trained on (a model
+    # trained on the test images looks like this to the grader)
+    with np.load(next(Path(cifar_subset_dir).glob("*.npz"))) as archive:
+        images, labels = archive["x_train"], archive["y_train"]
+    validation = np.zeros(len(labels), bool)  # the notebook's split, written out again
+    random = np.random.default_rng(0)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        validation[random.permutation(members)[: round(0.1 * len(members))]] = True
+    np.savez(spare / "private.npz", x_test=images[~validation][:2000],
+             y_test=labels[~validation][:2000])
+    private_output, _ = course.python("-m", "cnnbook.grade", "accuracy", "resnet",
+                                      "--training-set", "cifar10-subset", "--student", "seen",
+                                      "--test-images", str(spare / "private.npz"))
     course.nbgrader("generate_feedback", "resnet")
     return {"scores": gradebook_scores(course.root, "resnet"), "grader_output": output,
-            "source": source, "root": course.root}
+            "private_output": private_output, "source": source, "root": course.root}
 
 
 @pytest.mark.slow
@@ -664,9 +729,28 @@ def test_resnet_reference_gets_full_marks_from_its_saved_model(resnet_grades):
 
 @pytest.mark.slow
 def test_identical_submissions_are_reported_not_zeroed(resnet_grades):
-    assert "same weights (correlation >= 0.9): reference, twin" in resnet_grades["grader_output"]
+    """The permuted copy holds other weights but computes the same function: reported with the
+    plain copies."""
+    assert ("same function (logits on 256 test images correlate >= 0.99): permuted, reference, "
+            "seen, twin") in resnet_grades["grader_output"], resnet_grades["grader_output"]
     twin = resnet_grades["scores"]["twin"]["grades"]["resnet20_test_accuracy"]
     assert twin[0] == resnet_grades["scores"]["reference"]["grades"]["resnet20_test_accuracy"][0]
+
+
+@pytest.mark.slow
+def test_a_network_measured_on_images_it_trained_on_is_left_for_review(resnet_grades):
+    """On a private image set of its own training images the network does far better than on
+    the validation images: the grade is recorded, flagged for an instructor, and the feedback
+    says why."""
+    seen = resnet_grades["scores"]["seen"]
+    points, _, manual, needs_manual = seen["grades"]["resnet20_test_accuracy"]
+    comment = seen["comments"]["resnet20_test_accuracy"]
+    assert needs_manual and manual == points, comment
+    assert "instructor's private test set" in comment and "2,000 images" in comment, comment
+    assert "An instructor will review this grade" in comment, comment
+    assert "seen: better on the test images" in resnet_grades["private_output"]
+    reference = resnet_grades["scores"]["reference"]
+    assert not reference["grades"]["resnet20_test_accuracy"][3], "an honest grade is not flagged"
 
 
 @pytest.mark.slow

@@ -169,24 +169,22 @@ def _graded_text(course: Course, assignment: str, student: str) -> str:
 
 
 def test_architectures_batch_leaves_out_only_the_graders_own_walls():
-    # sizing, judged outside the kernel, leaves out only the roads around source rules, which
-    # meet the same walls as kinds it keeps
+    # both assignments are judged outside the kernel: they leave out only the roads around source
+    # rules, which meet the same walls as kinds they keep
     assert corpus_module.kinds_of("sizing") == sorted(set(KINDS) - set(corpus_module.KERNEL_ONLY))
     assert {"post_run_cell_hook", "dunder_import"} <= set(corpus_module.kinds_of("sizing"))
     architectures = corpus_module.kinds_of("architectures")
     skipped = set(KINDS) - set(architectures)
-    # the grader's walls, the kinds only the judge stops (architectures is still graded by its
-    # kernel: solutions/README.md), and the honest idioms, written for sizing
+    # and architectures leaves out the grader's own walls, graded in sizing's batch
     assert skipped == {*corpus_module.ARCHITECTURES.graded_on_sizing_only,
-                       *corpus_module.JUDGED_ONLY, "good_honest_idioms"}
+                       *corpus_module.KERNEL_ONLY}
     assert set(RERUN["architectures"]) <= set(architectures)
-    # what depends on the assignment stays: good and tampered notebooks, a dying kernel, and
-    # every answer the source analysis refuses
-    kept = {"good_reference", "good_partial", "tests_edited_to_pass", "tests_deleted",
-            "grade_ids_renamed", "syntax_error", "os_exit", "memory_bomb",
-            "shadowing_cnnbook_folder", "patched_keras", "ipython_hook", "shell_escape",
-            "replaces_check_written_here", "eval_of_reference", "dunder_import",
-            "reference_in_default_argument", "keras_lookup_table"}
+    # what depends on the assignment stays: good, honest and tampered notebooks, a dying kernel,
+    # the answers that reach for reference code or Keras, and what only the judge stops
+    kept = {"good_reference", "good_partial", "good_honest_idioms", "tests_edited_to_pass",
+            "tests_deleted", "grade_ids_renamed", "syntax_error", "os_exit", "memory_bomb",
+            "shadowing_cnnbook_folder", "patched_keras", "dunder_import", "keras_lookup_table",
+            *corpus_module.JUDGED_ONLY}
     assert kept <= set(architectures), sorted(kept - set(architectures))
 
 

@@ -88,16 +88,45 @@ def test_a_model_config_may_name_keras_classes_only():
         plain_data.keras_model_from_config(json.dumps(forged))
 
 
+def test_a_model_crosses_with_its_weights_and_the_courses_layers_only():
+    import keras
+
+    from cnnbook.layers import ZeroPadShortcut
+
+    images = keras.Input((8, 8, 4))
+    model = keras.Model(images, ZeroPadShortcut(6, 2, name="pad")(
+        keras.layers.Conv2D(4, 1, name="mix")(images)))
+    model.get_layer("mix").kernel.assign(np.full((1, 1, 4, 4), 0.25, "float32"))
+    decoded = _round_trip(model)
+    assert type(decoded.get_layer("pad")) is ZeroPadShortcut
+    assert np.allclose(decoded.get_layer("mix").kernel.numpy(), 0.25)
+    # a student process may not send the judge an input tensor, nor a weight that is no array
+    with pytest.raises(plain_data.MalformedAnswer):
+        plain_data.decode({"__keras_input__": {"shape": [3], "dtype": "float32"}})
+    forged = encode(model)
+    forged["__keras_model__"]["weights"] = [1, 2]
+    with pytest.raises(plain_data.MalformedAnswer, match="not an array"):
+        plain_data.decode(json.loads(json.dumps(forged)))
+    # a class of another module, even one that names a course layer's class, is refused
+    config = json.loads(model.to_json())
+    config["config"]["layers"][-1]["module"] = "cnnbook.grading.verdicts"
+    with pytest.raises(plain_data.MalformedAnswer, match="not part of Keras"):
+        plain_data.keras_model_from_config(json.dumps(config))
+
+
 def test_the_judge_reads_forbidden_packages_and_free_names_of_a_test_cell():
     source = ('check_written_here(f, forbid=("keras", "tensorflow"))\n'
               "def helper(x):\n    return g(x) + len(x)\nassert helper(toy) == 3\n")
-    assert judge_side.forbidden_packages(source) == ("keras", "tensorflow")
-    assert judge_side.forbidden_packages("assert f(1) == 2") == ()
     # a function forbidden Keras in one cell is judged without Keras in every cell
     declared = judge_side.declared_forbids(source)
     assert declared == {"f": {"keras", "tensorflow"}}
-    assert judge_side.forbidden_packages("assert f(1) == 2", declared) == ("keras", "tensorflow")
-    assert judge_side.forbidden_packages("assert h(1) == 2", declared) == ()
+    assert judge_side.function_forbid("f", declared) == ("keras", "tensorflow")
+    assert judge_side.function_forbid("h", declared) == ()
+    assert judge_side.declared_forbids("assert f(1) == 2") == {}
+    # a loop over the functions checked declares each of them, not the loop's variable
+    looped = judge_side.declared_forbids(
+        "for function in (area, volume):\n    check_written_here(function, forbid=('keras',))\n")
+    assert looped == {"area": {"keras"}, "volume": {"keras"}}
     assert judge_side.free_names(source) == ["check_written_here", "f", "helper", "toy", "g", "x"]
 
 
@@ -108,7 +137,12 @@ def test_the_judge_looks_up_only_what_the_answer_cells_define(repo_root):
     assert {"conv2d_params", "layer_table", "network_totals", "vgg16_total_params"} <= set(
         job.answer_names)
     assert "VGG16_LAYERS" not in job.answer_names and "keras_vgg16" not in job.answer_names
-    assert any("VGG16_LAYERS = [" in cell for cell in job.setup_cells)
+    # the instructor's later cells run in the judge at their place among the tests
+    instructor_cells = [source for grade_id, source in job.tests if grade_id is None]
+    assert any("VGG16_LAYERS = [" in cell for cell in instructor_cells)
+    assert [grade_id for grade_id, _ in job.tests if grade_id is not None] == [
+        cell["metadata"]["nbgrader"]["grade_id"] for cell in source["cells"]
+        if cell["metadata"].get("nbgrader", {}).get("grade")]
 
 
 # --- judging the sizing notebook ------------------------------------------------------------------
@@ -300,6 +334,8 @@ class Bomb:  # poses as a Keras model whose rebuilding needs far more memory tha
                  "config": {"units": 20000, "kernel_initializer": "ones", "name": "huge"}}
         return json.dumps({"module": "keras", "class_name": "Sequential", "registered_name": None,
                            "config": {"name": "bomb", "layers": [start, dense]}})
+    def get_weights(self):
+        return []
 sys.modules["keras"] = types.SimpleNamespace(Model=Bomb)
 def output_size(input_size, kernel_size, stride=1, padding="valid"):
     return Bomb()
@@ -334,6 +370,105 @@ def test_a_broken_setup_is_the_graders_failure_not_the_students_zero(sizing_sour
     assert "set-up" in results["test_output_size_valid"].message
 
 
+# --- judging networks: blocks on the judge's input, models both ways, submitted files -----------
+
+NETWORK_CELLS = [
+    ("setup", "locked", (
+        "import keras\nimport numpy as np\nfrom cnnbook.inputs import image_input\n"
+        "from cnnbook.layers import ZeroPadShortcut\n\n"
+        "def block_model(shape, build, **hyperparameters):\n"
+        "    inputs = keras.Input(shape=shape)\n"
+        "    return keras.Model(inputs, build(inputs, **hyperparameters))\n")),
+    ("answers", "solution", (
+        "def shortcut_block(x, filters, stride=1, name='b'):\n"
+        "    y = keras.layers.Conv2D(filters, 3, strides=stride, padding='same',\n"
+        "                            name=f'{name}_conv')(x)\n"
+        "    s = ZeroPadShortcut(filters, stride, name=f'{name}_shortcut')(x)\n"
+        "    return keras.layers.Add(name=f'{name}_add')([y, s])\n\n"
+        "def network():\n"
+        "    images = image_input()\n"
+        "    pooled = keras.layers.GlobalAveragePooling2D()(images)\n"
+        "    return keras.Model(images, keras.layers.Dense(3, name='logits')(pooled))\n\n"
+        "def copy_of(model):\n"
+        "    clone = keras.models.clone_model(model)\n"
+        "    clone.set_weights(model.get_weights())\n"
+        "    return clone\n\n"
+        "def reference_network():\n"
+        "    import cnnbook.models\n"
+        "    return cnnbook.models.toy_cnn()\n")),
+    ("load", "locked", "trained = keras.models.load_model('net.keras')\n"),
+    ("test_block", "test", (
+        "block = block_model((8, 8, 4), shortcut_block, filters=6, stride=2, name='s')\n"
+        "assert tuple(block.output.shape[1:]) == (4, 4, 6)\n"
+        "assert sorted(type(layer).__name__ for layer in block.layers[1:]) == [\n"
+        "    'Add', 'Conv2D', 'ZeroPadShortcut']\n"
+        "assert block.get_layer('s_conv').count_params() == 9 * 4 * 6 + 6\n")),
+    ("test_models_both_ways", "test", (
+        "model = network()\n"
+        "images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype('float32')\n"
+        "assert np.allclose(copy_of(model)(images), model(images), atol=1e-5)\n"
+        "model.set_weights([np.full(weight.shape, 0.5, 'float32') for weight in model.weights])\n"
+        "copied = copy_of(model)\n"
+        "assert np.allclose(copied.get_layer('logits').kernel.numpy(), 0.5)\n")),
+    ("test_no_reference_code", "test", "assert reference_network() is not None\n"),
+    ("test_submitted_file", "test", "assert trained.count_params() == 4 * 3 + 3\n"),
+]
+
+
+def _network_notebook() -> dict:
+    cells = []
+    for grade_id, kind, source in NETWORK_CELLS:
+        metadata = {"grade_id": grade_id, "schema_version": 3, "task": False,
+                    "locked": kind != "solution", "solution": kind == "solution",
+                    "grade": kind == "test"}
+        if kind == "test":
+            metadata["points"] = 1
+        cells.append({"cell_type": "code", "execution_count": None, "outputs": [],
+                      "metadata": {"nbgrader": metadata}, "source": source})
+    return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+@pytest.mark.slow
+def test_networks_cross_as_layers_and_weights_and_files_are_read_only_when_regular(tmp_path):
+    """A block called on the judge's Keras input comes back as its layers, joined to that input
+    (names and classes kept, the course's ZeroPadShortcut included); a model travels with its
+    weights both ways; cnnbook's reference networks are not importable; the instructor's cell
+    loads the submitted file, and a link in its place is never followed."""
+    import keras
+
+    sandbox.require_sandbox()
+    notebook = _network_notebook()
+    job = verdicts.notebook_job(notebook, notebook)
+    assert [grade_id for grade_id, _ in job.tests] == [
+        None, "test_block", "test_models_both_ways", "test_no_reference_code",
+        "test_submitted_file"]
+    files = tmp_path / "submission"
+    files.mkdir()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.save(files / "net.keras")
+
+    def judged(folder):
+        return {verdict.grade_id: verdict for verdict in verdicts.judge_notebook(
+            job.student_cells, job.setup_cells, job.tests, folder,
+            setup_count=job.setup_count, answer_names=job.answer_names)}
+
+    results = judged(files)
+    assert results["test_block"].passed, results["test_block"]
+    assert results["test_models_both_ways"].passed, results["test_models_both_ways"]
+    assert results["test_submitted_file"].passed, results["test_submitted_file"]
+    assert results["test_no_reference_code"].passed is False
+    assert "No module named 'cnnbook.models'" in results["test_no_reference_code"].message
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "net.keras").symlink_to(files / "net.keras")
+    results = judged(linked)
+    verdict = results["test_submitted_file"]
+    assert verdict.passed is False, verdict
+    assert "NameError" in verdict.message and "has no file 'net.keras'" in verdict.message, verdict
+    assert results["test_block"].passed, "the other tests still count"
+
+
 def test_a_judged_assignment_is_not_graded_without_the_sandbox(tmp_path):
     """Judging hides the reference code and Keras with the sandbox's mounts: with the sandbox
     turned off, autograde stops and says what to do, instead of grading without those walls."""
@@ -350,6 +485,7 @@ def test_a_judged_assignment_is_not_graded_without_the_sandbox(tmp_path):
         autograde.JudgeOutsideKernel(config=config).preprocess(nbformat.v4.new_notebook(),
                                                                resources)
     # an assignment the kernel grades is left alone
+    config.JudgeOutsideKernel.assignments = ["sizing"]
     other = {"nbgrader": {**resources["nbgrader"], "assignment": "resnet"}}
     notebook = nbformat.v4.new_notebook()
     assert autograde.JudgeOutsideKernel(config=config).preprocess(notebook, other)[0] is notebook

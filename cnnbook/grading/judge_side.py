@@ -2,21 +2,26 @@
 
 The grader starts it as ``python -I -m cnnbook.grading.judge_side`` in the sandbox (no student
 code ever runs in it) and, for each notebook (one judge serves a whole grading command), sends one
-JSON line, ``{"setup": [...], "tests": [{"grade_id": ...,
-"source": ...}]}``: the instructor's cells the judge runs first (imports, constants) and the test
-cells. The judge answers ``{"ready": true}`` (or ``{"setup_failed": reason}``), then runs each test
-cell in one namespace, in order, and writes ``{"verdict": {"grade_id", "passed", "message",
-"grader_failure"}}`` for each.
+JSON line, ``{"setup": [...], "tests": [{"grade_id": ..., "source": ...}], "folder": ...}``: the
+set-up cells the judge runs first (imports, settings, data), then the test cells and, where
+``grade_id`` is None, the instructor's locked cells between them (a constant, the cell that loads
+the submitted networks), in the notebook's order, in the folder where the grader copied the
+submission's files. The judge answers ``{"ready": true}`` (or ``{"setup_failed": reason}``), then
+runs each cell in one namespace and writes ``{"verdict": {"grade_id", "passed", "message",
+"grader_failure"}}`` for each test.
 
-A name a test cell reads that the judge does not define is looked up in a student process: a
-function becomes a :class:`StudentFunction`, whose calls travel as plain data; a value arrives
-decoded into built-in types (:mod:`cnnbook.grading.plain_data`). When a test cell says
-``check_written_here(f, forbid=("keras", "tensorflow"))`` anywhere in it, every name of that cell
-comes from a student process where those packages cannot be imported at all, and so does every
-name of any other test cell that names ``f``. Values (not functions) are always read where every
-package that any test forbids is hidden. The judge writes a
-request as ``{"request": {...}}`` and reads the grader's relay of the student process's reply (or
-``{"failed": reason}`` when that process died, ran out of time or sent too much).
+A name a cell reads that the judge does not define, and an answer cell of the source defines, is
+looked up in a student process: a function becomes a :class:`StudentFunction`, whose calls travel
+as plain data; a value arrives decoded into built-in types (:mod:`cnnbook.grading.plain_data`).
+A function that any test checks with ``check_written_here(f, forbid=("keras", "tensorflow"))``
+is called in a student process where those packages cannot be imported at all; values are always
+read where every package any test forbids is hidden. A student's block function called on the
+judge's Keras input gets an input of the same shape in its process and sends back the layers it
+added, which the judge joins to its own input (:class:`~cnnbook.grading.plain_data.KerasGraph`).
+The judge writes a request as ``{"request": {...}}`` and reads the grader's relay of the student
+process's reply (or ``{"failed": reason}`` when that process died, ran out of time or sent too
+much); before it rebuilds a student's network (a returned model, a submitted ``.keras`` file) it
+sends ``{"rebuilding": what}``, so that the grader blames the student if that kills it.
 """
 
 from __future__ import annotations
@@ -30,10 +35,10 @@ import json
 import os
 import sys
 
-from cnnbook.grading.plain_data import MalformedAnswer, Refused, decode, encode
+from cnnbook.grading.plain_data import KerasGraph, MalformedAnswer, Refused, decode, encode
 
 __all__ = ["StudentFunction", "StudentProcessFailed", "GraderProblem", "check_written_here",
-           "declared_forbids", "forbidden_packages", "value_forbid", "free_names", "Judge"]
+           "declared_forbids", "function_forbid", "value_forbid", "free_names", "Judge"]
 
 
 class StudentProcessFailed(BaseException):  # noqa: N818 (a BaseException: tests' `except
@@ -49,32 +54,35 @@ class GraderProblem(BaseException):  # noqa: N818
 
 def declared_forbids(source: str) -> dict[str, set[str]]:
     """What a test cell forbids, per function: ``check_written_here(f, forbid=("keras",))``
-    gives ``{"f": {"keras"}}`` (``may_use`` and calls without ``forbid`` add nothing)."""
+    gives ``{"f": {"keras"}}``, and so does a loop ``for g in (f, h): check_written_here(g,
+    forbid=...)`` for ``f`` and ``h`` (``may_use`` and calls without ``forbid`` add nothing)."""
+    tree = ast.parse(source)
+    loops: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.For) and isinstance(node.target, ast.Name)
+                and isinstance(node.iter, (ast.Tuple, ast.List))):
+            loops[node.target.id] = [item.id for item in node.iter.elts
+                                     if isinstance(item, ast.Name)]
     declared: dict[str, set[str]] = {}
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check_written_here":
             target = node.args[0] if node.args else None
             if not isinstance(target, ast.Name):
                 continue
             for keyword in node.keywords:
                 if keyword.arg == "forbid":
-                    declared.setdefault(target.id, set()).update(
-                        ast.literal_eval(keyword.value))
+                    for name in loops.get(target.id, [target.id]):
+                        declared.setdefault(name, set()).update(
+                            ast.literal_eval(keyword.value))
     return declared
 
 
-def forbidden_packages(source: str, declared: dict[str, set[str]] | None = None
-                       ) -> tuple[str, ...]:
-    """The packages hidden while a test cell runs: what it forbids itself, and what any test
-    cell of the notebook (``declared``, from :func:`declared_forbids`) forbids for a function
-    this cell names. A function written without Keras for one test is written without it for
-    every test."""
-    packages: set[str] = set()
-    for names in declared_forbids(source).values():
-        packages.update(names)
-    for name in free_names(source):
-        packages.update((declared or {}).get(name, ()))
-    return tuple(sorted(packages))
+def function_forbid(name: str, declared: dict[str, set[str]]) -> tuple[str, ...]:
+    """Where the student's function ``name`` is called: with the packages any test forbids it
+    (``declared``, from :func:`declared_forbids` over every test cell) hidden. A function
+    written without Keras for one test is written without it for every test; one that no test
+    restricts runs where Keras is."""
+    return tuple(sorted(declared.get(name, ())))
 
 
 def value_forbid(declared: dict[str, set[str]]) -> tuple[str, ...]:
@@ -141,6 +149,16 @@ class StudentFunction:
             result = self._judge.decoded(reply["value"], f"{self.__name__}'s result")
             if isinstance(result, Refused):
                 raise StudentProcessFailed(f"{self.__name__} returned {result.reason}")
+            if isinstance(result, KerasGraph):
+                tensors = _keras_tensors([*args, *kwargs.values()])
+                if not tensors:
+                    raise StudentProcessFailed(f"{self.__name__} returned Keras layers without "
+                                               "being given an input tensor")
+                try:
+                    return result.on(tensors if len(tensors) > 1 else tensors[0])
+                except (ValueError, TypeError) as error:
+                    raise StudentProcessFailed(f"{self.__name__}'s layers could not be joined to "
+                                               f"the test's input: {error}") from None
             return result
         raised = reply.get("raised")
         if isinstance(raised, dict):
@@ -153,6 +171,23 @@ class StudentFunction:
                 raise builtin(message or f"{self.__name__} raised {kind} (not written yet?)")
             raise StudentProcessFailed(f"{self.__name__} raised {kind}: {message}")
         raise StudentProcessFailed(f"calling {self.__name__}: {self._judge.failure(reply)}")
+
+
+def _keras_tensors(values, depth: int = 0) -> list:
+    """The Keras tensors among ``values``, in the order the student process makes its inputs
+    (items in order, a dict's key before its value)."""
+    keras = sys.modules.get("keras")
+    found: list = []
+    if keras is None or depth > 20:
+        return found
+    for value in values:
+        if isinstance(value, keras.KerasTensor):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found += _keras_tensors(value, depth + 1)
+        elif isinstance(value, dict):
+            found += _keras_tensors([item for pair in value.items() for item in pair], depth + 1)
+    return found
 
 
 def check_written_here(function, forbid=(), may_use=()):
@@ -172,7 +207,13 @@ class Judge:
         self.namespace: dict = {"__name__": "__judge__", "__builtins__": builtins}
         self.student_names: set[str] = set()
         self.value_forbid: tuple[str, ...] = ()
+        self.declared: dict[str, set[str]] = {}
+        """What the tests forbid each function (:func:`declared_forbids` over every test)."""
         self.answer_names: set[str] | None = None
+        self.instructor_failures: list[str] = []
+        self.instructor_names: list[str] = []
+        """Names the instructor's cells read: bound for every test (a helper the instructor
+        defined looks up the student's function when a test calls it)."""
         """The names the source notebook's answer cells define: the only ones looked up in a
         student process (None: every name the judge lacks)."""
 
@@ -206,23 +247,28 @@ class Judge:
 
         # test cells import the check from cnnbook.grade: here it is the judge's
         cnnbook.grade.check_written_here = check_written_here
+        _guard_model_loading(self.channel)
         for source in cells:
+            self.instructor_names += free_names(source)
             exec(compile(source, "<set-up cell>", "exec"), self.namespace)
         self.namespace["check_written_here"] = check_written_here
 
-    def _bind_student_names(self, source: str, forbid: tuple[str, ...]) -> None:
-        """Bind every name the cell reads that the judge lacks: a function to a proxy called
-        where ``forbid`` is hidden; a value from the process where everything any test forbids
-        is hidden (:attr:`value_forbid`), so that no value smuggles in what a function may not
-        use (a table of Keras' answers). A name missing there but a function elsewhere is still
-        a function; a value that exists only where Keras does is missing."""
+    def _bind_student_names(self, source: str) -> None:
+        """Bind every name the cell (or a cell of the instructor's) reads that the judge lacks
+        and the answer cells define: a function to a proxy called where what any test forbids
+        it is hidden (:func:`function_forbid`); a value from the process where everything any
+        test forbids is hidden (:attr:`value_forbid`), so that no value smuggles in what a
+        function may not use (a table of Keras' answers). A name missing there but a function
+        elsewhere is still a function; a value that exists only where Keras does is missing."""
         for name in self.student_names:
             self.namespace.pop(name, None)
         self.student_names.clear()
-        for name in free_names(source):
+        # a helper of the instructor's (block_model) may call a student's function by name
+        for name in dict.fromkeys([*free_names(source), *self.instructor_names]):
             if name in self.namespace or (self.answer_names is not None
                                           and name not in self.answer_names):
                 continue
+            forbid = function_forbid(name, self.declared)
             reply = self.ask({"op": "lookup", "name": name}, self.value_forbid)
             if reply.get("kind") == "missing" and forbid != self.value_forbid:
                 elsewhere = self.ask({"op": "lookup", "name": name}, forbid)
@@ -240,15 +286,28 @@ class Judge:
                 continue  # missing: the test's NameError says so
             self.student_names.add(name)
 
-    def run_test(self, grade_id: str, source: str,
-                 declared: dict[str, set[str]] | None = None) -> dict:
+    def run_instructor_cell(self, label: str, source: str) -> None:
+        """Run a locked cell of the instructor's that comes after the first answer (it loads the
+        submitted networks, or names the student's builders), with the student's names bound as
+        for a test. Its failure is the submission's (a missing or broken model file, a builder
+        that raises): the tests after it fail with a note that says so."""
+        self.instructor_names += free_names(source)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
+                self._bind_student_names(source)
+                exec(compile(source, f"<cell {label}>", "exec"), self.namespace)
+        except (Exception, StudentProcessFailed, GraderProblem) as error:
+            self.instructor_failures.append(f"the notebook's locked cell {label} failed: "
+                                            f"{type(error).__name__}: {error}"[:500])
+
+    def run_test(self, grade_id: str, source: str) -> dict:
         verdict = {"grade_id": grade_id, "passed": False, "message": "",
                    "grader_failure": False}
         output = io.StringIO()
         try:
-            forbid = forbidden_packages(source, declared)
             with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-                self._bind_student_names(source, forbid)
+                self._bind_student_names(source)
                 exec(compile(source, f"<test {grade_id}>", "exec"), self.namespace)
             verdict["passed"] = True
         except StudentProcessFailed as failure:
@@ -257,17 +316,53 @@ class Judge:
             verdict.update(grader_failure=True, message=str(problem))
         except Exception as error:
             verdict["message"] = f"{type(error).__name__}: {error}"[:1000]
+        if not verdict["passed"] and self.instructor_failures:
+            verdict["message"] = (f"{verdict['message']} (earlier, "
+                                  f"{'; '.join(self.instructor_failures)})")[:1500]
         return verdict
 
 
+MAX_MODEL_FILE_BYTES = 200 * 2**20
+"""Largest submitted ``.keras`` file the judge opens."""
+
+
+def _guard_model_loading(channel: _Channel) -> None:
+    """Make ``keras.models.load_model`` in the judge open only regular files of the submission
+    (no link, nothing above :data:`MAX_MODEL_FILE_BYTES`) with ``safe_mode``, and tell the grader
+    first that a file of the student's is being rebuilt (if that kills the judge, the student's
+    tests fail, not the grader)."""
+    import keras
+
+    original = getattr(keras.models.load_model, "__wrapped__", keras.models.load_model)
+
+    def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002
+        path = os.fspath(filepath)
+        if os.path.islink(path) or not os.path.isfile(path):
+            raise FileNotFoundError(f"the submission has no file {path!r}")
+        if os.path.getsize(path) > MAX_MODEL_FILE_BYTES:
+            raise ValueError(f"{path} is larger than {MAX_MODEL_FILE_BYTES // 2**20} MiB")
+        channel.send({"rebuilding": f"the file {os.path.basename(path)[:80]}"})
+        return original(path, custom_objects=custom_objects, compile=compile, safe_mode=True)
+
+    load_model.__wrapped__ = original
+    keras.models.load_model = keras.saving.load_model = load_model
+
+
 def judge_one(channel: _Channel, job: dict) -> None:
-    """Judge one notebook: set-up, then every test, each verdict sent as it is reached."""
+    """Judge one notebook: set-up, then the instructor's later cells and the tests in the
+    notebook's order (a ``tests`` entry whose ``grade_id`` is None is an instructor's cell), each
+    verdict sent as it is reached. With ``folder`` (the copy of the submission's files the grader
+    made in the judge's home), the notebook runs there."""
     judge = Judge(channel)
+    home = os.getcwd()
     if job.get("answer_names") is not None:
         judge.answer_names = set(job["answer_names"])
     try:
+        if job.get("folder"):
+            os.chdir(job["folder"])
         judge.run_setup(job["setup"])
     except Exception as error:
+        os.chdir(home)
         channel.send({"setup_failed": f"{type(error).__name__}: {error}"[:1000]})
         return
     channel.send({"ready": True})
@@ -275,11 +370,20 @@ def judge_one(channel: _Channel, job: dict) -> None:
     for test in job["tests"]:
         for name, packages in declared_forbids(test["source"]).items():
             declared.setdefault(name, set()).update(packages)
-    judge.value_forbid = value_forbid(declared)
-    for test in job["tests"]:
-        channel.send({"verdict": judge.run_test(test["grade_id"], test["source"], declared)})
-        sys.stdout.seek(0)
-        sys.stdout.truncate()
+    judge.declared, judge.value_forbid = declared, value_forbid(declared)
+    try:
+        for number, test in enumerate(job["tests"]):
+            if test.get("grade_id") is None:
+                following = next((later["grade_id"] for later in job["tests"][number:]
+                                  if later.get("grade_id")), None)
+                judge.run_instructor_cell(f"before {following}" if following else "at the end",
+                                          test["source"])
+            else:
+                channel.send({"verdict": judge.run_test(test["grade_id"], test["source"])})
+            sys.stdout.seek(0)
+            sys.stdout.truncate()
+    finally:
+        os.chdir(home)
     channel.send({"done": True})
 
 

@@ -2,8 +2,11 @@
 
 :func:`cnnbook.grading.student_side.encode` writes a value as JSON-ready data; :func:`decode`
 turns such data back into exact built-in types only (``int``, ``float``, ``str``, ``tuple``,
-``list``, ``dict``, ``bool``, ``None``), NumPy arrays and, for ``{"__keras_model__": config}``, a
-Keras model rebuilt from its config with ``safe_mode`` and Keras' own layer classes only. Nothing a
+``list``, ``dict``, ``bool``, ``None``), NumPy arrays and, for ``{"__keras_model__": {config,
+weights}}``, a Keras model rebuilt from its config with ``safe_mode`` and Keras' own layer classes
+only (and the course's :data:`TRUSTED_LAYER_MODULES`), holding the weights sent; for
+``{"__keras_graph__": ...}`` the layers a block function added to the judge's input
+(:class:`KerasGraph`). Nothing a
 student process sends can become an object with behaviour of its own, so a value that lies
 (``__eq__`` always true) cannot reach a comparison: a subclass of a plain type crosses as the plain
 value it holds. What the student process refused to encode (any other object) becomes a
@@ -18,7 +21,8 @@ import math
 
 from cnnbook.grading.student_side import encode
 
-__all__ = ["encode", "decode", "Refused", "MalformedAnswer", "keras_model_from_config"]
+__all__ = ["encode", "decode", "Refused", "MalformedAnswer", "KerasGraph",
+           "keras_model_from_config"]
 
 MAX_ARRAY_VALUES = 50_000_000
 """Largest NumPy array an answer may hold (values)."""
@@ -55,17 +59,23 @@ def _checked_text(value) -> str:
     return value
 
 
-_KERAS_MODULES = ("keras", "keras.")
+TRUSTED_LAYER_MODULES = {"cnnbook.layers": ("ZeroPadShortcut", "LayerScale",
+                                             "GlobalResponseNormalization")}
+"""Modules besides Keras whose layer classes a student's model may use: the layers the course
+hands out (:data:`cnnbook.layers.CUSTOM_LAYERS`), the grader's own code."""
 
 
 def _check_keras_config(config, depth: int = 0) -> None:
     """Every object a model config names must come from Keras itself (``module`` ``keras`` or
-    ``keras.*``); Keras' ``safe_mode`` refuses lambdas. Raises :class:`MalformedAnswer`."""
+    ``keras.*``) or be one of :data:`TRUSTED_LAYER_MODULES`' layers; Keras' ``safe_mode``
+    refuses lambdas. Raises :class:`MalformedAnswer`."""
     if depth > 200:
         raise MalformedAnswer("the model's config is nested too deeply")
     if isinstance(config, dict):
         module = config.get("module")
-        if module is not None and not (module == "keras" or str(module).startswith("keras.")):
+        trusted = config.get("class_name") in TRUSTED_LAYER_MODULES.get(str(module), ())
+        if module is not None and not (module == "keras" or str(module).startswith("keras.")
+                                       or trusted):
             raise MalformedAnswer(f"the model uses {module!r}, which is not part of Keras")
         for value in config.values():
             _check_keras_config(value, depth + 1)
@@ -79,9 +89,41 @@ def keras_model_from_config(text: str):
     ``safe_mode``); :class:`MalformedAnswer` when it names anything else."""
     import keras
 
+    import cnnbook.layers  # noqa: F401 (registers the course's layers)
+
     config = json.loads(_checked_text(text))
     _check_keras_config(config)
     return keras.saving.deserialize_keras_object(config, safe_mode=True)
+
+
+class KerasGraph:
+    """The layers a student's block function added to the judge's Keras input tensors, rebuilt
+    as ``model``; :meth:`on` joins them to those tensors."""
+
+    __slots__ = ("model", "as_list")
+
+    def __init__(self, model, as_list: bool):
+        self.model, self.as_list = model, as_list
+
+    def on(self, inputs):
+        """The block's output tensor(s), computed by the student's layers from ``inputs`` (the
+        judge's own input tensors, in the order the call passed them)."""
+        import keras
+
+        joined = keras.models.clone_model(self.model, input_tensors=inputs,
+                                          clone_function=lambda layer: layer)
+        outputs = joined.outputs
+        return list(outputs) if self.as_list else outputs[0]
+
+    def __repr__(self):
+        return f"<Keras layers of {self.model.name}>"
+
+
+def _array(data, depth: int):
+    value = decode(data, depth)
+    if type(value).__name__ != "ndarray":
+        raise MalformedAnswer("a model weight that is not an array")
+    return value
 
 
 def decode(data, depth: int = 0):
@@ -130,6 +172,14 @@ def decode(data, depth: int = 0):
         if len(raw) != math.prod(shape) * dtype.itemsize:
             raise MalformedAnswer("an array whose data does not match its shape")
         return numpy.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-    if tag == "__keras_model__":
-        return keras_model_from_config(content)
+    if tag == "__keras_model__" and type(content) is dict:
+        model = keras_model_from_config(content.get("config"))
+        weights = content.get("weights")
+        if type(weights) is not list:
+            raise MalformedAnswer("a model without its list of weights")
+        model.set_weights([_array(weight, depth + 1) for weight in weights])
+        return model
+    if tag == "__keras_graph__" and type(content) is dict:
+        return KerasGraph(keras_model_from_config(content.get("config")),
+                          content.get("outputs") == "list")
     raise MalformedAnswer(f"unexpected tag {tag!r}")

@@ -11,7 +11,9 @@ each request gets one reply:
 * ``{"op": "lookup", "name": N}`` -> ``{"kind": "function"}``, ``{"kind": "value", "value": V}``
   or ``{"kind": "missing"}``;
 * ``{"op": "call", "name": N, "args": [V...], "kwargs": {name: V}}`` -> ``{"value": V}`` or
-  ``{"raised": {"type": ..., "builtin": ..., "message": ...}}``.
+  ``{"raised": {"type": ..., "builtin": ..., "message": ...}}``. A Keras input among the
+  arguments becomes an input of the same shape here; when the function returns Keras tensors
+  built on such inputs, the value is ``{"__keras_graph__": ...}``, the layers in between.
 
 ``V`` is :func:`encode`'s plain data. Everything here runs in a process that student code
 controls: nothing it says is trusted. The judge decodes it into exact built-in types
@@ -59,13 +61,20 @@ def _plain_base(value) -> str | None:
     return None
 
 
+def _is_keras(value, class_name: str) -> bool:
+    """Whether ``value`` is an instance of ``keras.<class_name>`` (False without Keras)."""
+    cls = getattr(sys.modules.get("keras"), class_name, None)
+    return isinstance(cls, type) and isinstance(value, cls)
+
+
 def encode(value, depth: int = 0):
     """``value`` as JSON-ready plain data: ``None``, ``bool``, ``int``, ``float`` (non-finite as
     ``{"__float__": "nan"}``), ``str``, lists, ``{"__tuple__": [...]}``, ``{"__dict__": [[k, v],
-    ...]}``, NumPy scalars as Python numbers, numeric NumPy arrays as ``{"__ndarray__": ...}`` and
-    Keras models as ``{"__keras_model__": config}``. A subclass of a plain type is written as the
-    plain value it holds (a namedtuple as a tuple). Anything else becomes ``{"__refused__":
-    reason}``, which never equals anything."""
+    ...]}``, NumPy scalars as Python numbers, numeric NumPy arrays as ``{"__ndarray__": ...}``,
+    Keras models as ``{"__keras_model__": {"config": JSON, "weights": [arrays]}}`` and a Keras
+    input tensor (only the judge sends one) as ``{"__keras_input__": {"shape", "dtype"}}``. A
+    subclass of a plain type is written as the plain value it holds (a namedtuple as a tuple).
+    Anything else becomes ``{"__refused__": reason}``, which never equals anything."""
     if depth > MAX_DEPTH:
         return {"__refused__": f"nested deeper than {MAX_DEPTH} levels"}
     kind = type(value)
@@ -88,9 +97,11 @@ def encode(value, depth: int = 0):
             array = numpy.ascontiguousarray(value)
             return {"__ndarray__": {"dtype": array.dtype.str, "shape": list(array.shape),
                                     "data": base64.b64encode(array.tobytes()).decode()}}
-    keras = sys.modules.get("keras")
-    if keras is not None and isinstance(value, keras.Model):
-        return {"__keras_model__": value.to_json()}
+    if _is_keras(value, "Model"):
+        return {"__keras_model__": {"config": value.to_json(), "weights": [
+            encode(weight, depth + 1) for weight in value.get_weights()]}}
+    if _is_keras(value, "KerasTensor"):
+        return {"__keras_input__": {"shape": list(value.shape[1:]), "dtype": str(value.dtype)}}
     base = _plain_base(value)
     if base is not None:  # a namedtuple, an OrderedDict: the plain value it holds
         plain = _PLAIN_COPY[base](value)
@@ -213,32 +224,72 @@ def _answer(request, namespace) -> dict:
         return {"kind": "missing"}
     value = namespace[name]
     if request.get("op") == "lookup":
-        keras = sys.modules.get("keras")
-        if callable(value) and not (keras is not None and isinstance(value, keras.Model)):
+        if callable(value) and not _is_keras(value, "Model"):
             return {"kind": "function"}
         try:
             return {"kind": "value", "value": encode(value)}
         except BaseException as error:  # noqa: B036 (student code ran in the encoding)
             return _exception_reply(error)
     if request.get("op") == "call":
-        args = [_decoded(item) for item in request.get("args", [])]
-        kwargs = {key: _decoded(item) for key, item in request.get("kwargs", {}).items()}
+        inputs: list = []
         try:
-            return {"value": encode(value(*args, **kwargs))}
+            args = [_decoded(item, inputs) for item in request.get("args", [])]
+            kwargs = {key: _decoded(item, inputs)
+                      for key, item in request.get("kwargs", {}).items()}
+        except BaseException as error:  # noqa: B036 (e.g. Keras hidden here)
+            return _exception_reply(error)
+        try:
+            result = value(*args, **kwargs)
+            if inputs:
+                return {"value": _graph(result, inputs)}
+            return {"value": encode(result)}
         except BaseException as error:  # noqa: B036 (the student's exception is the answer)
             return _exception_reply(error)
     return {"error": f"unknown request {request.get('op')!r}"}
 
 
-def _decoded(data):
-    """The grader's arguments (built by the judge, so well formed) as Python values."""
+def _graph(result, inputs) -> dict:
+    """What a block function returned when the judge called it on Keras input tensors: the
+    layers between those inputs and ``result`` (a Keras tensor, or a list or tuple of them), as
+    ``{"__keras_graph__": ...}`` without weights (new layers hold only their initial values);
+    the judge joins them to its own input tensors. Anything else is encoded as it is."""
+    keras = sys.modules.get("keras")
+    tensors = list(result) if isinstance(result, (list, tuple)) else [result]
+    if not tensors or not all(_is_keras(tensor, "KerasTensor") for tensor in tensors):
+        return encode(result)
+    model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
+                        tensors if isinstance(result, (list, tuple)) else result)
+    return {"__keras_graph__": {"config": model.to_json(),
+                                "outputs": "list" if isinstance(result, (list, tuple))
+                                else "single"}}
+
+
+def _decoded(data, inputs: list | None = None):
+    """The grader's arguments (built by the judge, so well formed) as Python values; the Keras
+    input tensors made for ``__keras_input__`` are appended to ``inputs``."""
     if isinstance(data, list):
-        return [_decoded(item) for item in data]
+        return [_decoded(item, inputs) for item in data]
     if isinstance(data, dict):
         if "__tuple__" in data:
-            return tuple(_decoded(item) for item in data["__tuple__"])
+            return tuple(_decoded(item, inputs) for item in data["__tuple__"])
         if "__dict__" in data:
-            return {_decoded(key): _decoded(item) for key, item in data["__dict__"]}
+            return {_decoded(key, inputs): _decoded(item, inputs)
+                    for key, item in data["__dict__"]}
+        if "__keras_input__" in data:
+            import keras
+
+            spec = data["__keras_input__"]
+            tensor = keras.Input(shape=tuple(spec["shape"]), dtype=spec["dtype"])
+            if inputs is not None:
+                inputs.append(tensor)
+            return tensor
+        if "__keras_model__" in data:
+            import keras
+
+            spec = data["__keras_model__"]
+            model = keras.models.model_from_json(spec["config"])
+            model.set_weights([_decoded(weight) for weight in spec["weights"]])
+            return model
         if "__float__" in data:
             return float(data["__float__"])
         if "__ndarray__" in data:

@@ -47,14 +47,16 @@ from pathlib import Path
 import cnnbook
 from cnnbook import sandbox
 from cnnbook.grading import student_side
-from cnnbook.grading.judge_side import declared_forbids, forbidden_packages, value_forbid
+from cnnbook.grading.judge_side import declared_forbids, function_forbid, value_forbid
 
 __all__ = ["STUDENT_MODULES", "Limits", "Verdict", "NotebookJob", "judge_notebook", "notebook_job",
            "student_overlays", "copy_regular_files"]
 
-STUDENT_MODULES = ("__init__.py",)
+STUDENT_MODULES = ("__init__.py", "checks.py", "data.py", "inputs.py", "layers.py")
 """The files of the ``cnnbook`` package a student process can import (relative to the package):
-what the formula assignments' notebooks import. Everything else of ``cnnbook`` is hidden."""
+what the assignments hand students (the data split, the image input and its normalisation, the
+shortcut layer of option A) and what those import. Everything else of ``cnnbook`` (the reference
+networks, the book's models, training, the grader) is hidden."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,11 @@ class Limits:
     restarts: int = 2
     """How often a student process that died in a call is started again."""
     readonly_paths: tuple[str, ...] = ()
-    """What the judge may read besides the Python environment (the data set)."""
+    """What the judge and the student processes may read besides the Python environment (the
+    training-only copy of the data set)."""
+    environment: tuple[tuple[str, str], ...] = ()
+    """Environment variables of every process (``CNNBOOK_DATA``), besides the grader's own
+    (``NBGRADER_EXECUTION=autograde``: a notebook loads its saved networks, never trains)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,9 @@ class _Process:
                  overlays: Sequence[str] = (), readonly_paths: Sequence[str] = ()):
         command = sandbox.sandboxed_command(
             argv, writable_dir=workdir, readonly_paths=readonly_paths, overlays=overlays,
-            environment={"TF_CPP_MIN_LOG_LEVEL": "3"}, tmp_bytes=limits.tmp_bytes)
+            environment={"TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg",
+                         "NBGRADER_EXECUTION": "autograde", **dict(limits.environment)},
+            tmp_bytes=limits.tmp_bytes)
         self.limits = limits
         self.home: Path | None = None  # a folder of its own, removed when it is closed
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -272,7 +280,8 @@ class _StudentProcess:
             if self.files is not None:
                 copy_regular_files(self.files, workdir)
             self.process = _Process([sys.executable, "-I", "-c", _student_program()], workdir,
-                                    self.limits, overlays=student_overlays(self.forbid))
+                                    self.limits, overlays=student_overlays(self.forbid),
+                                    readonly_paths=self.limits.readonly_paths)
             self.process.home = workdir  # removed when the process is closed
             self.process.send({"cells": self.cells, "skip": skip,
                                "statement_seconds": self.limits.statement_s,
@@ -420,15 +429,22 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     ``answer_names`` (the names the source's answer cells define: the only names the judge looks
     up in a student process; None: any name it lacks),
     ``setup_cells`` (the instructor's cells the judge runs first), ``tests``
-    (``(grade_id, source)`` of each test cell, hidden tests included), ``files`` (a folder whose
-    regular files each student process gets a copy of). Returns one :class:`Verdict` per test,
-    in order. Raises :class:`cnnbook.sandbox.SandboxUnavailable` when bubblewrap cannot run."""
+    (``(grade_id, source)`` of each test cell, hidden tests included, in the notebook's order;
+    a ``grade_id`` of None marks a locked cell of the instructor's that the judge runs at that
+    point, such as the one that loads the submitted networks), ``files`` (a folder whose regular
+    files, links and special files left out, the judge and the student process without forbidden
+    packages get a copy of: the submitted networks; a process that hides a package gets none,
+    since a submitted folder could hold a copy of that package). Returns one :class:`Verdict` per
+    test (instructor cells have none), in order. Raises
+    :class:`cnnbook.sandbox.SandboxUnavailable` when bubblewrap cannot run."""
     limits = limits or Limits()
+    graded = [(grade_id, source) for grade_id, source in tests if grade_id is not None]
     sandbox.require_sandbox()
     scratch = Path(tempfile.mkdtemp(prefix="cnnbook-judge-"))
     verdicts: dict[str, Verdict] = {}
     students: dict[tuple[str, ...], _StudentProcess] = {}
     judge = None
+    folder = None
     deadline = time.monotonic() + limits.notebook_s
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="student-process")
     healthy = False
@@ -437,8 +453,8 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
 
     def student_process(forbid: tuple[str, ...]) -> _StudentProcess:
         if forbid not in students:
-            students[forbid] = _StudentProcess(forbid, list(student_cells), files, limits,
-                                               scratch)
+            students[forbid] = _StudentProcess(forbid, list(student_cells),
+                                               None if forbid else files, limits, scratch)
             students[forbid].setup_count = setup_count
         return students[forbid]
 
@@ -448,12 +464,15 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
         for _, source in tests:
             for name, packages in declared_forbids(source).items():
                 declared.setdefault(name, set()).update(packages)
-        modes = [value_forbid(declared), *(forbidden_packages(source, declared)
-                                           for _, source in tests)]
+        modes = [value_forbid(declared), *(function_forbid(name, declared) for name in declared)]
         for forbid in dict.fromkeys(modes):
             student_process(forbid).start_loading(executor)
         judge = _idle_judge(limits)
-        judge.send({"setup": list(setup_cells),
+        folder = None
+        if files is not None:
+            folder = Path(tempfile.mkdtemp(prefix="submission-", dir=judge.home))
+            copy_regular_files(Path(files), folder)
+        judge.send({"setup": list(setup_cells), "folder": None if folder is None else str(folder),
                     "answer_names": None if answer_names is None else list(answer_names),
                     "tests": [{"grade_id": grade_id, "source": source}
                               for grade_id, source in tests]})
@@ -498,22 +517,24 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
                 healthy = True
                 break
     except (_StudentTooSlow, _StudentModelTooBig) as student_failure:
-        for grade_id, _ in tests:
+        for grade_id, _ in graded:
             verdicts.setdefault(grade_id, Verdict(grade_id, False, str(student_failure)))
     except Exception as error:  # a fault of the grader's own (a full disk): never the batch's end
-        for grade_id, _ in tests:
+        for grade_id, _ in graded:
             verdicts.setdefault(grade_id, Verdict(
                 grade_id, None, f"the grader failed: {type(error).__name__}: {error}"))
     except (GraderFailure, _Ended) as failure:
         reason = str(failure) if isinstance(failure, GraderFailure) else (
             f"the judge stopped: {failure}; "
             f"{judge.stderr.decode(errors='replace')[-500:] if judge else ''}")
-        for grade_id, _ in tests:
+        for grade_id, _ in graded:
             verdicts.setdefault(grade_id, Verdict(grade_id, None, reason))
     finally:
         for student in students.values():
             student.close()
         if judge is not None:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
             if healthy:  # it waits for the next notebook
                 with _IDLE_LOCK:
                     _IDLE_JUDGES.setdefault(limits, []).append(judge)
@@ -522,7 +543,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
         executor.shutdown(wait=True)
         shutil.rmtree(scratch, ignore_errors=True)
     return [verdicts.get(grade_id, Verdict(grade_id, None, "the judge gave no verdict"))
-            for grade_id, _ in tests]
+            for grade_id, _ in graded]
 
 
 @dataclass(frozen=True)
@@ -532,7 +553,8 @@ class NotebookJob:
     student_cells: list[str]
     setup_count: int
     setup_cells: list[str]
-    tests: list[tuple[str, str]]
+    tests: list[tuple[str | None, str]]
+    """``(grade_id, source)`` in order; ``grade_id`` None: an instructor's cell, no verdict."""
     answer_names: list[str]
 
 
@@ -560,37 +582,38 @@ def notebook_job(submission, source) -> NotebookJob:
     """Split a notebook for judging, from the instructor's ``source`` notebook (trusted) and the
     ``submission`` (nbformat notebooks or dicts):
 
-    * the set-up: the source's locked code cells before its first answer cell; each student
-      process runs them first; the judge runs them and every other locked instructor cell (a
-      constant such as VGG-16's layer list is the instructor's, never the student's);
+    * the set-up: the source's code cells before its first answer cell (imports, the settings
+      cell, loading the data), as the instructor wrote them; each student process runs them
+      first, and so does the judge;
     * the answer names: what the source's answer cells define at the top level, the only names
       the judge looks up in a student process;
-    * the tests: the source's autograded test cells (code, ``grade``, not ``solution``), hidden
-      tests included; they run in the judge only;
-    * the student's cells: every other code cell of the submission, in order, magics translated.
+    * the tests, in the notebook's order: the source's autograded test cells (code, ``grade``,
+      not ``solution``), hidden tests included, and between them the source's later locked cells
+      (``grade_id`` None: the cell that loads the submitted networks, an instructor's constant);
+      they run in the judge only;
+    * the student's cells: every other code cell of the submission, in order, magics translated
+      (a set-up cell the student left as it was is not run twice).
     """
-    setup, tests, instructor, answers = [], [], [], []
+    setup, tests, answers = [], [], []
     for cell in source["cells"]:
         metadata = _nbgrader(cell)
         if cell["cell_type"] != "code":
             continue
         if metadata.get("solution"):
             answers.append(cell)
-        elif metadata.get("locked") and not metadata.get("grade"):
-            instructor.append(cell)
-            if not answers:
-                setup.append(cell)
-    for cell in source["cells"]:
-        metadata = _nbgrader(cell)
-        if cell["cell_type"] == "code" and metadata.get("grade") and not metadata.get("solution"):
+        elif not answers and not metadata.get("grade"):
+            setup.append(cell)
+        elif metadata.get("grade"):
             tests.append((metadata["grade_id"], _source(cell)))
-    skipped = {_nbgrader(cell).get("grade_id") for cell in setup} | {grade_id for grade_id, _
-                                                                    in tests}
-    student = [_as_python(_source(cell)) for cell in submission["cells"]
-               if cell["cell_type"] == "code" and _nbgrader(cell).get("grade_id") not in skipped]
+        elif metadata.get("locked") and answers:
+            tests.append((None, _source(cell)))
     setup_sources = [_source(cell) for cell in setup]
-    return NotebookJob([*setup_sources, *student], len(setup_sources),
-                       [_source(cell) for cell in instructor], tests,
+    skipped = ({_nbgrader(cell).get("grade_id") for cell in setup}
+               | {grade_id for grade_id, _ in tests}) - {None}
+    student = [_as_python(_source(cell)) for cell in submission["cells"]
+               if cell["cell_type"] == "code" and _nbgrader(cell).get("grade_id") not in skipped
+               and _source(cell) not in setup_sources]
+    return NotebookJob([*setup_sources, *student], len(setup_sources), setup_sources, tests,
                        sorted(set().union(*(_top_level_names(_source(cell)) for cell in answers))))
 
 

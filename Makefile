@@ -24,17 +24,34 @@ CNNBOOK_DATA ?= $(SHARED_DATA)
 export CNNBOOK_DATA
 endif
 
-.PHONY: book test test-fast lint setup system clean hub
+.PHONY: book test test-fast lint setup system system-ready clean hub
 setup: $(VENV)/.installed
 
 # What the tests need from outside PyPI: Debian's packages (system-packages.txt: bubblewrap for the
 # grading sandbox, chromium for the browser test) and the npm packages of package.json (MathJax,
-# served with the site; JupyterHub's configurable-http-proxy). Needs root for apt-get; .ci/run runs it.
+# served with the site; JupyterHub's configurable-http-proxy). apt-get needs root.
+MISSING_DEBIAN = grep -vE '^\s*(\#|$$)' system-packages.txt | while read -r pkg; do \
+	dpkg -s "$$pkg" >/dev/null 2>&1 || echo "$$pkg"; done
 system: node_modules/.installed
-	@missing=$$(grep -vE '^\s*(#|$$)' system-packages.txt | while read -r pkg; do dpkg -s "$$pkg" >/dev/null 2>&1 || echo "$$pkg"; done); \
+	@missing=$$($(MISSING_DEBIAN)); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# `make test` installs the Debian packages itself when it can (as root, or with sudo that needs no
+# password); otherwise it stops here, before any test, and names the one command to run.
+system-ready:
+	@missing=$$($(MISSING_DEBIAN)); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory system; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo $(MAKE) --no-print-directory system; \
+	else \
+	  echo "make test needs Debian packages that are not installed: $$missing" >&2; \
+	  echo "(bubblewrap: the grading sandbox; chromium: the browser test). Run once, as root:" >&2; \
+	  echo "    sudo make system" >&2; \
+	  echo "then make test again." >&2; \
+	  exit 2; \
 	fi
 
 node_modules/.installed: package.json package-lock.json
@@ -53,7 +70,7 @@ book: setup node_modules/.installed
 lint: setup
 	$(BIN)/ruff check .
 
-test: lint
+test: system-ready lint node_modules/.installed
 	$(PYTEST)
 
 test-fast: lint

@@ -700,13 +700,14 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
             call_s=self.call_timeout, notebook_s=self.notebook_timeout,
             readonly_paths=tuple(readonly_paths),
             environment=tuple(sorted(data_environment.items())))
-        # the submitted files (the saved networks) reach the judge and the student process
-        # that hides no package, copied without links or special files; a process that hides
-        # a package gets none (a submitted folder could hold a copy of that package)
+        # the submitted files the source notebook names (the saved networks) reach the judge
+        # and the student process that hides no package, as copies of regular files; a process
+        # that hides a package gets none (a submitted folder could hold a copy of that package)
         folder = resources.get("metadata", {}).get("path")
         files = Path(folder) if folder and os.path.isdir(folder) else None
         return _JUDGING.submit(verdicts.judge_notebook, job.student_cells, job.setup_cells,
-                               job.tests, files, limits, job.setup_count, job.answer_names)
+                               job.tests, files, limits, job.setup_count, job.answer_names,
+                               job.submitted_files)
 
     def preprocess(self, nb, resources):
         student, assignment, notebook = _notebook_ids(resources)

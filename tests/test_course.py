@@ -607,11 +607,16 @@ def test_grades_export_has_one_row_per_student_and_assignment(course, quick_grad
         rows = list(csv.DictReader(handle))
     for assignment in QUICK_ASSIGNMENTS:
         students = [row["student_id"] for row in rows if row["assignment"] == assignment]
-        assert sorted(students) == ["blank", "constants", "partial", "reference"], rows
+        assert len(students) == len(set(students)), "one row per student"
+        assert {"blank", "constants", "partial", "reference"} <= set(students), rows
         for row in rows:
-            if row["assignment"] == assignment:
+            if row["assignment"] != assignment:
+                continue
+            if row["student_id"] in quick_grades[assignment]:
                 expected = quick_grades[assignment][row["student_id"]]["score"]
                 assert math.isclose(float(row["raw_score"]), expected), row
+            else:  # a student of the course who did not submit this assignment (other fixtures)
+                assert float(row["raw_score"]) == 0, row
 
 
 # --- The resnet assignment: training, autograding without retraining, accuracy grading ------------
@@ -651,7 +656,7 @@ RESNET_STUDENTS = ("reference", "twin", "permuted", "seen", "no_model", "blank",
 def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root, cifar_subset_dir):
     """Train the reference through ``nbgrader validate`` of the source, autograde it and the
     incomplete submissions, grade the accuracy of every submitted model, grade one copy again on
-    a private image set made of images the reference trained on, generate feedback."""
+    a private image set labelled with the network's own answers, generate feedback."""
     output, seconds = course.nbgrader("validate", str(course.source("resnet")))
     report_timing(f"nbgrader validate solutions/resnet (trains ResNet-20, {RESNET_EPOCHS} epochs "
                   "on the 9,000 training images of the subset's split)", seconds)
@@ -689,17 +694,14 @@ def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root, 
                                     "--training-set", "cifar10-subset", "--jobs", "2")
     report_timing(f"python -m cnnbook.grade accuracy resnet ({len(RESNET_STUDENTS)} "
                   "submissions, one process each, two at a time)", seconds)
-    # the instructor's private image set: here 2,000 images the network trained on (a model
-    # trained on the test images looks like this to the grader)
+    # the instructor's private image set, here labelled with the network's own answers: what a
+    # network that has learnt the test images by heart looks like to the grader (training one
+    # that far is beyond the suite's budget)
     with np.load(next(Path(cifar_subset_dir).glob("*.npz"))) as archive:
-        images, labels = archive["x_train"], archive["y_train"]
-    validation = np.zeros(len(labels), bool)  # the notebook's split, written out again
-    random = np.random.default_rng(0)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        validation[random.permutation(members)[: round(0.1 * len(members))]] = True
-    np.savez(spare / "private.npz", x_test=images[~validation][:2000],
-             y_test=labels[~validation][:2000])
+        images = archive["x_test"][:2000]
+    trained = keras.models.load_model(model, safe_mode=True)
+    answers = np.argmax(np.asarray(trained.predict(images, batch_size=500, verbose=0)), axis=-1)
+    np.savez(spare / "private.npz", x_test=images, y_test=answers.astype("uint8"))
     private_output, _ = course.python("-m", "cnnbook.grade", "accuracy", "resnet",
                                       "--training-set", "cifar10-subset", "--student", "seen",
                                       "--test-images", str(spare / "private.npz"))
@@ -739,7 +741,7 @@ def test_identical_submissions_are_reported_not_zeroed(resnet_grades):
 
 @pytest.mark.slow
 def test_a_network_measured_on_images_it_trained_on_is_left_for_review(resnet_grades):
-    """On a private image set of its own training images the network does far better than on
+    """On a private image set whose labels it knows by heart the network does far better than on
     the validation images: the grade is recorded, flagged for an instructor, and the feedback
     says why."""
     seen = resnet_grades["scores"]["seen"]

@@ -374,7 +374,7 @@ def test_a_broken_setup_is_the_graders_failure_not_the_students_zero(sizing_sour
 
 NETWORK_CELLS = [
     ("setup", "locked", (
-        "import keras\nimport numpy as np\nfrom cnnbook.inputs import image_input\n"
+        "import os\n\nimport keras\nimport numpy as np\nfrom cnnbook.inputs import image_input\n"
         "from cnnbook.layers import ZeroPadShortcut\n\n"
         "def block_model(shape, build, **hyperparameters):\n"
         "    inputs = keras.Input(shape=shape)\n"
@@ -395,7 +395,9 @@ NETWORK_CELLS = [
         "    return clone\n\n"
         "def reference_network():\n"
         "    import cnnbook.models\n"
-        "    return cnnbook.models.toy_cnn()\n")),
+        "    return cnnbook.models.toy_cnn()\n\n"
+        "def files_here():\n"
+        "    return sorted(os.listdir('.'))\n")),
     ("load", "locked", "trained = keras.models.load_model('net.keras')\n"),
     ("test_block", "test", (
         "block = block_model((8, 8, 4), shortcut_block, filters=6, stride=2, name='s')\n"
@@ -412,6 +414,9 @@ NETWORK_CELLS = [
         "assert np.allclose(copied.get_layer('logits').kernel.numpy(), 0.5)\n")),
     ("test_no_reference_code", "test", "assert reference_network() is not None\n"),
     ("test_submitted_file", "test", "assert trained.count_params() == 4 * 3 + 3\n"),
+    ("test_only_named_files", "test", (
+        "assert files_here() == ['net.keras'], files_here()\n"
+        "assert sorted(os.listdir('.')) == ['net.keras'], os.listdir('.')\n")),
 ]
 
 
@@ -441,21 +446,28 @@ def test_networks_cross_as_layers_and_weights_and_files_are_read_only_when_regul
     job = verdicts.notebook_job(notebook, notebook)
     assert [grade_id for grade_id, _ in job.tests] == [
         None, "test_block", "test_models_both_ways", "test_no_reference_code",
-        "test_submitted_file"]
+        "test_submitted_file", "test_only_named_files"]
+    assert job.submitted_files == ["net.keras"]
     files = tmp_path / "submission"
     files.mkdir()
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     model.save(files / "net.keras")
+    # what the notebook does not name never reaches a grading process: a matplotlibrc (read by
+    # every import of Matplotlib in its folder), other files
+    (files / "matplotlibrc").write_text("axes.titlesize: 99\n")
+    (files / "notes.txt").write_text("mine\n")
 
     def judged(folder):
         return {verdict.grade_id: verdict for verdict in verdicts.judge_notebook(
             job.student_cells, job.setup_cells, job.tests, folder,
-            setup_count=job.setup_count, answer_names=job.answer_names)}
+            setup_count=job.setup_count, answer_names=job.answer_names,
+            file_names=job.submitted_files)}
 
     results = judged(files)
     assert results["test_block"].passed, results["test_block"]
     assert results["test_models_both_ways"].passed, results["test_models_both_ways"]
     assert results["test_submitted_file"].passed, results["test_submitted_file"]
+    assert results["test_only_named_files"].passed, results["test_only_named_files"]
     assert results["test_no_reference_code"].passed is False
     assert "No module named 'cnnbook.models'" in results["test_no_reference_code"].message
 
@@ -467,6 +479,52 @@ def test_networks_cross_as_layers_and_weights_and_files_are_read_only_when_regul
     assert verdict.passed is False, verdict
     assert "NameError" in verdict.message and "has no file 'net.keras'" in verdict.message, verdict
     assert results["test_block"].passed, "the other tests still count"
+
+
+GRAPH_BOMB = """
+import json
+
+_to_json = keras.Model.to_json
+
+def _huge(self, **options):  # every convolution the judge rebuilds gets 60 million filters
+    config = json.loads(_to_json(self, **options))
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] == "Conv2D":
+            layer["config"]["filters"] = 60_000_000
+            layer["config"]["kernel_initializer"] = {
+                "module": "keras.initializers", "class_name": "Zeros", "config": {},
+                "registered_name": None}
+    return json.dumps(config)
+
+keras.Model.to_json = _huge
+"""
+
+
+@pytest.mark.slow
+def test_layers_that_kill_the_judge_fail_the_student_and_a_lambda_is_refused(tmp_path):
+    """A block whose layers, as sent, need more memory than the judge has: the tests still open
+    fail (the student's network killed the judge), never go to manual grading. A Lambda layer
+    (its output shape is what its config declares) is refused."""
+    notebook = _network_notebook()
+    answers = notebook["cells"][1]
+    lambda_notebook = json.loads(json.dumps(notebook))
+    answers["source"] += GRAPH_BOMB
+    job = verdicts.notebook_job(notebook, _network_notebook())
+    results = {verdict.grade_id: verdict for verdict in verdicts.judge_notebook(
+        job.student_cells, job.setup_cells, job.tests, None,
+        verdicts.Limits(memory_bytes=2**30), setup_count=job.setup_count,
+        answer_names=job.answer_names)}
+    assert all(verdict.passed is False for verdict in results.values()), results
+    assert "could not be rebuilt or run" in results["test_block"].message, results["test_block"]
+    lambda_notebook["cells"][1]["source"] = lambda_notebook["cells"][1]["source"].replace(
+        "return keras.layers.Add(name=f'{name}_add')([y, s])",
+        "return keras.layers.Lambda(keras.ops.relu, output_shape=(4, 4, 6))(\n"
+        "        keras.layers.Add(name=f'{name}_add')([y, s]))")
+    job = verdicts.notebook_job(lambda_notebook, _network_notebook())
+    verdict = verdicts.judge_notebook(job.student_cells, job.setup_cells, job.tests[:2], None,
+                                      setup_count=job.setup_count,
+                                      answer_names=job.answer_names)[0]
+    assert verdict.passed is False and "Lambda layer" in verdict.message, verdict
 
 
 def test_a_judged_assignment_is_not_graded_without_the_sandbox(tmp_path):

@@ -103,8 +103,8 @@ def _holds_a_model(data, depth: int = 0) -> bool:
     if depth > 64:
         return False
     if isinstance(data, dict):
-        return "__keras_model__" in data or any(_holds_a_model(value, depth + 1)
-                                                  for value in data.values())
+        return ("__keras_model__" in data or "__keras_graph__" in data
+                or any(_holds_a_model(value, depth + 1) for value in data.values()))
     if isinstance(data, list):
         return any(_holds_a_model(value, depth + 1) for value in data)
     return False
@@ -407,6 +407,11 @@ def main() -> None:
         os.dup2(devnull, descriptor)
     sys.stdout = sys.stderr = io.StringIO()
     channel = _Channel(incoming, outgoing)
+    # read every configuration file now, before a submission's folder is the working directory
+    # (the first import of Matplotlib reads a matplotlibrc found there)
+    import keras  # noqa: F401
+    import matplotlib  # noqa: F401
+
     while True:
         try:
             job = channel.receive()

@@ -64,6 +64,11 @@ TRUSTED_LAYER_MODULES = {"cnnbook.layers": ("ZeroPadShortcut", "LayerScale",
 """Modules besides Keras whose layer classes a student's model may use: the layers the course
 hands out (:data:`cnnbook.layers.CUSTOM_LAYERS`), the grader's own code."""
 
+_FUNCTION_MODULES = ("keras.activations", "keras.src.activations", "keras.ops", "keras.src.ops")
+"""Where a function a model config names (an activation given as a function) may come from: not
+any ``keras.*`` module, whose other functions (``keras.config.set_epsilon``) would change the
+judge's state when the network runs."""
+
 
 def _check_keras_config(config, depth: int = 0) -> None:
     """Every object a model config names must come from Keras itself (``module`` ``keras`` or
@@ -73,10 +78,22 @@ def _check_keras_config(config, depth: int = 0) -> None:
         raise MalformedAnswer("the model's config is nested too deeply")
     if isinstance(config, dict):
         module = config.get("module")
-        trusted = config.get("class_name") in TRUSTED_LAYER_MODULES.get(str(module), ())
+        class_name = config.get("class_name")
+        trusted = class_name in TRUSTED_LAYER_MODULES.get(str(module), ())
         if module is not None and not (module == "keras" or str(module).startswith("keras.")
                                        or trusted):
-            raise MalformedAnswer(f"the model uses {module!r}, which is not part of Keras")
+            raise MalformedAnswer(
+                f"the model uses {str(class_name)[:60]!r} of {str(module)[:60]!r}, which is not "
+                "part of Keras: build it from Keras' own layers and activations (for example "
+                "activation=\"swish\"), and the course's cnnbook.layers")
+        if class_name == "function" and not str(module).startswith(_FUNCTION_MODULES):
+            raise MalformedAnswer(f"the model calls {str(config.get('config'))[:60]!r} of "
+                                  f"{str(module)[:60]!r}, which is not an activation or an op "
+                                  "of Keras")
+        if class_name == "Lambda":  # its output shape is whatever the config declares
+            raise MalformedAnswer("the model uses a Lambda layer, which the grader does not "
+                                  "rebuild: use Keras' own layers (keras.layers.Activation, "
+                                  "Multiply, Add, ...) instead")
         for value in config.values():
             _check_keras_config(value, depth + 1)
     elif isinstance(config, list):

@@ -9,8 +9,10 @@ student processes' output goes nowhere, the judge's is captured. Every message i
 of at most ``max_message_bytes``; a process that sends more, ends, or stays silent past its time
 limit is killed.
 
-Who is to blame decides the verdict: a judge that dies or runs out of time while it rebuilds a
-Keras model the student's code returned fails every test not yet decided; a student process
+Who is to blame decides the verdict: a judge that dies or runs out of time while it holds a
+Keras network of the student's (from its rebuilding, of a returned model, a block's layers or a
+submitted file, to the verdict of the test that asked for it) fails every test not yet decided;
+a student process
 that dies or runs out of time while the
 student's code runs fails that test (and is started afresh for the next one, at most
 ``restarts`` times), and when the notebook's time runs out while more than half of it went to
@@ -32,6 +34,7 @@ import functools
 import json
 import os
 import queue
+import re
 import shutil
 import site
 import subprocess
@@ -236,9 +239,14 @@ def student_overlays(forbid: Sequence[str] = ()) -> list[str]:
     return overlays
 
 
-def copy_regular_files(source: Path, destination: Path) -> None:
-    """Copy the regular files and folders of ``source`` (links, FIFOs and devices skipped)."""
+def copy_regular_files(source: Path, destination: Path,
+                       names: Sequence[str] | None = None) -> None:
+    """Copy the regular files and folders of ``source`` (links, FIFOs and devices skipped); with
+    ``names``, only the regular files of those names at its top level."""
     for entry in os.scandir(source):
+        if names is not None and (entry.name not in names
+                                  or not entry.is_file(follow_symlinks=False)):
+            continue
         target = destination / entry.name
         if entry.is_symlink():
             continue
@@ -254,8 +262,9 @@ class _StudentProcess:
     asked, started afresh after it died in a call."""
 
     def __init__(self, forbid: tuple[str, ...], cells: list[str], files: Path | None,
-                 limits: Limits, scratch: Path):
+                 limits: Limits, scratch: Path, file_names: Sequence[str] | None = None):
         self.forbid, self.cells, self.files, self.limits = forbid, cells, files, limits
+        self.file_names = file_names
         self.scratch = scratch
         self.process: _Process | None = None
         self.broken: str | None = None  # why every further request fails
@@ -278,7 +287,7 @@ class _StudentProcess:
             self.starts += 1
             workdir = Path(tempfile.mkdtemp(prefix="student-", dir=self.scratch))
             if self.files is not None:
-                copy_regular_files(self.files, workdir)
+                copy_regular_files(self.files, workdir, self.file_names)
             self.process = _Process([sys.executable, "-I", "-c", _student_program()], workdir,
                                     self.limits, overlays=student_overlays(self.forbid),
                                     readonly_paths=self.limits.readonly_paths)
@@ -422,7 +431,8 @@ def close_idle_judges() -> None:
 def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
                    tests: Sequence[tuple[str, str]], files: Path | None = None,
                    limits: Limits | None = None, setup_count: int = 0,
-                   answer_names: Sequence[str] | None = None) -> list[Verdict]:
+                   answer_names: Sequence[str] | None = None,
+                   file_names: Sequence[str] | None = None) -> list[Verdict]:
     """Judge one notebook: ``student_cells`` (Python source, every cell the student process runs,
     in order; the first ``setup_count`` are the instructor's set-up, before any cell a student
     writes: their failure is the grader's, except an import of what the process hides),
@@ -434,7 +444,10 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     point, such as the one that loads the submitted networks), ``files`` (a folder whose regular
     files, links and special files left out, the judge and the student process without forbidden
     packages get a copy of: the submitted networks; a process that hides a package gets none,
-    since a submitted folder could hold a copy of that package). Returns one :class:`Verdict` per
+    since a submitted folder could hold a copy of that package; with ``file_names``, only the
+    regular files of those names: a submission's other files, a ``matplotlibrc`` that every
+    import of Matplotlib in that folder would read, a folder of checkpoints, never reach a
+    grading process). Returns one :class:`Verdict` per
     test (instructor cells have none), in order. Raises
     :class:`cnnbook.sandbox.SandboxUnavailable` when bubblewrap cannot run."""
     limits = limits or Limits()
@@ -454,7 +467,8 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     def student_process(forbid: tuple[str, ...]) -> _StudentProcess:
         if forbid not in students:
             students[forbid] = _StudentProcess(forbid, list(student_cells),
-                                               None if forbid else files, limits, scratch)
+                                               None if forbid else files, limits, scratch,
+                                               file_names)
             students[forbid].setup_count = setup_count
         return students[forbid]
 
@@ -471,7 +485,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
         folder = None
         if files is not None:
             folder = Path(tempfile.mkdtemp(prefix="submission-", dir=judge.home))
-            copy_regular_files(Path(files), folder)
+            copy_regular_files(Path(files), folder, file_names)
         judge.send({"setup": list(setup_cells), "folder": None if folder is None else str(folder),
                     "answer_names": None if answer_names is None else list(answer_names),
                     "tests": [{"grade_id": grade_id, "source": source}
@@ -494,13 +508,12 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
             except _Ended as ended:
                 if rebuilding is not None:
                     raise _StudentModelTooBig(
-                        f"the Keras model in {rebuilding} could not be rebuilt within the "
-                        f"grader's limits ({ended})") from None
+                        f"the Keras network in {rebuilding} could not be rebuilt or run within "
+                        f"the grader's limits ({ended})") from None
                 raise
-            if "rebuilding" in message:
-                rebuilding = str(message["rebuilding"])[:100]
+            if "rebuilding" in message:  # the student's network is in the judge until the
+                rebuilding = str(message["rebuilding"])[:100]  # test's verdict
                 continue
-            rebuilding = None
             if "request" in message:
                 request = dict(message["request"])
                 forbid = tuple(sorted(str(name) for name in request.pop("forbid", [])))
@@ -509,6 +522,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
                 student_seconds += time.monotonic() - asked
                 judge.send(reply)
             elif "verdict" in message:
+                rebuilding = None
                 verdict = message["verdict"]
                 passed = None if verdict.get("grader_failure") else bool(verdict.get("passed"))
                 verdicts[verdict["grade_id"]] = Verdict(verdict["grade_id"], passed,
@@ -556,6 +570,9 @@ class NotebookJob:
     tests: list[tuple[str | None, str]]
     """``(grade_id, source)`` in order; ``grade_id`` None: an instructor's cell, no verdict."""
     answer_names: list[str]
+    submitted_files: list[str]
+    """The files the source notebook names (``"resnet20.keras"``): the only submitted files the
+    judge and the student processes get."""
 
 
 def _nbgrader(cell) -> dict:
@@ -613,8 +630,25 @@ def notebook_job(submission, source) -> NotebookJob:
     student = [_as_python(_source(cell)) for cell in submission["cells"]
                if cell["cell_type"] == "code" and _nbgrader(cell).get("grade_id") not in skipped
                and _source(cell) not in setup_sources]
+    named_files = sorted({constant.value for cell in source["cells"] if cell["cell_type"] == "code"
+                          for constant in _string_constants(_source(cell))
+                          if _SUBMITTED_FILE.fullmatch(constant.value)})
     return NotebookJob([*setup_sources, *student], len(setup_sources), setup_sources, tests,
-                       sorted(set().union(*(_top_level_names(_source(cell)) for cell in answers))))
+                       sorted(set().union(*(_top_level_names(_source(cell)) for cell in answers))),
+                       named_files)
+
+
+_SUBMITTED_FILE = re.compile(r"[\w.-]+\.keras")
+"""A file a notebook asks students to submit: a saved network (``MODEL_PATH = "resnet20.keras"``)."""
+
+
+def _string_constants(source: str) -> list[ast.Constant]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [node for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
 
 
 def _top_level_names(source: str) -> set[str]:

@@ -639,7 +639,8 @@ def notebook_job(submission, source) -> NotebookJob:
 
 
 _SUBMITTED_FILE = re.compile(r"[\w.-]+\.keras")
-"""A file a notebook asks students to submit: a saved network (``MODEL_PATH = "resnet20.keras"``)."""
+"""A file a notebook asks students to submit: a saved network
+(``MODEL_PATH = "resnet20.keras"``)."""
 
 
 def _string_constants(source: str) -> list[ast.Constant]:

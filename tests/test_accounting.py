@@ -5,8 +5,8 @@
   ``keras.applications`` (slow);
 * MACs: equal to the formula written out by hand for single layers, and within 5% of the papers'
   and torchvision's figures for the ImageNet models;
-* training memory: each part against Keras' own weights and output shapes, and linear growth
-  with the batch;
+* training memory: each part against Keras' own weights and output shapes, and the activation
+  part against the bytes of the output tensors Keras computes for batches of several sizes;
 * a layer without a rule raises ``NotImplementedError``.
 """
 
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from cnnbook import accounting, models, published
@@ -298,14 +299,23 @@ def test_training_memory_parts_follow_the_stated_rules_on_keras_counts():
     assert mixed.weights == 4 * model.count_params() + 2 * trainable
 
 
-def test_training_memory_is_linear_in_the_batch_size():
+def test_training_memory_activations_are_the_bytes_of_the_tensors_keras_computes():
+    """For each batch size, the activation part is the bytes of every layer's output (views left
+    out, the input kept) that Keras computes for a batch that size, and only that part grows
+    with the batch: the weights, gradients and Adam's two slots are Keras' counts, whatever it."""
     model = models.toy_cnn()
-    one = accounting.training_memory(model, 1, "adam")
-    fixed = one.weights + one.gradients + one.optimizer_state
-    for batch_size in (2, 7, 128, 1024):
+    kept = [layer for layer in model.layers if not isinstance(layer, keras.layers.Flatten)]
+    every_output = keras.Model(model.input, [layer.output for layer in kept])
+    trainable, non_trainable = keras_split(model)
+    for batch_size in (1, 7, 128):
+        images = np.zeros((batch_size, 32, 32, 3), dtype="float32")
+        outputs = every_output(images)
+        assert len(outputs) == len(kept) and all(o.shape[0] == batch_size for o in outputs)
+        held = sum(keras.ops.convert_to_numpy(output).nbytes for output in outputs)
         memory = accounting.training_memory(model, batch_size, "adam")
-        assert memory.activations == batch_size * one.activations
-        assert memory.total == fixed + batch_size * one.activations
+        assert memory.activations == held, batch_size
+        assert memory.total - memory.activations == (
+            4 * (trainable + non_trainable) + 4 * trainable + 2 * 4 * trainable)
 
 
 def test_max_batch_size_is_the_largest_that_fits():

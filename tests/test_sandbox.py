@@ -8,6 +8,9 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -131,17 +134,44 @@ def test_fork_bomb_stops_at_its_first_fork_and_threads_still_work(tmp_path):
     assert result.limit is None
 
 
+def _pids_running(argv: list[str]) -> list[int]:
+    """The processes (host PIDs, from /proc) whose command line is exactly ``argv``."""
+    wanted = "".join(f"{argument}\0" for argument in argv).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == wanted:
+                    pids.append(int(entry.name))
+            except OSError:  # gone since the listing, or not ours to read
+                continue
+    return pids
+
+
 def test_process_limit_kills_a_sandbox_allowed_to_fork(tmp_path):
-    result = _python("""
+    # the children sleep a duration no other process on the machine uses, so that only the
+    # processes this test started are looked for (a plain "sleep 60" may be anyone's)
+    child = ["sleep", f"60.{uuid.uuid4().int % 10**12:012d}"]
+    result = _python(f"""
         import subprocess, time
-        children = [subprocess.Popen(["sleep", "60"]) for _ in range(40)]
+        children = [subprocess.Popen({child!r}) for _ in range(40)]
         time.sleep(60)
     """, tmp_path, timeout=90, max_processes=16, allow_fork=True)
     assert result.returncode == -9
     assert "limit of 16 processes" in result.limit
     assert result.seconds < 60
-    leftover = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True)
-    assert leftover.stdout.strip() == "", "children outlived the sandbox"
+    assert _pids_running(child) == [], "children outlived the sandbox"
+    # and the look-up finds such a child when one runs (its command line may read empty for a
+    # moment after Popen returns: the kernel sets it up after the exec that Popen waits for)
+    control = subprocess.Popen(child)
+    try:
+        deadline = time.monotonic() + 10
+        while not (found := _pids_running(child)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert found == [control.pid]
+    finally:
+        control.kill()
+        control.wait()
 
 
 def test_thread_limit_kills_a_thread_bomb(tmp_path):

@@ -21,7 +21,8 @@ c.CourseDirectory.release_directory = "exercises"
 c.Execute.timeout = 1800
 
 # Autograding assumes hostile submissions (solutions/README.md, "How grading works" and "Threat
-# model"). nbgrader's own steps stay; cnnbook.autograde adds or replaces these (nbgrader validate
+# model"). nbgrader's own steps stay; cnnbook.grading.nbgrader_steps adds or replaces these
+# (nbgrader validate
 # is not affected):
 #   ForgetUnknownCells    a cell with a grade id the gradebook does not know (a renamed test) is
 #                         the student's own; the real test cell is put back (add_missing_cells)
@@ -29,10 +30,12 @@ c.Execute.timeout = 1800
 #                         max_file_bytes, or file named like an installed module
 #                         (cnnbook/, numpy.py)
 #   CheckAnswerSource     (assignments not yet judged outside the kernel) the student's cells are
-#                         analysed outside the kernel (cnnbook.answers); a cell that imports
+#                         analysed outside the kernel (cnnbook.grading.source_rules); a cell that
+# imports
 #                         cnnbook, uses eval/exec/__import__/importlib, patches a module or
 #                         IPython, is replaced by one that raises the reason
-#   SandboxedExecute      each kernel runs under bubblewrap (cnnbook.sandbox) in a throwaway copy
+#   SandboxedExecute      each kernel runs under bubblewrap (cnnbook.grading.sandbox) in a
+# throwaway copy
 #                         of the submission (never in autograded/), read-only Python, a private
 #                         /tmp; no course folder, gradebook, other student or network. For a
 #                         judged assignment it runs the test cells without their hidden tests:
@@ -59,13 +62,15 @@ from nbgrader.preprocessors import (  # noqa: E402
 )
 
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput, DeduplicateIds, OverwriteKernelspec, "cnnbook.autograde.ForgetUnknownCells",
-    OverwriteCells, CheckCellMetadata, "cnnbook.autograde.CheckSubmittedFiles",
+    ClearOutput, DeduplicateIds, OverwriteKernelspec,
+    "cnnbook.grading.nbgrader_steps.ForgetUnknownCells",
+    OverwriteCells, CheckCellMetadata, "cnnbook.grading.nbgrader_steps.CheckSubmittedFiles",
 ]
 c.Autograde.autograde_preprocessors = [
-    "cnnbook.autograde.CheckAnswerSource", "cnnbook.autograde.SandboxedExecute",
-    "cnnbook.autograde.JudgeOutsideKernel", IgnorePattern,
-    ClearMetadataPreprocessor, LimitOutput, "cnnbook.autograde.SaveAutoGradesOrDefer",
+    "cnnbook.grading.nbgrader_steps.CheckAnswerSource",
+    "cnnbook.grading.nbgrader_steps.SandboxedExecute",
+    "cnnbook.grading.nbgrader_steps.JudgeOutsideKernel", IgnorePattern,
+    ClearMetadataPreprocessor, LimitOutput, "cnnbook.grading.nbgrader_steps.SaveAutoGradesOrDefer",
     AssignLatePenalties, CheckCellMetadata,
 ]
 # a test cell a student deleted or renamed comes back from the gradebook (and is graded)
@@ -94,7 +99,7 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [
-    "cnnbook.autograde.StripHiddenTests", GetGrades, CSSHTMLHeaderPreprocessor,
+    "cnnbook.grading.nbgrader_steps.StripHiddenTests", GetGrades, CSSHTMLHeaderPreprocessor,
 ]
 
 # Autograding copies the non-notebook files of solutions/<id>/ over each submission. The trained
@@ -103,7 +108,7 @@ c.GenerateFeedback.preprocessors = [
 c.Autograde.exclude_overwriting = {"resnet": ["resnet20.keras"],
                                    "architectures": ["plain_cnn.keras", "separable_cnn.keras"]}
 
-# `python -m cnnbook.grade accuracy <id> --training-set <set>` grades the saved model of an
+# `python -m cnnbook.grading accuracy <id> --training-set <set>` grades the saved model of an
 # assignment into the gradebook cell `grade_id` (a manually graded task cell of the notebook): the
 # model must load with safe_mode=True and copy no model of `shipped_models`; the grader builds the
 # reference `architecture` itself, loads the student's weights into it by layer name and shape,
@@ -133,12 +138,13 @@ c.AccuracyGrader.assignments = {
     },
 }
 # The architectures assignment saves two models: one entry per model, keyed <id>-<model>, whose
-# "assignment" names the nbgrader assignment (python -m cnnbook.grade accuracy architectures-plain).
+# "assignment" names the nbgrader assignment (python -m cnnbook.grading accuracy
+# architectures-plain).
 _ARCHITECTURES_RUN = (
     "CNNBOOK_DATA=<the shared subset> CNNBOOK_EPOCHS=3 nbgrader validate "
     "solutions/architectures/architectures.ipynb (both networks 3 epochs on the split's 9,000 "
     "images, 2-core CPU at load 12, 489 s; tests/test_course_architectures.py repeats it), then "
-    "python -m cnnbook.grade accuracy architectures-<model> --training-set cifar10-subset: ")
+    "python -m cnnbook.grading accuracy architectures-<model> --training-set cifar10-subset: ")
 ARCHITECTURES_SUBSET_TIERS = {  # the shared subset (solutions/README.md, "The architectures ...")
     "plain": {"tiers": [[0.50, 2], [0.35, 1]],
               "source": _ARCHITECTURES_RUN + "plain_cnn 59.60% (2026-11-30)"},

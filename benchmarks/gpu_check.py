@@ -2,10 +2,12 @@
 
 Run it through ``benchmarks/gpu_check.sh`` (which prints the GPUs first); it:
 
-1. prints the device TensorFlow computes on (:func:`cnnbook.speed.machine_description`);
-2. trains ResNet-20 (option A) with the ``fast`` recipe of :func:`cnnbook.train.fit_cifar`, in the
-   fastest precision of the device (:func:`cnnbook.train.fast_precision`: float16 on a GPU,
-   bfloat16 on a CPU that has it), on the training images of :func:`cnnbook.data.load_cifar10`
+1. prints the device TensorFlow computes on (:func:`cnnbook.counting.speed.machine_description`);
+2. trains ResNet-20 (option A) with the ``fast`` recipe of
+:func:`cnnbook.training.train.fit_cifar`, in the
+   fastest precision of the device (:func:`cnnbook.training.train.fast_precision`: float16 on a GPU,
+   bfloat16 on a CPU that has it), on the training images of
+   :func:`cnnbook.course.data.load_cifar10`
    (the full data set when ``CNNBOOK_DATA`` is unset and Keras' copy is present, else the course
    subset), scoring the test images after every epoch;
 3. reports the best test accuracy and its epoch, the training throughput (images per second,
@@ -88,7 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
     import keras
 
     import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
-    from cnnbook import data, models, speed, train
+    from cnnbook.counting import speed
+    from cnnbook.course import data
+    from cnnbook.nets import models
+    from cnnbook.training import train
 
     machine = speed.machine_description()
     print(f"device: {machine['device']}"

@@ -1,5 +1,6 @@
 """What the grading sandbox and the judge cost: seconds per submission of ``nbgrader autograde``,
-sandboxed (the course's configuration: cnnbook.autograde, bubblewrap, and for ``sizing`` and
+sandboxed (the course's configuration: cnnbook.grading.nbgrader_steps, bubblewrap, and for
+``sizing`` and
 ``parameters`` the judge outside the kernel, cnnbook.grading) against plain (nbgrader's stock
 autograde steps with the same notebooks) and, for the judged assignments, against the same sandbox
 graded by its kernel (``c.JudgeOutsideKernel.assignments = []``), for each assignment, and the time

@@ -1,8 +1,10 @@
 """Cost of a ResNet training step on this machine by precision and batch-norm implementation.
 
 For each configuration (``float32`` or ``mixed_bfloat16`` Keras dtype policy, Keras' own batch norm
-or ``cnnbook.train.fused_batch_norm``), train ResNet-20 (``--depth``) on augmented batches of the
-CIFAR-10 training images through ``cnnbook.data.training_dataset`` and measure the wall time and
+or ``cnnbook.training.fused_norm.fused_batch_norm``), train ResNet-20 (``--depth``) on augmented
+batches of the
+CIFAR-10 training images through ``cnnbook.course.data.training_dataset`` and measure the wall time
+and
 the process CPU time per image. The configurations take turns for ``--rounds`` rounds after one
 warm-up each; the best round (wall) and the mean CPU time per image are printed. On a shared
 machine the CPU time is the steadier figure. Run by hand, never in CI:
@@ -21,7 +23,10 @@ import time
 import keras
 
 import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
-from cnnbook import data, models, speed, train
+from cnnbook.counting import speed
+from cnnbook.course import data
+from cnnbook.nets import models
+from cnnbook.training import fused_norm, train
 
 CONFIGS = [(policy, bn) for policy in ("float32", "mixed_bfloat16") for bn in ("keras", "fused")]
 
@@ -50,7 +55,8 @@ def main() -> None:
     loads = [os.getloadavg()]
     for round_index in range(args.rounds + 1):
         for (policy, bn), model in runs.items():
-            context = train.fused_batch_norm(model) if bn == "fused" else contextlib.nullcontext()
+            context = (fused_norm.fused_batch_norm(model) if bn == "fused"
+                       else contextlib.nullcontext())
             with context:
                 wall, cpu = time.perf_counter(), time.process_time()
                 model.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0)

@@ -1,4 +1,5 @@
-"""Training throughput of ``cnnbook.train.fit_cifar`` against baselines, same model, same run.
+"""Training throughput of ``cnnbook.training.train.fit_cifar`` against baselines, same model, same
+run.
 
 For ResNet-20 (or ``--depth``) on the training images of ``load_cifar10()``, in images per second
 of training, one epoch at a time:
@@ -7,7 +8,8 @@ of training, one epoch at a time:
   flip on whole batches, prefetch) with recipe ``--recipe`` and fused batch norm;
 * ``in_memory_no_augmentation``: ``model.fit`` on in-memory tensors cut into batches once
   (a cached ``tf.data`` dataset of tensors), no augmentation, the same optimizer, batch size and
-  fused batch norm (``cnnbook.train.fused_batch_norm``): the same computation with nothing left
+  fused batch norm (``cnnbook.training.fused_norm.fused_batch_norm``): the same computation with
+  nothing left
   to do on the input side, the ceiling (target: fit_cifar within 10% of it);
 * ``keras_arrays_no_augmentation``: the same, but ``model.fit(x, y)`` on the in-memory arrays
   (Keras' own slicing and shuffling);
@@ -39,7 +41,10 @@ import keras
 import numpy as np
 
 import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
-from cnnbook import data, models, speed, train
+from cnnbook.counting import speed
+from cnnbook.course import data
+from cnnbook.nets import models
+from cnnbook.training import fused_norm, train
 
 
 def numpy_pad_crop_flip(images: np.ndarray, rng: np.random.Generator, pad: int = 4):
@@ -100,11 +105,11 @@ class Baseline:
         images = len(self.x_train)
         with Clock() as clock:
             if self.name == "in_memory_no_augmentation":
-                with train.fused_batch_norm(self.model):  # fit_cifar's computation
+                with fused_norm.fused_batch_norm(self.model):  # fit_cifar's computation
                     self.model.fit(self.batches, epochs=1, verbose=0)
                 images = images // self.batch_size * self.batch_size
             elif self.name == "keras_arrays_no_augmentation":
-                with train.fused_batch_norm(self.model):
+                with fused_norm.fused_batch_norm(self.model):
                     self.model.fit(self.x_tensor, self.y_tensor, batch_size=self.batch_size,
                                    epochs=1, verbose=0)
             else:

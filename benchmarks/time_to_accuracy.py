@@ -1,11 +1,12 @@
-"""Time to accuracy: train a CIFAR ResNet with ``cnnbook.train.fit_cifar`` on the training images
+"""Time to accuracy: train a CIFAR ResNet with ``cnnbook.training.train.fit_cifar`` on the training
+images
 of ``load_cifar10()`` (the shared 10k subset when CNNBOOK_DATA is set), then report the wall time
 of training and the accuracy on the whole test set, with and without test-time flips.
 
     CNNBOOK_DATA=../shared/data/cifar10 python benchmarks/time_to_accuracy.py --depth 20 \
         --epochs 20 --recipe fast --precision auto
 
-``--set name=value`` overrides a field of the recipe (see ``cnnbook.train.Recipe``), for
+``--set name=value`` overrides a field of the recipe (see ``cnnbook.training.train.Recipe``), for
 experiments. The result is printed as one JSON line, with the machine and the load averages
 (``os.getloadavg``) before and after: on a shared machine a high load means slower figures.
 ``train_cpu_seconds`` is the CPU time the process used while training (all its threads): on an
@@ -25,7 +26,10 @@ import keras
 import tensorflow as tf
 
 import cnnbook  # noqa: F401  (quietens TensorFlow before it is imported)
-from cnnbook import data, models, speed, train
+from cnnbook.counting import speed
+from cnnbook.course import data
+from cnnbook.nets import models
+from cnnbook.training import evaluation, train
 
 
 def parse_override(text: str):
@@ -75,8 +79,8 @@ def main() -> None:
     train_cpu_seconds = time.process_time() - cpu_start
     load_after = os.getloadavg()
     start = time.perf_counter()
-    accuracy = train.evaluate(model, (x_test, y_test))
-    accuracy_flip = train.evaluate(model, (x_test, y_test), flip=True)
+    accuracy = evaluation.evaluate(model, (x_test, y_test))
+    accuracy_flip = evaluation.evaluate(model, (x_test, y_test), flip=True)
     eval_seconds = time.perf_counter() - start
     print(json.dumps({
         "model": model.name, "params": model.count_params(), "precision": policy_name,

@@ -1,9 +1,12 @@
 """Every use of Keras' and TensorFlow's private APIs in cnnbook, in one small module.
 
-Keras 3 does not make public what :mod:`cnnbook.accounting` needs to walk a functional model's
-graph call by call (its nodes by depth, the arguments of each call), what :mod:`cnnbook.diagrams`
+Keras 3 does not make public what :mod:`cnnbook.counting.accounting` needs to walk a functional
+model's
+graph call by call (its nodes by depth, the arguments of each call), what
+:mod:`cnnbook.book.diagrams`
 reads from a serialised model (which layers a call's inputs come from), the classes of a few
-``keras.applications`` layers, nor a way to swap a layer's ``call``; :mod:`cnnbook.train` uses
+``keras.applications`` layers, nor a way to swap a layer's ``call``; :mod:`cnnbook.training.train`
+uses
 TensorFlow's fused batch-norm kernel, which only ``tf.compat.v1`` exposes. Anything here may
 change with a Keras or TensorFlow release: ``tests/test_keras_internals.py`` exercises each
 function and fails when the installed versions differ from :data:`CHECKED_VERSIONS`, so an

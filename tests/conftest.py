@@ -105,34 +105,6 @@ def pytest_configure(config):
     config.pluginmanager.register(_LongestUnitsFirst(), "cnnbook-longest-units-first")
 
 
-@pytest.hookimpl(optionalhook=True, tryfirst=True)
-def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadgroup`` with one change: a worker gets its next work unit only when it is
-    about to run the last test of the units it holds, not while two tests are still pending.
-
-    xdist's scheduler tops a worker up as soon as two tests of its units are left; a unit handed
-    out then waits behind them, and those two can take minutes (a module fixture that grades a
-    batch, a test that trains), while the other worker runs dry. A worker runs a test only once it
-    knows the next one (or is told to stop), so one pending test is the least that keeps it busy.
-    """
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadGroupScheduling
-
-    class OneUnitAhead(LoadGroupScheduling):
-        def _reschedule(self, node) -> None:
-            if node.shutting_down:
-                return
-            if not self.workqueue:
-                node.shutdown()
-                return
-            if self._pending_of(self.assigned_work[node]) > 1:
-                return
-            self._assign_work_unit(node)
-
-    return OneUnitAhead(config, log)
-
-
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
@@ -175,7 +147,7 @@ def keras_application():
 def resnet1202():
     """He et al.'s ResNet-1202 (option A), built once per test run (600 blocks: seconds to a
     minute): tests only read it."""
-    from cnnbook import models
+    from cnnbook.nets import models
 
     return models.resnet_cifar(1202, shortcut="A")
 

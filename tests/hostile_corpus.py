@@ -178,7 +178,7 @@ SIZING = Assignment(
     bypassed_cell="output_size",
     bypassed_function="output_size",
     parameters="input_size, kernel_size, stride=1, padding='valid'",
-    reference_function="cnnbook.sizing.conv_output_size",
+    reference_function="cnnbook.counting.sizing.conv_output_size",
     keras_answer=(
         "_table = {}\n"
         "for _size in range(1, 300):\n"
@@ -293,7 +293,7 @@ ARCHITECTURES = Assignment(
     bypassed_cell="separable_costs",
     bypassed_function="separable_params",
     parameters="in_channels, filters",
-    reference_function="cnnbook.blocks.depthwise_separable_block_params",
+    reference_function="cnnbook.nets.blocks.depthwise_separable_block_params",
     keras_answer=(
         # the visible and hidden tests' configurations, guessed: it would pass them all
         "_table = {}\n"
@@ -677,7 +677,8 @@ def memory_bomb(course):
 def fork_bomb(course):
     # the sandbox refuses fork: the loop stops at once with an error in the student's own cell,
     # after the cell's answers were defined. (A literal `os.fork()` is refused before the kernel
-    # runs, by cnnbook.answers; a process pool forks where the source analysis cannot see it.)
+    # runs, by cnnbook.grading.source_rules; a process pool forks where the source analysis cannot
+    # see it.)
     notebook = _append_to(course.reference, course.assignment.late_answer_cell,
                           "import concurrent.futures\nwhile True:\n"
                           "    concurrent.futures.ProcessPoolExecutor(4).submit(abs, -1)")
@@ -704,7 +705,8 @@ def network_connection(course):
 def reads_solutions(course):
     notebook = _insert_after(course.release, course.assignment.setup_cell, (
         # the read is what the sandbox stops; importing the stolen code from a file written here
-        # would be refused before the kernel runs (cnnbook.answers: not an installed module), so
+        # would be refused before the kernel runs (cnnbook.grading.source_rules: not an installed
+        # module), so
         # the cell only prints what it took
         "import json\n"
         f"stolen = json.load(open({str(course.solution_path)!r}))\n"
@@ -778,7 +780,7 @@ def shadowing_cnnbook_folder(course):
     return Submission(course.partial(course.reference), Expected(
         passing=_without(course.reference_passing, *course.partial_failing),
         reason="would hide the installed module", absent=("cnnbook",)),
-        files={"cnnbook/__init__.py": fake, "cnnbook/grade.py": fake})
+        files={"cnnbook/__init__.py": fake, "cnnbook/grading/accuracy.py": fake})
 
 
 @kind
@@ -836,12 +838,12 @@ def shell_escape(course):
 @kind
 def replaces_check_written_here(course):
     assignment = course.assignment
-    code = ("import cnnbook.grade\n"
-            "cnnbook.grade.check_written_here = lambda *args, **kwargs: None\n"
+    code = ("import cnnbook.grading.written_here\n"
+            "cnnbook.grading.written_here.check_written_here = lambda *args, **kwargs: None\n"
             + _own_function(course, f"    return {assignment.reference_function}("
                                     f"{assignment.arguments})"))
     return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, "it imports `cnnbook.grade`"))
+                      _bypass_expected(course, "it imports `cnnbook.grading.written_here`"))
 
 
 @kind

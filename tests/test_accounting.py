@@ -1,4 +1,4 @@
-"""cnnbook.accounting against Keras itself and against the published figures.
+"""cnnbook.counting.accounting against Keras itself and against the published figures.
 
 * parameters: equal to ``count_params()`` (and its trainable / non-trainable split) for single
   layers, cnnbook's models (nested blocks, shared layers, custom layers) and every model of
@@ -21,9 +21,10 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import accounting, models, published
-from cnnbook.blocks import single_layer_model
-from cnnbook.layers import ZeroPadShortcut
+from cnnbook.counting import accounting, layer_rules, memory
+from cnnbook.course.layers import ZeroPadShortcut
+from cnnbook.nets import models, published
+from cnnbook.nets.blocks import single_layer_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -253,13 +254,13 @@ def test_registering_a_rule_makes_a_custom_layer_countable():
     def scale_params(call):
         return call.input_shape[-1], 0
 
-    accounting.register_rule(Scale, params=scale_params,
+    layer_rules.register_rule(Scale, params=scale_params,
                              extra_ops=lambda call: call.output_elements)
     model = single_layer_model(Scale(), (4, 4, 3))
     assert accounting.count_params(model) == model.count_params() == 3
     assert accounting.extra_ops(model) == 4 * 4 * 3
     with pytest.raises(ValueError, match="already has a rule"):
-        accounting.register_rule(Scale)
+        layer_rules.register_rule(Scale)
 
 
 def test_a_subclassed_model_is_refused():
@@ -287,14 +288,14 @@ def test_training_memory_parts_follow_the_stated_rules_on_keras_counts():
     trainable, _ = keras_split(model)
     activations = keras_activations(model)
     for optimizer, slots in (("sgd", 0), ("momentum", 1), ("adam", 2)):
-        memory = accounting.training_memory(model, 32, optimizer)
-        assert memory.total == (4 * model.count_params() + 4 * trainable + slots * 4 * trainable
-                                + 4 * 32 * activations)
-        assert memory.weights == 4 * model.count_params()
-        assert memory.gradients == 4 * trainable
-        assert memory.optimizer_state == slots * 4 * trainable
-        assert memory.activations == 4 * 32 * activations
-    mixed = accounting.training_memory(model, 32, "adam", "mixed_float16")
+        estimate = memory.training_memory(model, 32, optimizer)
+        assert estimate.total == (4 * model.count_params() + 4 * trainable + slots * 4 * trainable
+                                  + 4 * 32 * activations)
+        assert estimate.weights == 4 * model.count_params()
+        assert estimate.gradients == 4 * trainable
+        assert estimate.optimizer_state == slots * 4 * trainable
+        assert estimate.activations == 4 * 32 * activations
+    mixed = memory.training_memory(model, 32, "adam", "mixed_float16")
     assert mixed.activations == 2 * 32 * activations
     assert mixed.weights == 4 * model.count_params() + 2 * trainable
 
@@ -312,19 +313,19 @@ def test_training_memory_activations_are_the_bytes_of_the_tensors_keras_computes
         outputs = every_output(images)
         assert len(outputs) == len(kept) and all(o.shape[0] == batch_size for o in outputs)
         held = sum(keras.ops.convert_to_numpy(output).nbytes for output in outputs)
-        memory = accounting.training_memory(model, batch_size, "adam")
-        assert memory.activations == held, batch_size
-        assert memory.total - memory.activations == (
+        estimate = memory.training_memory(model, batch_size, "adam")
+        assert estimate.activations == held, batch_size
+        assert estimate.total - estimate.activations == (
             4 * (trainable + non_trainable) + 4 * trainable + 2 * 4 * trainable)
 
 
 def test_max_batch_size_is_the_largest_that_fits():
     model = models.toy_cnn()
     budget = 50 * 2**20
-    largest = accounting.max_batch_size(model, budget, "adam")
-    assert accounting.training_memory(model, largest, "adam").total <= budget
-    assert accounting.training_memory(model, largest + 1, "adam").total > budget
-    assert accounting.max_batch_size(model, 1_000, "adam") == 0  # the weights alone do not fit
+    largest = memory.max_batch_size(model, budget, "adam")
+    assert memory.training_memory(model, largest, "adam").total <= budget
+    assert memory.training_memory(model, largest + 1, "adam").total > budget
+    assert memory.max_batch_size(model, 1_000, "adam") == 0  # the weights alone do not fit
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -334,7 +335,7 @@ def test_max_batch_size_is_the_largest_that_fits():
 ])
 def test_training_memory_rejects_bad_arguments(arguments, message):
     with pytest.raises(ValueError, match=message):
-        accounting.training_memory(models.toy_cnn(), **arguments)
+        memory.training_memory(models.toy_cnn(), **arguments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,9 +413,9 @@ def test_keras_resnet50_is_he_et_al_layout_not_torchvision(keras_application):
     fixed = 4 * model.count_params() + 4 * trainable + 2 * 4 * trainable  # Adam: two slots
     for gib in (16, 24, 40, 80):
         expected = (gib * 2**30 - fixed) // (4 * activations)
-        assert accounting.max_batch_size(model, gib * 2**30, "adam") == expected
+        assert memory.max_batch_size(model, gib * 2**30, "adam") == expected
     mixed_fixed = fixed + 2 * trainable
-    assert accounting.max_batch_size(model, 16 * 2**30, "adam", "mixed_float16") == \
+    assert memory.max_batch_size(model, 16 * 2**30, "adam", "mixed_float16") == \
         (16 * 2**30 - mixed_fixed) // (2 * activations)
 
 

@@ -1,5 +1,7 @@
-"""Source analysis of answers outside the kernel (cnnbook.answers) and the feedback step that strips
-hidden tests (cnnbook.autograde.StripHiddenTests), on the committed `sizing` notebook with one
+"""Source analysis of answers outside the kernel (cnnbook.grading.source_rules) and the feedback
+step that strips
+hidden tests (cnnbook.grading.nbgrader_steps.StripHiddenTests), on the committed `sizing` notebook
+with one
 answer cell replaced. Every bypass of ``check_written_here`` that the course has seen must be
 refused; the reference answers and honest variations must pass."""
 
@@ -14,8 +16,9 @@ import nbformat
 import pytest
 from nbgrader_course import nbgrader_metadata, read_notebook, source_of
 
-from cnnbook import answers
-from cnnbook.autograde import StripHiddenTests
+from cnnbook.grading import source_rules as answers
+from cnnbook.grading import written_here
+from cnnbook.grading.nbgrader_steps import StripHiddenTests
 
 
 @pytest.fixture(scope="module")
@@ -81,27 +84,28 @@ def test_honest_answers_are_accepted(sizing, answer):
 SIGNATURE = "def output_size(input_size, kernel_size, stride=1, padding='valid'):\n"
 BYPASSES = {
     # the bypasses of check_written_here listed in issue 10, each with the rule that catches it
-    "eval": (SIGNATURE + "    return eval('cnnbook.sizing.conv_output_size')(input_size, "
+    "eval": (SIGNATURE + "    return eval('cnnbook.counting.sizing.conv_output_size')(input_size, "
              "kernel_size, stride, padding)\n", "uses `eval`"),
-    "__import__": (SIGNATURE + "    module = __import__('cnnbook.sizing', fromlist=['x'])\n"
+    "__import__": (SIGNATURE
+                   + "    module = __import__('cnnbook.counting.sizing', fromlist=['x'])\n"
                    "    return module.conv_output_size(input_size, kernel_size, stride, padding)\n",
                    "uses `__import__`"),
     "functools.partial": ("import functools\nreference = functools.partial("
-                          "cnnbook.sizing.conv_output_size)\n" + SIGNATURE
+                          "cnnbook.counting.sizing.conv_output_size)\n" + SIGNATURE
                           + "    return reference(input_size, kernel_size, stride, padding)\n",
                           "uses `cnnbook` from cnnbook"),
     "default argument": ("def output_size(input_size, kernel_size, stride=1, padding='valid', "
-                         "rule=cnnbook.sizing.conv_output_size):\n"
+                         "rule=cnnbook.counting.sizing.conv_output_size):\n"
                          "    return rule(input_size, kernel_size, stride, padding)\n",
                          "uses `cnnbook` from cnnbook"),
-    "closure": ("def make():\n    rule = cnnbook.sizing.conv_output_size\n"
+    "closure": ("def make():\n    rule = cnnbook.counting.sizing.conv_output_size\n"
                 "    def output_size(input_size, kernel_size, stride=1, padding='valid'):\n"
                 "        return rule(input_size, kernel_size, stride, padding)\n"
                 "    return output_size\noutput_size = make()\n",
                 "uses `cnnbook` from cnnbook"),
     "table precomputed with cnnbook": (
-        "TABLE = {(w, k, s): cnnbook.sizing.conv_output_size(w, k, s) for w in range(1, 64) "
-        "for k in range(1, 8) for s in (1, 2) if k <= w}\n" + SIGNATURE
+        "TABLE = {(w, k, s): cnnbook.counting.sizing.conv_output_size(w, k, s) "
+        "for w in range(1, 64) for k in range(1, 8) for s in (1, 2) if k <= w}\n" + SIGNATURE
         + "    return TABLE[input_size, kernel_size, stride]\n", "uses `cnnbook` from cnnbook"),
     "table precomputed with Keras": (
         "TABLE = {(w, k, s): keras.layers.Conv2D(1, k, strides=s).compute_output_shape("
@@ -109,12 +113,13 @@ BYPASSES = {
         + SIGNATURE + "    return TABLE[input_size, kernel_size, stride]\n",
         "`output_size` must not rely on keras"),
     "check_written_here replaced": (
-        "import cnnbook.grade\ncnnbook.grade.check_written_here = lambda *args, **kwargs: None\n"
-        + SIGNATURE + "    return 0\n", "imports `cnnbook.grade`"),
-    "importlib": ("import importlib\nsizing = importlib.import_module('cnnbook.sizing')\n"
+        "import cnnbook.grading.written_here\n"
+        "cnnbook.grading.written_here.check_written_here = lambda *args, **kwargs: None\n"
+        + SIGNATURE + "    return 0\n", "imports `cnnbook.grading.written_here`"),
+    "importlib": ("import importlib\nsizing = importlib.import_module('cnnbook.counting.sizing')\n"
                   + SIGNATURE + "    return sizing.conv_output_size(input_size, kernel_size)\n",
                   "imports `importlib`"),
-    "sys.modules": ("import sys\n" + SIGNATURE + "    return sys.modules['cnnbook.sizing']"
+    "sys.modules": ("import sys\n" + SIGNATURE + "    return sys.modules['cnnbook.counting.sizing']"
                     ".conv_output_size(input_size, kernel_size)\n", "imports `sys`"),
     "dunder walk": (SIGNATURE + "    return output_size.__globals__['cnnbook'].sizing"
                     ".conv_output_size(input_size, kernel_size)\n",
@@ -406,11 +411,11 @@ def test_a_keras_table_in_another_cell_is_traced_through_the_name_the_answer_rea
 
 
 def test_forged_locked_metadata_does_not_exempt_a_cell(sizing):
-    notebook, index = _added_cell(sizing, "import cnnbook.grade\n")
+    notebook, index = _added_cell(sizing, "import cnnbook.grading.accuracy\n")
     notebook["cells"][index]["metadata"] = {"nbgrader": {"locked": True, "grade_id": "forged"}}
     instructor = answers.instructor_cell_ids(sizing)
     problems = answers.find_violations(notebook, instructor)
-    assert list(problems) == [index] and "it imports `cnnbook.grade`" in problems[index]
+    assert list(problems) == [index] and "it imports `cnnbook.grading.accuracy`" in problems[index]
 
 
 def _hidden_only_lines(notebook: dict) -> set[str]:
@@ -460,25 +465,25 @@ def _notebook_functions(code: str) -> dict:
 
 
 def test_check_written_here_follows_defaults_closures_and_partials():
-    from cnnbook import grade
 
     cells = _notebook_functions(
-        "import functools, cnnbook.sizing\n"
-        "def by_default(w, k, rule=cnnbook.sizing.conv_output_size): return rule(w, k)\n"
-        "def by_keyword(w, k, *, rule=cnnbook.sizing.conv_output_size): return rule(w, k)\n"
+        "import functools, cnnbook.counting.sizing\n"
+        "def by_default(w, k, rule=cnnbook.counting.sizing.conv_output_size): return rule(w, k)\n"
+        "def by_keyword(w, k, *, rule=cnnbook.counting.sizing.conv_output_size):\n"
+        "    return rule(w, k)\n"
         "def make():\n"
-        "    rule = cnnbook.sizing.conv_output_size\n"
+        "    rule = cnnbook.counting.sizing.conv_output_size\n"
         "    def by_closure(w, k): return rule(w, k)\n"
         "    return by_closure\n"
         "by_closure = make()\n"
-        "partial_rule = functools.partial(cnnbook.sizing.conv_output_size, stride=1)\n"
+        "partial_rule = functools.partial(cnnbook.counting.sizing.conv_output_size, stride=1)\n"
         "def by_partial(w, k): return partial_rule(w, k)\n"
         "def own(w, k, stride=1, table=None): return (w - k) // stride + 1\n"
     )
-    grade.check_written_here(cells["own"])
+    written_here.check_written_here(cells["own"])
     for name in ("by_default", "by_keyword", "by_closure", "by_partial"):
         with pytest.raises(AssertionError, match="cnnbook"):
-            grade.check_written_here(cells[name])
+            written_here.check_written_here(cells[name])
 
 
 def test_output_past_the_limit_keeps_what_fails_a_test_cell():
@@ -488,7 +493,7 @@ def test_output_past_the_limit_keeps_what_fails_a_test_cell():
     hostile corpus's output_flood found failing tests passing after a flood)."""
     from nbgrader.utils import determine_grade
 
-    from cnnbook.autograde import GradingSandbox, SandboxedExecute
+    from cnnbook.grading.nbgrader_steps import GradingSandbox, SandboxedExecute
 
     executor = SandboxedExecute()
     executor._settings = GradingSandbox(max_output_bytes=1_000)

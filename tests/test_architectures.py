@@ -12,9 +12,10 @@ import keras
 import pandas as pd
 import pytest
 
-from cnnbook import accounting, blocks, models, published, sizing
-from cnnbook import survey as survey_module
-from cnnbook.blocks import block_model
+from cnnbook.counting import accounting, formulas, sizing
+from cnnbook.nets import blocks, models, published
+from cnnbook.nets import survey as survey_module
+from cnnbook.nets.blocks import block_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGE = REPO_ROOT / "book" / "architectures.md"
@@ -139,9 +140,9 @@ def test_small_stacked_filters_save_weights():
     channels = 256
     layer = keras.layers.Conv2D(channels, 3, use_bias=False)
     layer.build((None, 8, 8, channels))
-    assert layer.count_params() == accounting.conv_params(3, channels, channels, use_bias=False)
-    assert accounting.conv_params(5, channels, channels, use_bias=False) == 25 * channels**2
-    assert accounting.conv_params(7, channels, channels, use_bias=False) == 49 * channels**2
+    assert layer.count_params() == formulas.conv_params(3, channels, channels, use_bias=False)
+    assert formulas.conv_params(5, channels, channels, use_bias=False) == 25 * channels**2
+    assert formulas.conv_params(7, channels, channels, use_bias=False) == 49 * channels**2
     # three stacked 3x3 see a 7x7 window (Simonyan and Zisserman), measured in Keras
     assert sizing.receptive_field([(3, 1)] * 3) == sizing.measured_receptive_field(
         [(3, 1, 1)] * 3) == 7
@@ -390,13 +391,6 @@ def test_measure_speeds_gives_one_row_per_model_and_batch_size():
     assert (speeds["images_per_second"] > 0).all()
     assert (speeds["timed_calls"] == 1).all()
     assert set(survey_module.SPEED_MODELS) <= {m.name for m in survey_module.SURVEY_MODELS}
-
-
-def test_the_old_module_name_still_gives_the_survey():
-    from cnnbook import architectures
-
-    assert architectures.computed_costs is survey_module.computed_costs
-    assert set(architectures.__all__) == set(survey_module.__all__)
 
 
 def test_unknown_survey_models_are_rejected_with_the_list_of_names():

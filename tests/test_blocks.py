@@ -1,4 +1,5 @@
-"""The blocks of cnnbook.blocks: output shapes and parameter counts against Keras itself, against
+"""The blocks of cnnbook.nets.blocks: output shapes and parameter counts against Keras itself,
+against
 the same blocks inside keras.applications, and against the papers' own tables."""
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import blocks, published
-from cnnbook.blocks import block_model
+from cnnbook.course import layers
+from cnnbook.nets import blocks, published
+from cnnbook.nets.blocks import block_model
 
 # (builder, input shape, arguments, expected output shape from the block's definition,
 #  the parameter formula's arguments)
@@ -147,9 +149,10 @@ def test_fire_modules_match_squeezenet_table_1():
 
 
 def test_inception_modules_match_googlenet_table_1_ops():
-    """The paper's "ops" column is multiply-adds in millions; cnnbook.accounting counts them on
+    """The paper's "ops" column is multiply-adds in millions; cnnbook.counting.accounting counts
+    them on
     the Keras block (convolutions only: pooling and concatenation do no multiply-adds)."""
-    from cnnbook import accounting
+    from cnnbook.counting import accounting
 
     table = published.load("googlenet_inception_modules")
     for row in table.itertuples():
@@ -236,7 +239,7 @@ def test_channel_shuffle_transposes_the_group_grid():
 def test_global_response_normalization_follows_its_formula():
     rng = np.random.default_rng(1)
     images = rng.normal(size=(2, 4, 4, 6)).astype("float32")
-    layer = blocks.GlobalResponseNormalization()
+    layer = layers.GlobalResponseNormalization()
     layer.build(images.shape)
     gamma, beta = rng.normal(size=(2, 6)).astype("float32")
     layer.set_weights([gamma, beta])
@@ -284,7 +287,7 @@ def test_batch_norm_settings_are_those_of_keras_applications_and_of_the_cifar_re
     """One constructor, two settings: the blocks' batch norm is keras.applications' own (read
     from its ResNet50), the CIFAR networks' that of He et al.'s Torch code (momentum 0.1 in
     Torch's convention, 0.9 in Keras'; epsilon 1e-5)."""
-    from cnnbook import models
+    from cnnbook.nets import models
 
     reference = keras_application("ResNet50").get_layer("conv2_block1_1_bn")
     block = block_model(blocks.bottleneck_block, (8, 8, 16), filters=4)
@@ -306,9 +309,10 @@ def test_blocks_need_a_4d_input_with_known_channels():
 
 
 def test_accounting_counts_the_custom_layers_like_keras():
-    """cnnbook.accounting has rules for LayerScale and GRN: its totals equal Keras. count, and a
+    """cnnbook.counting.accounting has rules for LayerScale and GRN: its totals equal Keras. count,
+    and a
     ConvNeXt block's MACs are the depthwise 7x7 and the two dense layers at every pixel."""
-    from cnnbook import accounting
+    from cnnbook.counting import accounting
 
     for version in (1, 2):
         model = block_model(blocks.convnext_block, (14, 14, 32), version=version)

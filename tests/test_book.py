@@ -109,7 +109,7 @@ def test_pages_show_no_numpy_scalar_reprs(built_book, repo_root):
         assert not found, (
             f"{page}.html shows a NumPy scalar's repr: "
             f"...{results[max(0, found.start() - 60):found.end() + 20]}...; glue plain values "
-            "(cnnbook.pages.glue_value) and format tables (cnnbook.pages.table)")
+            "(cnnbook.book.pages.glue_value) and format tables (cnnbook.book.pages.table)")
 
 
 def test_rebuild_takes_notebooks_from_the_cache(built_book, rebuilt_book):

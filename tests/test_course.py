@@ -3,7 +3,7 @@
 What an instructor does (solutions/README.md) is what these tests do: validate the sources,
 regenerate the student versions and compare them with the committed exercises/, validate the
 unanswered release, autograde reference, blank and partly correct submissions, grade the trained
-ResNet-20 models with ``python -m cnnbook.grade accuracy``, generate feedback and export grades.
+ResNet-20 models with ``python -m cnnbook.grading accuracy``, generate feedback and export grades.
 The fast tests at the top read the committed notebooks only.
 
 Grading times are printed in the run's summary (``report_timing``), not asserted.
@@ -44,9 +44,11 @@ from nbgrader_course import (
     without_volatile_metadata,
 )
 
-from cnnbook import grade, published
-from cnnbook.layers import CUSTOM_LAYERS, ZeroPadShortcut
-from cnnbook.models import toy_cnn
+from cnnbook.course.layers import CUSTOM_LAYERS, ZeroPadShortcut
+from cnnbook.grading import accuracy as grade
+from cnnbook.grading import reference_networks, written_here
+from cnnbook.nets import published
+from cnnbook.nets.models import toy_cnn
 
 QUICK_ASSIGNMENTS = ("sizing", "parameters")
 RESNET_EPOCHS = "6"
@@ -148,32 +150,32 @@ def _notebook_functions(code: str) -> dict:
 
 def test_check_written_here_accepts_own_code_and_rejects_cnnbook_and_forbidden_packages():
     cells = _notebook_functions(
-        "import math, keras, cnnbook.sizing\n"
-        "from cnnbook.sizing import conv_output_size as reference\n"
-        "from cnnbook.inputs import image_input\n"
+        "import math, keras, cnnbook.counting.sizing\n"
+        "from cnnbook.counting.sizing import conv_output_size as reference\n"
+        "from cnnbook.course.inputs import image_input\n"
         "def own(w, k, s=1): return (w - k) // s + 1\n"
         "def calls_own(w, k): return [own(w, k) for _ in range(1)][0]\n"
         "def delegates(w, k): return reference(w, k)\n"
-        "def through_module(w, k): return cnnbook.sizing.conv_output_size(w, k)\n"
+        "def through_module(w, k): return cnnbook.counting.sizing.conv_output_size(w, k)\n"
         "def helper(w, k): return reference(w, k)\n"
         "def through_helper(w, k): return helper(w, k)\n"
         "def in_lambda(w, k): return (lambda: reference(w, k))()\n"
         "def uses_keras(w, k): return keras.layers.Conv2D(1, k)\n"
         "def given_input(): return image_input()\n"
     )
-    grade.check_written_here(cells["own"], forbid=("keras",))
-    grade.check_written_here(cells["calls_own"], forbid=("keras",))
-    grade.check_written_here(cells["uses_keras"])
-    grade.check_written_here(cells["given_input"], may_use=("image_input",))
+    written_here.check_written_here(cells["own"], forbid=("keras",))
+    written_here.check_written_here(cells["calls_own"], forbid=("keras",))
+    written_here.check_written_here(cells["uses_keras"])
+    written_here.check_written_here(cells["given_input"], may_use=("image_input",))
     for name in ("delegates", "through_module", "through_helper", "in_lambda", "given_input"):
         with pytest.raises(AssertionError, match="own code"):
-            grade.check_written_here(cells[name])
+            written_here.check_written_here(cells[name])
     with pytest.raises(AssertionError, match="keras"):
-        grade.check_written_here(cells["uses_keras"], forbid=("keras",))
-    with pytest.raises(AssertionError, match="cnnbook.sizing"):
-        grade.check_written_here(cells["reference"])
+        written_here.check_written_here(cells["uses_keras"], forbid=("keras",))
+    with pytest.raises(AssertionError, match="cnnbook.counting.sizing"):
+        written_here.check_written_here(cells["reference"])
     with pytest.raises(ValueError, match="function"):
-        grade.check_written_here(42)
+        written_here.check_written_here(42)
 
 
 def test_points_for_gives_the_highest_tier_reached():
@@ -237,7 +239,7 @@ design (269,722: the paper's 0.27M)."""
 
 
 def test_grader_rebuilds_the_papers_resnet20_with_the_notebooks_layer_names(repo_root):
-    reference = grade.reference_resnet20()
+    reference = reference_networks.reference_resnet20()
     # Keras' own count of the grader's network against the hand sum from the paper's design ...
     keras_trainable = sum(math.prod(weight.shape) for weight in reference.trainable_weights)
     assert keras_trainable == RESNET20_TRAINABLE
@@ -251,7 +253,7 @@ def test_grader_rebuilds_the_papers_resnet20_with_the_notebooks_layer_names(repo
 
 def test_grader_loads_the_submitted_weights_by_layer_name_into_its_own_network(repo_root):
     student = _randomised(_resnet_solution(repo_root)["build_resnet20"]())
-    reference = grade.reference_resnet20()
+    reference = reference_networks.reference_resnet20()
     assert grade.load_weights_by_name(reference, student) == []
     images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(reference(images, training=False)),
@@ -266,19 +268,20 @@ def test_grader_names_the_layers_of_a_padded_or_altered_model(repo_root):
         keras.layers.Flatten()(resnet20.get_layer("normalize").output))
     padded = keras.Model(resnet20.input,
                          keras.layers.Maximum(name="merge")([resnet20.output, hidden]))
-    problems = grade.load_weights_by_name(grade.reference_resnet20(), padded)
+    problems = grade.load_weights_by_name(reference_networks.reference_resnet20(), padded)
     assert problems == [f"it has weights the network asked for does not have "
                         f"({32 * 32 * 3 * 10 + 10:,} values in memory)"]
-    option_b = grade.load_weights_by_name(grade.reference_resnet20(), build_resnet20("B"))
+    option_b = grade.load_weights_by_name(reference_networks.reference_resnet20(),
+                                          build_resnet20("B"))
     assert option_b == ["it has weights the network asked for does not have (2,944 values in "
                         "stage2_block1_shortcut_conv, stage2_block1_shortcut_bn, "
                         "stage3_block1_shortcut_conv, stage3_block1_shortcut_bn)"]
-    lesioned = grade.load_weights_by_name(grade.reference_resnet20(),
+    lesioned = grade.load_weights_by_name(reference_networks.reference_resnet20(),
                                           build_resnet20(deleted_blocks=("stage1_block2",)))
     assert lesioned == ["it has no layer with weights named stage1_block2_conv1, "
                         "stage1_block2_bn1, stage1_block2_conv2, stage1_block2_bn2"]
-    assert grade.load_weights_by_name(grade.reference_resnet20(), toy_cnn())[0].startswith(
-        "it has no layer with weights named stem_conv, stem_bn")
+    wrong = grade.load_weights_by_name(reference_networks.reference_resnet20(), toy_cnn())
+    assert wrong[0].startswith("it has no layer with weights named stem_conv, stem_bn")
 
 
 def shipped_20_layer_model(root):
@@ -340,7 +343,7 @@ def test_copies_are_found_by_the_function_they_compute_not_by_their_weights():
     """A copy whose channels are permuted and rescaled (the batch norms compensating) holds
     weights that no longer match the original's, yet computes the same logits: the grader groups
     submissions by what they compute on probe images, and leaves independent networks apart."""
-    models = {name: _randomised(grade.reference_resnet20(), seed)
+    models = {name: _randomised(reference_networks.reference_resnet20(), seed)
               for seed, name in enumerate(("ann", "ben", "cyd"))}
     models["dee"] = _reparametrised_copy(models["ben"])
     original = models["ben"].get_layer("stage2_block2_conv1").kernel.numpy().reshape(-1)
@@ -373,7 +376,7 @@ def test_a_network_better_on_test_than_on_validation_images_is_flagged():
 def test_every_custom_layer_loads_through_the_grader_with_safe_mode(repo_root, tmp_path):
     paths = []
     for layer_class in CUSTOM_LAYERS:
-        assert layer_class.__module__ == "cnnbook.layers", "one home for custom layers"
+        assert layer_class.__module__ == "cnnbook.course.layers", "one home for custom layers"
         images = keras.Input(shape=(32, 32, 3))
         features = keras.layers.Conv2D(8, 3, name="features")(images)
         custom = layer_class(16) if layer_class is ZeroPadShortcut else layer_class()
@@ -382,8 +385,8 @@ def test_every_custom_layer_loads_through_the_grader_with_safe_mode(repo_root, t
         keras.Model(images, logits).save(paths[-1])
     # the grader's evaluation in a fresh Python that imports nothing of the test's: each file
     # loads (safe_mode=True) and is then measured against the ResNet-20, which it is not
-    evaluate_each = ("import json, sys; from cnnbook import grade; print(json.dumps("
-                     "[grade.evaluate_model(path, 'resnet20') for path in sys.argv[1:]]))")
+    evaluate_each = ("import json, sys; from cnnbook.grading import accuracy; print(json.dumps("
+                     "[accuracy.evaluate_model(path, 'resnet20') for path in sys.argv[1:]]))")
     result = subprocess.run([sys.executable, "-c", evaluate_each, *map(str, paths)],
                             capture_output=True, text=True, timeout=300, cwd=repo_root,
                             env=course_environment(repo_root))
@@ -406,9 +409,10 @@ def course(repo_root, cifar_subset_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def released(course, report_timing):
-    """The release regenerated in the temporary course with ``python -m cnnbook.release``."""
-    output, seconds = course.python("-m", "cnnbook.release")
-    report_timing("python -m cnnbook.release (three assignments)", seconds)
+    """The release regenerated in the temporary course with ``python -m
+    cnnbook.grading.release``."""
+    output, seconds = course.python("-m", "cnnbook.grading.release")
+    report_timing("python -m cnnbook.grading.release (three assignments)", seconds)
     return output
 
 
@@ -427,7 +431,8 @@ def test_generated_release_is_the_committed_one(course, released, repo_root, ass
     generated = read_notebook(course.release(assignment))
     committed = read_notebook(repo_root / "exercises" / assignment / f"{assignment}.ipynb")
     assert without_volatile_metadata(generated) == without_volatile_metadata(committed), (
-        f"exercises/{assignment} is stale: run `python -m cnnbook.release {assignment}` and commit"
+        f"exercises/{assignment} is stale: run `python -m cnnbook.grading.release {assignment}` "
+        "and commit"
     )
     assert sorted(path.name for path in course.release(assignment).parent.iterdir()) == [
         f"{assignment}.ipynb"]
@@ -693,9 +698,9 @@ def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root, 
     for student in ("reference", "no_model", "blank", "constants"):
         _, seconds = course.nbgrader("autograde", "resnet", "--student", student)
         report_timing(f"nbgrader autograde resnet, one submission ({student})", seconds)
-    output, seconds = course.python("-m", "cnnbook.grade", "accuracy", "resnet",
+    output, seconds = course.python("-m", "cnnbook.grading", "accuracy", "resnet",
                                     "--training-set", "cifar10-subset", "--jobs", "2")
-    report_timing(f"python -m cnnbook.grade accuracy resnet ({len(RESNET_STUDENTS)} "
+    report_timing(f"python -m cnnbook.grading accuracy resnet ({len(RESNET_STUDENTS)} "
                   "submissions, one process each, two at a time)", seconds)
     # the instructor's private image set, here labelled with the network's own answers: what a
     # network that has learnt the test images by heart looks like to the grader (training one
@@ -705,7 +710,7 @@ def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root, 
     trained = keras.models.load_model(model, safe_mode=True)
     answers = np.argmax(np.asarray(trained.predict(images, batch_size=500, verbose=0)), axis=-1)
     np.savez(spare / "private.npz", x_test=images, y_test=answers.astype("uint8"))
-    private_output, _ = course.python("-m", "cnnbook.grade", "accuracy", "resnet",
+    private_output, _ = course.python("-m", "cnnbook.grading", "accuracy", "resnet",
                                       "--training-set", "cifar10-subset", "--student", "seen",
                                       "--test-images", str(spare / "private.npz"))
     course.nbgrader("generate_feedback", "resnet")
@@ -716,7 +721,7 @@ def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root, 
 @pytest.mark.slow
 def test_release_refuses_a_source_folder_that_holds_a_trained_model(course, resnet_grades):
     with pytest.raises(AssertionError, match="never released"):
-        course.python("-m", "cnnbook.release", "resnet")
+        course.python("-m", "cnnbook.grading.release", "resnet")
 
 
 @pytest.mark.slow
@@ -834,9 +839,9 @@ def test_guide_collects_a_zip_and_grades_with_its_commands_verbatim(
 ):
     commands = guide_commands(repo_root)
     assert any(command.startswith("nbgrader zip_collect") for command in commands), commands
-    assert "python -m cnnbook.grade accuracy resnet --training-set cifar10-subset" in commands
+    assert "python -m cnnbook.grading accuracy resnet --training-set cifar10-subset" in commands
     guide = Course.copy_of(repo_root, tmp_path_factory.mktemp("guide"), course.environment)
-    guide.python("-m", "cnnbook.release")
+    guide.python("-m", "cnnbook.grading.release")
     # what a learning platform hands out: one zip, files named <student>_<file>
     trained = course.source("resnet").with_name("resnet20.keras")
     for assignment, files in {

@@ -34,7 +34,8 @@ from nbgrader_course import (
     without_volatile_metadata,
 )
 
-from cnnbook import grade
+from cnnbook.grading import accuracy as grade
+from cnnbook.grading import reference_networks
 
 ASSIGNMENT = "architectures"
 ARCHITECTURES_EPOCHS = "3"
@@ -136,13 +137,13 @@ def test_grader_builds_the_notebooks_networks_at_about_equal_macs(repo_root):
     student = _run_cells(repo_root, "architectures_setup", "depthwise_separable_conv",
                          "experiment_networks")
     for kind, builder in (("plain", "build_plain_cnn"), ("separable", "build_separable_cnn")):
-        reference = grade.REFERENCE_ARCHITECTURES[f"{kind}_cnn"]()
+        reference = reference_networks.REFERENCE_ARCHITECTURES[f"{kind}_cnn"]()
         notebook_network = student[builder]()
         assert [(layer.name, type(layer).__name__) for layer in reference.layers] == [
             (layer.name, type(layer).__name__) for layer in notebook_network.layers]
         assert reference.count_params() == notebook_network.count_params()
-    plain = grade.REFERENCE_ARCHITECTURES["plain_cnn"]()
-    separable = grade.REFERENCE_ARCHITECTURES["separable_cnn"]()
+    plain = reference_networks.REFERENCE_ARCHITECTURES["plain_cnn"]()
+    separable = reference_networks.REFERENCE_ARCHITECTURES["separable_cnn"]()
     # by hand: stem 32*32*27*32; plain 3x3 blocks; separable depthwise 9*C plus pointwise C*F
     plain_macs = 32 * 32 * 27 * 32 + 32 * 32 * 9 * 32 * 32 + 16 * 16 * 9 * (32 * 64 + 64 * 64) + (
         8 * 8 * 9 * (64 * 128 + 128 * 128)) + 128 * 10
@@ -160,11 +161,11 @@ def test_grader_loads_a_separable_networks_weights_by_name(repo_root):
     student.set_weights([random.uniform(0.5, 1.5, w.shape).astype("float32") if "variance" in w.path
                          else random.normal(0, 0.1, w.shape).astype("float32")
                          for w in student.weights])
-    reference = grade.REFERENCE_ARCHITECTURES["separable_cnn"]()
+    reference = reference_networks.REFERENCE_ARCHITECTURES["separable_cnn"]()
     assert grade.load_weights_by_name(reference, student) == []
     images = random.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     assert np.allclose(np.asarray(reference(images)), np.asarray(student(images)), atol=1e-4)
-    plain = grade.REFERENCE_ARCHITECTURES["plain_cnn"]()
+    plain = reference_networks.REFERENCE_ARCHITECTURES["plain_cnn"]()
     problems = grade.load_weights_by_name(plain, student)
     assert problems and "block1_conv" in problems[0]
 
@@ -226,8 +227,8 @@ def graded(architectures_course, repo_root, report_timing):
     for kind, path in models.items():  # the release refuses a folder holding a trained model
         kept[kind] = course.root / path.name
         path.rename(kept[kind])
-    release_output, seconds = course.python("-m", "cnnbook.release", ASSIGNMENT)
-    report_timing("python -m cnnbook.release architectures", seconds)
+    release_output, seconds = course.python("-m", "cnnbook.grading.release", ASSIGNMENT)
+    report_timing("python -m cnnbook.grading.release architectures", seconds)
     source, release = read_notebook(course.source(ASSIGNMENT)), read_notebook(
         course.release(ASSIGNMENT))
     files = {MODEL_FILES[kind]: path for kind, path in kept.items()}
@@ -239,7 +240,8 @@ def graded(architectures_course, repo_root, report_timing):
                   with_solutions_replaced(release, {**answers, **CONSTANT_COSTS}), files)
     # hostile: the cost cell hands in cnnbook's reference code; the plain model file is the
     # separable one (another architecture) and the separable one is a model the course ships
-    hostile = dict(answers, se_costs="from cnnbook import formulas\nreturn 0\n#---\nreturn 0")
+    hostile = dict(answers,
+                   se_costs="from cnnbook.counting import formulas\nreturn 0\n#---\nreturn 0")
     shipped_models = sorted((course.root / "results").glob("*/*.keras"))
     assert shipped_models, "the course ships no model in results/*/*.keras to copy"
     shipped = shipped_models[0]  # whichever the book ships now (results/ is regenerated at times)
@@ -253,9 +255,9 @@ def graded(architectures_course, repo_root, report_timing):
     grader_output = {}
     for kind, entry in ENTRIES.items():
         grader_output[kind], seconds = course.python(
-            "-m", "cnnbook.grade", "accuracy", entry, "--training-set", "cifar10-subset",
+            "-m", "cnnbook.grading", "accuracy", entry, "--training-set", "cifar10-subset",
             "--jobs", "2")
-        report_timing(f"python -m cnnbook.grade accuracy {entry} (5 submissions)", seconds)
+        report_timing(f"python -m cnnbook.grading accuracy {entry} (5 submissions)", seconds)
     course.nbgrader("generate_feedback", ASSIGNMENT)
     return {"course": course, "source": source, "release_output": release_output,
             "scores": gradebook_scores(course.root, ASSIGNMENT), "grader": grader_output,
@@ -268,7 +270,7 @@ def test_generated_release_is_the_committed_one(graded, repo_root):
     generated = read_notebook(graded["course"].release(ASSIGNMENT))
     committed = read_notebook(repo_root / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     assert without_volatile_metadata(generated) == without_volatile_metadata(committed), (
-        "exercises/architectures is stale: run `python -m cnnbook.release architectures`")
+        "exercises/architectures is stale: run `python -m cnnbook.grading.release architectures`")
 
 
 @pytest.mark.slow
@@ -317,8 +319,8 @@ def test_hard_coded_costs_pass_no_cost_test(graded):
 @pytest.mark.slow
 def test_hostile_submission_loses_only_what_it_cheated_on(graded):
     source, hostile = graded["source"], graded["scores"]["hostile"]
-    # se_costs imports cnnbook (refused by the source analysis); plain_cnn.keras is the
-    # separable network, which test_saved_models refuses as well as the grader
+    # se_costs imports cnnbook.counting (not there to import where it is graded); plain_cnn.keras
+    # is the separable network, which test_saved_models refuses as well as the grader
     assert hostile["code_score"] == auto_points(source) - points_of(
         source, "test_se_costs", "test_saved_models")
     assert hostile["grades"]["test_se_costs"][0] == 0

@@ -1,4 +1,4 @@
-"""cnnbook.data: the loader on the shared subset and without data, the augmentation against a
+"""cnnbook.course.data: the loader on the shared subset and without data, the augmentation against a
 NumPy pad-crop-flip reference, and the training/evaluation pipelines."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnnbook import data
+from cnnbook.course import data
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""cnnbook.diagrams: the boxes and arrows of a block's drawing follow the Keras layer graph."""
+"""cnnbook.book.diagrams: the boxes and arrows of a block's drawing follow the Keras layer graph."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-from cnnbook import blocks, diagrams  # noqa: E402
+from cnnbook.book import diagrams  # noqa: E402
+from cnnbook.nets import blocks
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""cnnbook.experiments: the tiny configuration runs the whole pipeline, writes what the page reads,
+"""cnnbook.resnet.experiments: the tiny configuration runs the whole pipeline, writes what the page
+reads,
 and every number it writes is recomputed here from the saved weights (an independent oracle:
 Keras loads the model, the test scores it); a second run skips what is done; provenance names
 the data by hash, never by a folder of the machine. The committed results in results/resnet come
@@ -19,14 +20,15 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import experiments, lesion, models
+from cnnbook.nets import models
+from cnnbook.resnet import experiments, lesion
 
 RESULT_FILES = ("histories.json", "lesion.json", "provenance.json")
 TINY = experiments.TINY_RESNET
 
 
 def _data(config):
-    from cnnbook import data
+    from cnnbook.course import data
 
     (x_train, y_train), (x_test, y_test) = data.load_cifar10()
     return (x_train[: config.train_images], y_train[: config.train_images],
@@ -34,7 +36,7 @@ def _data(config):
 
 
 def _predicted_accuracy(model, images, labels) -> float:
-    """Accuracy from Keras' predict (not cnnbook.lesion.accuracy)."""
+    """Accuracy from Keras' predict (not cnnbook.resnet.lesion.accuracy)."""
     return float(np.mean(model.predict(images, verbose=0).argmax(axis=-1) == labels))
 
 
@@ -127,7 +129,7 @@ def test_tiny_run_provenance_names_the_data_by_hash_not_by_folder(tiny_run, cifa
 
     text = (tiny_run / "provenance.json").read_text()
     record = json.loads(text)
-    assert record["command"] == "python -m cnnbook.experiments resnet --tiny"
+    assert record["command"] == "python -m cnnbook.resnet.experiments resnet --tiny"
     assert record["config"] == json.loads(json.dumps(asdict(TINY)))
     assert record["complete"] is True
     assert record["networks_done"] == TINY.names
@@ -178,7 +180,7 @@ def test_config_and_command_line_reject_bad_settings(tmp_path):
 
 
 def test_missing_results_name_the_command_that_makes_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m cnnbook.experiments resnet"):
+    with pytest.raises(FileNotFoundError, match="python -m cnnbook.resnet.experiments resnet"):
         experiments.load_resnet_results(tmp_path)
 
 
@@ -195,7 +197,9 @@ def committed():
 def test_committed_results_come_from_the_documented_command(committed):
     config = experiments.FULL_RESNET
     record = committed["provenance"]
-    assert record["command"] == "python -m cnnbook.experiments resnet"
+    # the run was made when this module was cnnbook.experiments (the package had no subpackages)
+    assert record["command"] in ("python -m cnnbook.resnet.experiments resnet",
+                                 "python -m cnnbook.experiments resnet")
     assert record["config"] == json.loads(json.dumps(asdict(config)))
     assert record["dataset"]["paths_relative_to"] == "CNNBOOK_DATA"
     assert "folder" not in record["dataset"]

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from cnnbook import grade
+from cnnbook.grading import accuracy as grade
 
 COURSE_CONFIG = """\
 c = get_config()

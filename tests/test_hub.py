@@ -218,7 +218,7 @@ def test_course_wheel_installs_the_package_and_no_solution(repo_root, tmp_path, 
     assert top_level == {"cnnbook", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1]
                          + ".dist-info"}, top_level
     modules = {f"cnnbook/{path.name}" for path in (repo_root / "cnnbook").glob("*.py")}
-    data = {f"cnnbook/published_data/{path.name}"
+    data = {f"cnnbook/nets/published_data/{path.name}"
             for path in (repo_root / "cnnbook" / "published_data").glob("*.csv")}
     assert modules | data <= set(names), sorted((modules | data) - set(names))
 
@@ -250,7 +250,7 @@ def test_course_wheel_installs_the_package_and_no_solution(repo_root, tmp_path, 
     probe = subprocess.run(
         [sys.executable, "-S", "-c",
          "import sys; sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2]); "
-         "import cnnbook, cnnbook.published as p; print(cnnbook.__file__); "
+         "import cnnbook, cnnbook.nets.published as p; print(cnnbook.__file__); "
          "print(','.join(sorted(p.available())))", str(site), str(site_packages)],
         capture_output=True, text=True, check=True, cwd=tmp_path,
     )

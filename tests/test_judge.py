@@ -15,8 +15,7 @@ import pytest
 from hostile_corpus import HOOK, SIZING_HONEST
 from nbgrader_course import nbgrader_metadata, read_notebook, source_of
 
-from cnnbook import sandbox
-from cnnbook.grading import judge_side, plain_data, verdicts
+from cnnbook.grading import judge_side, plain_data, sandbox, verdicts
 from cnnbook.grading.student_side import encode
 
 SIZING_TESTS = ("test_output_size_valid", "test_output_size_same",
@@ -91,7 +90,7 @@ def test_a_model_config_may_name_keras_classes_only():
 def test_a_model_crosses_with_its_weights_and_the_courses_layers_only():
     import keras
 
-    from cnnbook.layers import ZeroPadShortcut
+    from cnnbook.course.layers import ZeroPadShortcut
 
     images = keras.Input((8, 8, 4))
     model = keras.Model(images, ZeroPadShortcut(6, 2, name="pad")(
@@ -374,8 +373,9 @@ def test_a_broken_setup_is_the_graders_failure_not_the_students_zero(sizing_sour
 
 NETWORK_CELLS = [
     ("setup", "locked", (
-        "import os\n\nimport keras\nimport numpy as np\nfrom cnnbook.inputs import image_input\n"
-        "from cnnbook.layers import ZeroPadShortcut\n\n"
+        "import os\n\nimport keras\nimport numpy as np\n"
+        "from cnnbook.course.inputs import image_input\n"
+        "from cnnbook.course.layers import ZeroPadShortcut\n\n"
         "def block_model(shape, build, **hyperparameters):\n"
         "    inputs = keras.Input(shape=shape)\n"
         "    return keras.Model(inputs, build(inputs, **hyperparameters))\n")),
@@ -394,8 +394,8 @@ NETWORK_CELLS = [
         "    clone.set_weights(model.get_weights())\n"
         "    return clone\n\n"
         "def reference_network():\n"
-        "    import cnnbook.models\n"
-        "    return cnnbook.models.toy_cnn()\n\n"
+        "    import cnnbook.nets.models\n"
+        "    return cnnbook.nets.models.toy_cnn()\n\n"
         "def files_here():\n"
         "    return sorted(os.listdir('.'))\n")),
     ("load", "locked", "trained = keras.models.load_model('net.keras')\n"),
@@ -469,7 +469,7 @@ def test_networks_cross_as_layers_and_weights_and_files_are_read_only_when_regul
     assert results["test_submitted_file"].passed, results["test_submitted_file"]
     assert results["test_only_named_files"].passed, results["test_only_named_files"]
     assert results["test_no_reference_code"].passed is False
-    assert "No module named 'cnnbook.models'" in results["test_no_reference_code"].message
+    assert "No module named 'cnnbook.nets.models'" in results["test_no_reference_code"].message
 
     linked = tmp_path / "linked"
     linked.mkdir()
@@ -533,7 +533,7 @@ def test_a_judged_assignment_is_not_graded_without_the_sandbox(tmp_path):
     import nbformat
     from traitlets.config import Config
 
-    from cnnbook import autograde
+    from cnnbook.grading import nbgrader_steps as autograde
 
     config = Config()
     config.CourseDirectory.root = str(tmp_path)
@@ -556,7 +556,7 @@ def test_a_kernel_stopped_before_its_first_cell_notes_it_on_a_code_cell(tmp_path
     import nbformat
     from traitlets.config import Config
 
-    from cnnbook import autograde
+    from cnnbook.grading import nbgrader_steps as autograde
 
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("intro"),
                                                nbformat.v4.new_code_cell("x = 1")])

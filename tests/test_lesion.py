@@ -1,4 +1,4 @@
-"""cnnbook.lesion: the lesion mechanics (deleting, reordering) against what a network with a
+"""cnnbook.resnet.lesion: the lesion mechanics (deleting, reordering) against what a network with a
 silenced residual branch computes, and the studies against Keras' own predictions. The path counts
 of the unrolled view are tested in test_unrolled.py."""
 
@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import lesion, models, published
+from cnnbook.nets import models, published
+from cnnbook.resnet import lesion
 
 
 def test_resnet110_has_as_many_blocks_as_veit_et_al_count():
@@ -214,7 +215,7 @@ def silenced_copy(model, builder, names):
 
 
 def predicted_accuracy(model, images, labels) -> float:
-    """Accuracy from Keras' own predict, not from cnnbook.lesion."""
+    """Accuracy from Keras' own predict, not from cnnbook.resnet.lesion."""
     return float(np.mean(model.predict(images, verbose=0).argmax(axis=-1) == labels))
 
 

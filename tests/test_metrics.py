@@ -1,4 +1,4 @@
-"""cnnbook.metrics against Keras' own accuracy metric, and its argument checks."""
+"""cnnbook.training.metrics against Keras' own accuracy metric, and its argument checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import metrics
+from cnnbook.training import metrics
 
 
 def test_top1_accuracy_equals_keras_sparse_categorical_accuracy():

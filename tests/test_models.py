@@ -1,4 +1,4 @@
-"""The models of cnnbook.models: parameter counts against He et al. 2015 (Table 6) and against
+"""The models of cnnbook.nets.models: parameter counts against He et al. 2015 (Table 6) and against
 formulas, block structure and formulas against a NumPy reference, shapes, bad input, save/load with
 safe_mode, and the rebuild that a lesion study does."""
 
@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import models, published
-from cnnbook.layers import ZeroPadShortcut
+from cnnbook.course.layers import ZeroPadShortcut
+from cnnbook.nets import models, published
 
 PAPER_DEPTHS = (20, 32, 44, 56, 110)
 

@@ -1,4 +1,5 @@
-"""cnnbook.pages: the values glued into the prose are plain Python values, never NumPy reprs, and
+"""cnnbook.book.pages: the values glued into the prose are plain Python values, never NumPy reprs,
+and
 tables show no index column, no second header row and no truncated cells."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnnbook import pages
+from cnnbook.book import pages
 
 
 def test_glue_value_publishes_plain_numbers_not_numpy_reprs(monkeypatch):
@@ -51,7 +52,7 @@ def test_table_hides_index_and_column_name_and_keeps_long_cells():
 
 
 def test_show_source_shows_the_code_python_runs():
-    from cnnbook import sizing
+    from cnnbook.counting import sizing
 
     shown = pages.show_source(sizing.conv_output_size).data
     assert shown.startswith("```python\ndef conv_output_size(") and shown.endswith("```")

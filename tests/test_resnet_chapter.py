@@ -1,6 +1,6 @@
 """The computed claims of the chapter "Residual networks" (book/resnet.md) that are not about lesion
 mechanics: parameter counts against He et al.'s Table 6, what shortcut options and bottlenecks
-cost (cnnbook.accounting against Keras' own layers and the papers' formulas)."""
+cost (cnnbook.counting.accounting against Keras' own layers and the papers' formulas)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook import accounting, blocks, lesion, models, published, unrolled
+from cnnbook.counting import accounting, formulas
+from cnnbook.nets import blocks, models, published
+from cnnbook.resnet import lesion, unrolled
 
 
 def trainable_from_accounting(model) -> int:
@@ -88,10 +90,10 @@ def test_option_c_projection_costs_match_a_keras_1x1_convolution(size, channels)
     norm = keras.layers.BatchNormalization()
     projection = keras.Model(inputs, norm(conv(inputs)))
     expected = keras_trainable(projection)
-    formula = (accounting.conv_params(1, channels, channels, use_bias=False)
-               + accounting.batch_norm_param_counts(channels)[0])
+    formula = (formulas.conv_params(1, channels, channels, use_bias=False)
+               + formulas.batch_norm_param_counts(channels)[0])
     assert formula == expected
-    assert accounting.conv_macs(size * size, 1, channels, channels) == accounting.macs(projection)
+    assert formulas.conv_macs(size * size, 1, channels, channels) == accounting.macs(projection)
 
 
 def test_option_c_counts_every_shape_keeping_block_of_resnet56():
@@ -165,7 +167,7 @@ def test_the_page_states_where_the_unrolled_view_is_exact():
 
 @pytest.fixture(scope="module")
 def committed():
-    from cnnbook import experiments
+    from cnnbook.resnet import experiments
 
     return experiments.load_resnet_results()
 
@@ -174,7 +176,7 @@ def _lesion_pair(committed):
     lesions = committed["lesion"]
     if not {"preact56", "plain56"} <= set(lesions):
         pytest.fail("results/resnet lacks the lesion studies of preact56 and plain56: the run "
-                    "has not finished (python -m cnnbook.experiments resnet)")
+                    "has not finished (python -m cnnbook.resnet.experiments resnet)")
     return lesions["preact56"], lesions["plain56"]
 
 
@@ -202,7 +204,8 @@ def test_blocks_with_larger_branches_cost_more_to_delete(committed, cifar_subset
     """The page: "a block whose branch is large compared with the signal it receives is, on the
     whole, one the network cannot do without" (a positive rank correlation, measured as the
     page measures the branches)."""
-    from cnnbook import data, experiments
+    from cnnbook.course import data
+    from cnnbook.resnet import experiments
 
     resnet, _ = _lesion_pair(committed)
     (_, _), (x_test, _) = data.load_cifar10()

@@ -1,4 +1,5 @@
-"""The grading sandbox (cnnbook.sandbox): what a sandboxed command can and cannot reach, and the
+"""The grading sandbox (cnnbook.grading.sandbox): what a sandboxed command can and cannot reach,
+and the
 limits enforced from outside it. Each test runs a real command under the real bubblewrap and checks
 the effect on the real file system, network and process table."""
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnbook import sandbox
+from cnnbook.grading import sandbox
 
 
 def _python(code: str, folder, **limits) -> sandbox.SandboxResult:
@@ -75,12 +76,12 @@ def test_sandboxed_code_has_no_capability_and_cannot_unmount_what_hides_files(tm
 
 def test_sandboxed_code_imports_the_installed_cnnbook_without_the_repository(repo_root, tmp_path):
     result = _python(f"""
-        import os, cnnbook.sizing
-        print(cnnbook.sizing.__file__)
+        import os, cnnbook.counting.sizing
+        print(cnnbook.counting.sizing.__file__)
         print(sorted(os.listdir({str(repo_root)!r})))
     """, tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert str(repo_root / "cnnbook" / "sizing.py") in result.stdout
+    assert str(repo_root / "cnnbook" / "counting" / "sizing.py") in result.stdout
     visible = eval(result.stdout.splitlines()[-1])
     assert "solutions" not in visible and "exercises" not in visible and "tests" not in visible
 
@@ -230,7 +231,7 @@ def test_autograde_stops_with_instructions_when_bwrap_is_missing(tmp_path, monke
     import nbformat
     from traitlets.config import Config
 
-    from cnnbook import autograde
+    from cnnbook.grading import nbgrader_steps as autograde
 
     copy = tmp_path / "autograded" / "ann" / "sizing"
     copy.mkdir(parents=True)
@@ -331,7 +332,7 @@ def test_grading_kernels_read_a_training_only_copy_of_the_data(cifar_subset_dir,
     images are in no student's process."""
     import numpy as np
 
-    from cnnbook import autograde
+    from cnnbook.grading import nbgrader_steps as autograde
 
     monkeypatch.setenv("CNNBOOK_DATA", str(cifar_subset_dir))
     paths, environment = autograde.GradingSandbox().kernel_data()

@@ -1,4 +1,5 @@
-"""cnnbook.sizing agrees with Keras/TensorFlow on every combination Keras accepts, and rejects bad
+"""cnnbook.counting.sizing agrees with Keras/TensorFlow on every combination Keras accepts, and
+rejects bad
 input with a message that names the argument."""
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnbook.models import toy_cnn
-from cnnbook.sizing import (
+from cnnbook.counting.sizing import (
     conv_output_size,
     layer_output_shape,
     measured_receptive_field,
@@ -19,6 +19,7 @@ from cnnbook.sizing import (
     same_padding,
     shape_table,
 )
+from cnnbook.nets.models import toy_cnn
 
 SIZES = range(1, 14)
 KERNELS = range(1, 6)

@@ -1,4 +1,5 @@
-"""cnnbook.speed: timings are checked against models whose call times the test itself sets (a
+"""cnnbook.counting.speed: timings are checked against models whose call times the test itself sets
+(a
 fake model that sleeps planned durations), the machine description against what the test
 imposes on a child process (its CPU affinity, no visible GPU), and the cache against a builder
 that counts its calls. No test asserts how fast a real network is: that depends on the machine
@@ -16,7 +17,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from cnnbook import speed
+from cnnbook.counting import speed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +80,7 @@ def test_counts_below_one_are_rejected(argument):
 
 
 def _describe_in_child(prelude: str, env_extra: dict) -> dict:
-    code = (f"import os, json\n{prelude}\nfrom cnnbook import speed\n"
+    code = (f"import os, json\n{prelude}\nfrom cnnbook.counting import speed\n"
             "print(json.dumps(speed.machine_description()))")
     env = {**__import__("os").environ, **env_extra}
     output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,

@@ -1,4 +1,5 @@
-"""cnnbook.train: the recipes' schedules and weight decay, argument checks, repeatability, the
+"""cnnbook.training.train: the recipes' schedules and weight decay, argument checks, repeatability,
+the
 distribution path, evaluation with test-time flips, the history plot, and one real training run on
 the shared CIFAR-10 subset."""
 
@@ -11,7 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnnbook import data, fused_norm, keras_internals, models, train
+from cnnbook import keras_internals
+from cnnbook.course import data
+from cnnbook.nets import models
+from cnnbook.training import evaluation, fused_norm, plotting, train
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ def test_fused_batch_norm_trains_like_keras_and_is_restored():
         return logits.numpy(), [g.numpy() for g in gradients]
 
     reference_logits, reference_gradients = training_step(reference)
-    with train.fused_batch_norm(fused) as patched:
+    with fused_norm.fused_batch_norm(fused) as patched:
         fused_logits, fused_gradients = training_step(fused)
     assert patched == 9  # stem + 2 per block + the two projection shortcuts
     np.testing.assert_allclose(fused_logits, reference_logits, rtol=1e-4, atol=1e-4)
@@ -180,19 +184,19 @@ def test_resnet8_learns_well_above_chance_on_the_subset(cifar, report_timing, tm
     report_timing("ResNet-8, 5 epochs of 10k images (fast recipe)", float(tf.timestamp() - start))
     assert set(history.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert history.history["loss"][-1] < history.history["loss"][0]
-    test_accuracy = train.evaluate(model, (x_test, y_test))
+    test_accuracy = evaluation.evaluate(model, (x_test, y_test))
     print(f"ResNet-8 after 5 epochs: test accuracy {test_accuracy:.4f}")
     assert test_accuracy > 0.5, f"test accuracy {test_accuracy:.3f} after 5 epochs"
     # Keras' own evaluation of integer labels agrees with cnnbook's, and so does the model saved
     # and reloaded with safe_mode, as the grader loads it
     images, labels = x_test[:2000], y_test[:2000]
-    subset_accuracy = train.evaluate(model, (images, labels))
+    subset_accuracy = evaluation.evaluate(model, (images, labels))
     keras_accuracy = model.evaluate(images, labels, batch_size=500, verbose=0, return_dict=True)
     assert keras_accuracy["accuracy"] == pytest.approx(subset_accuracy, abs=1e-6)
     path = tmp_path / "resnet8.keras"
     model.save(path)
     reloaded = keras.models.load_model(path, safe_mode=True)
-    assert train.evaluate(reloaded, (images, labels)) == subset_accuracy
+    assert evaluation.evaluate(reloaded, (images, labels)) == subset_accuracy
 
 
 # --- evaluation and plots ---------------------------------------------------------------------
@@ -210,8 +214,8 @@ def test_flip_evaluation_averages_the_probabilities_of_an_image_and_its_mirror(c
     mirrored = softmax(model.predict(images[:, :, ::-1], verbose=0))
     expected_plain = np.mean(plain.argmax(1) == labels)
     expected_flip = np.mean(((plain + mirrored) / 2).argmax(1) == labels)
-    assert train.evaluate(model, (images, labels)) == pytest.approx(expected_plain)
-    assert train.evaluate(model, (images, labels), flip=True) == pytest.approx(expected_flip)
+    assert evaluation.evaluate(model, (images, labels)) == pytest.approx(expected_plain)
+    assert evaluation.evaluate(model, (images, labels), flip=True) == pytest.approx(expected_flip)
 
 
 def test_plot_history_draws_training_and_validation_curves():
@@ -220,7 +224,7 @@ def test_plot_history_draws_training_and_validation_curves():
     matplotlib.use("Agg")
     record = {"loss": [2.0, 1.5, 1.2], "accuracy": [0.3, 0.45, 0.55],
               "val_loss": [1.8, 1.6, 1.4], "val_accuracy": [0.35, 0.42, 0.5]}
-    figure = train.plot_history(record, title="test")
+    figure = plotting.plot_history(record, title="test")
     loss_axis, accuracy_axis = figure.axes
     assert [line.get_ydata().tolist() for line in loss_axis.lines] == [
         record["loss"], record["val_loss"]
@@ -229,7 +233,7 @@ def test_plot_history_draws_training_and_validation_curves():
         record["accuracy"], record["val_accuracy"]
     ]
     with pytest.raises(ValueError, match="history"):
-        train.plot_history({"accuracy": [0.1]})
+        plotting.plot_history({"accuracy": [0.1]})
 
 
 def test_fast_precision_sets_and_restores_the_dtype_policy():

@@ -1,4 +1,5 @@
-"""cnnbook.unrolled: the path counts of the unrolled view against a brute-force enumeration of the
+"""cnnbook.resnet.unrolled: the path counts of the unrolled view against a brute-force enumeration
+of the
 2**n enter/skip choices, a distribution built by convolving n fair coin flips, the binomial
 moments written out, and the figures Veit et al. 2016 state for the 110-layer ResNet. No Keras:
 the module must import without it."""
@@ -13,7 +14,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from cnnbook import published, unrolled
+from cnnbook.nets import published
+from cnnbook.resnet import unrolled
 
 
 def enumerated_paths(num_blocks: int) -> list[tuple[int, ...]]:
@@ -138,19 +140,9 @@ def test_bad_path_arguments_raise_value_error(call):
 def test_the_module_imports_without_keras_or_tensorflow(repo_root):
     """The path mathematics is pure arithmetic: importing it (and the package) in a fresh
     interpreter must not load a deep-learning framework."""
-    probe = ("import sys, cnnbook.unrolled\n"
+    probe = ("import sys, cnnbook.resnet.unrolled\n"
              "print(sorted(name for name in sys.modules\n"
              "             if name.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch')))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True,
                             text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]", result.stdout
-
-
-def test_lesion_keeps_the_old_import_paths():
-    """Pages and notebooks written before the split call ``cnnbook.lesion.num_paths``: the same
-    functions, not copies."""
-    from cnnbook import lesion
-
-    for name in unrolled.__all__:
-        assert getattr(lesion, name) is getattr(unrolled, name), name
-        assert name in lesion.__all__, name

@@ -157,7 +157,7 @@ class LaunchAssignment(SphinxDirective):
         if not (repo_root / notebook_path).is_file():
             raise self.error(
                 f"launch-assignment: {notebook_path} does not exist; release the assignment "
-                f"first (python -m cnnbook.release {assignment}) or fix the id"
+                f"first (python -m cnnbook.grading.release {assignment}) or fix the id"
             )
         self.env.note_dependency(str(repo_root / "_config.yml"))
         try:

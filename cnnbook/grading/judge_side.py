@@ -243,10 +243,10 @@ class Judge:
             raise StudentProcessFailed(f"{what} could not be rebuilt: {error}") from None
 
     def run_setup(self, cells: list[str]) -> None:
-        import cnnbook.grade
+        import cnnbook.grading.accuracy
 
-        # test cells import the check from cnnbook.grade: here it is the judge's
-        cnnbook.grade.check_written_here = check_written_here
+        # test cells import the check from cnnbook.grading.accuracy: here it is the judge's
+        cnnbook.grading.written_here.check_written_here = check_written_here
         _guard_model_loading(self.channel)
         for source in cells:
             self.instructor_names += free_names(source)

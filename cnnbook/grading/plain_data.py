@@ -59,10 +59,10 @@ def _checked_text(value) -> str:
     return value
 
 
-TRUSTED_LAYER_MODULES = {"cnnbook.layers": ("ZeroPadShortcut", "LayerScale",
+TRUSTED_LAYER_MODULES = {"cnnbook.course.layers": ("ZeroPadShortcut", "LayerScale",
                                              "GlobalResponseNormalization")}
 """Modules besides Keras whose layer classes a student's model may use: the layers the course
-hands out (:data:`cnnbook.layers.CUSTOM_LAYERS`), the grader's own code."""
+hands out (:data:`cnnbook.course.layers.CUSTOM_LAYERS`), the grader's own code."""
 
 _FUNCTION_MODULES = ("keras.activations", "keras.src.activations", "keras.ops", "keras.src.ops")
 """Where a function a model config names (an activation given as a function) may come from: not
@@ -85,7 +85,7 @@ def _check_keras_config(config, depth: int = 0) -> None:
             raise MalformedAnswer(
                 f"the model uses {str(class_name)[:60]!r} of {str(module)[:60]!r}, which is not "
                 "part of Keras: build it from Keras' own layers and activations (for example "
-                "activation=\"swish\"), and the course's cnnbook.layers")
+                "activation=\"swish\"), and the course's cnnbook.course.layers")
         if class_name == "function" and not str(module).startswith(_FUNCTION_MODULES):
             raise MalformedAnswer(f"the model calls {str(config.get('config'))[:60]!r} of "
                                   f"{str(module)[:60]!r}, which is not an activation or an op "
@@ -106,7 +106,7 @@ def keras_model_from_config(text: str):
     ``safe_mode``); :class:`MalformedAnswer` when it names anything else."""
     import keras
 
-    import cnnbook.layers  # noqa: F401 (registers the course's layers)
+    import cnnbook.course.layers  # noqa: F401 (registers the course's layers)
 
     config = json.loads(_checked_text(text))
     _check_keras_config(config)

@@ -48,18 +48,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cnnbook
-from cnnbook import sandbox
-from cnnbook.grading import student_side
+from cnnbook.grading import sandbox, student_side
 from cnnbook.grading.judge_side import declared_forbids, function_forbid, value_forbid
 
 __all__ = ["STUDENT_MODULES", "Limits", "Verdict", "NotebookJob", "judge_notebook", "notebook_job",
            "student_overlays", "copy_regular_files"]
 
-STUDENT_MODULES = ("__init__.py", "checks.py", "data.py", "inputs.py", "layers.py")
-"""The files of the ``cnnbook`` package a student process can import (relative to the package):
-what the assignments hand students (the data split, the image input and its normalisation, the
-shortcut layer of option A) and what those import. Everything else of ``cnnbook`` (the reference
-networks, the book's models, training, the grader) is hidden."""
+STUDENT_MODULES = ("__init__.py", "checks.py", "course")
+"""The files and folders of the ``cnnbook`` package a student process can import (relative to the
+package): :mod:`cnnbook.course`, what the assignments hand students (the data split, the image
+input and its normalisation, the course's layers), and what it imports. Everything else of
+``cnnbook`` (the reference networks, the book's models, training, the grader) is hidden."""
 
 
 @dataclass(frozen=True)
@@ -449,7 +448,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     import of Matplotlib in that folder would read, a folder of checkpoints, never reach a
     grading process). Returns one :class:`Verdict` per
     test (instructor cells have none), in order. Raises
-    :class:`cnnbook.sandbox.SandboxUnavailable` when bubblewrap cannot run."""
+    :class:`cnnbook.grading.sandbox.SandboxUnavailable` when bubblewrap cannot run."""
     limits = limits or Limits()
     graded = [(grade_id, source) for grade_id, source in tests if grade_id is not None]
     sandbox.require_sandbox()

@@ -1,0 +1,3 @@
+"""The ResNet chapter's studies: the unrolled view of a residual network (:mod:`.unrolled`),
+lesion studies that delete and reorder blocks (:mod:`.lesion`), and the long experiments whose
+results the book commits (:mod:`.experiments`)."""

@@ -1,0 +1,518 @@
+"""The book's expensive experiments, run by hand; their small results are committed in ``results/``.
+
+Pages never train for minutes: they load what this script wrote, and run only tiny live versions.
+Every run writes, next to its results, a ``provenance.json`` that says what data, how many epochs,
+which device and which software produced them, and the command that reproduces them::
+
+    python -m cnnbook.resnet.experiments resnet [--tiny] [--epochs N] [--out results/resnet]
+
+``resnet`` (chapter "Residual networks", ``book/resnet.md``):
+
+1. trains plain and residual CIFAR networks of He et al. at depths 20 and 56 with the ``fast``
+   recipe of :func:`cnnbook.training.train.fit_cifar` (bfloat16 where the CPU has it) and writes
+   their
+   training curves, test accuracy and **training** accuracy of the final model on the unaugmented
+   training images (``histories.json``): the degradation problem is about training error. The
+   residual networks are the pre-activation ones (``resnet_cifar(preact=True)``, He et al.
+   2016), in which nothing follows the addition, so that the unrolled view of Veit et al. is
+   exact for the very networks whose degradation curves the chapter shows;
+2. saves the trained networks (``{network}.keras``; only those the chapter loads are committed);
+3. runs the lesion studies of Veit et al. 2016 on the 56-layer pre-activation and plain networks
+   with :mod:`cnnbook.resnet.lesion` (``lesion.json``): delete each block in turn, delete ``k``
+   random
+   blocks and swap ``k`` random pairs of blocks, ``repeats`` (at least 10) random draws per
+   ``k``, each curve with its spread (:func:`cnnbook.resnet.lesion.curve_summary`: mean, standard
+   deviation, minimum and maximum over the draws).
+
+Each network's results are written as soon as it is trained (and each lesion study as soon as it
+is done), with ``provenance.json`` saying which are complete (``"complete": false`` until the
+last one): a partial run is usable, and running the same command again skips every network whose
+results and weights are already there for the same configuration. Progress goes to
+``progress.log`` in the output folder (one line per epoch).
+
+The data come from :func:`cnnbook.course.data.load_cifar10` (the offline subset when
+``CNNBOOK_DATA`` is
+set; ``provenance.json`` records the SHA-256 of its files and their paths relative to
+``CNNBOOK_DATA``, never a folder of the machine). ``--tiny`` runs the whole pipeline in a minute
+on a few hundred images with depth-14 networks: the test suite runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+import cnnbook
+
+__all__ = [
+    "RESULTS_DIR",
+    "KINDS",
+    "ResnetConfig",
+    "FULL_RESNET",
+    "TINY_RESNET",
+    "network_name",
+    "parse_network_name",
+    "build_network",
+    "dataset_description",
+    "provenance",
+    "run_resnet",
+    "load_resnet_results",
+    "main",
+]
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
+"""The repository's ``results/`` folder (the default output of every experiment)."""
+
+KINDS = ("plain", "resnet", "preact")
+"""Network kinds: ``plain`` (:func:`cnnbook.nets.models.plain_cifar`), ``resnet`` (the original
+post-activation :func:`cnnbook.nets.models.resnet_cifar`) and ``preact`` (``resnet_cifar(depth,
+preact=True)``)."""
+
+
+@dataclass(frozen=True)
+class ResnetConfig:
+    """What ``python -m cnnbook.resnet.experiments resnet`` trains and measures.
+
+    ``networks``: ``(kind, depth)`` pairs trained in this order (``kind`` one of :data:`KINDS`).
+    ``train_images``/``test_images``: how many of the loaded training images to train on and how
+    many test images to measure with (``None``: all); the subsets are prefixes, which are
+    class-balanced in the course's offline data. ``eval_images``: the test images scored after
+    every epoch (the curves). ``lesion_images``: the test images every lesion measurement scores.
+    ``lesion_networks``: the networks (by :func:`network_name`) whose lesion studies are run.
+    ``deletion_counts``/``swap_counts``: the ``k`` of the deletion and reordering curves (counts
+    above what a network allows are left out); ``repeats``: random draws per ``k``.
+    ``precision``: ``"auto"`` (:func:`cnnbook.training.train.fast_dtype_policy`) or a Keras dtype
+    policy.
+    """
+
+    networks: tuple[tuple[str, int], ...] = (("plain", 20), ("preact", 20), ("plain", 56),
+                                             ("preact", 56))
+    epochs: int = 20
+    batch_size: int = 128
+    recipe: str = "fast"
+    precision: str = "auto"
+    train_images: int | None = None
+    test_images: int | None = None
+    eval_images: int = 2000
+    lesion_images: int = 1000
+    lesion_networks: tuple[str, ...] = ("preact56", "plain56")
+    deletion_counts: tuple[int, ...] = (1, 2, 4, 6, 8, 12, 16, 20)
+    swap_counts: tuple[int, ...] = (1, 2, 4, 8, 16)
+    repeats: int = 10
+    save_weights: tuple[str, ...] = ("preact20", "preact56")
+    seed: int = 0
+    tiny: bool = False
+
+    def __post_init__(self):
+        names = []
+        for pair in self.networks:
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise ValueError(f"networks must hold (kind, depth) pairs, got {pair!r}")
+            names.append(network_name(*pair))
+        if len(set(names)) != len(names):
+            raise ValueError(f"networks lists a network twice: {names}")
+        for field in ("lesion_networks", "save_weights"):
+            unknown = [name for name in getattr(self, field) if name not in names]
+            if unknown:
+                raise ValueError(f"{field} names networks that are not trained: {unknown}; "
+                                 f"networks are {names}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+
+    @property
+    def names(self) -> list[str]:
+        """The networks' names in training order."""
+        return [network_name(kind, depth) for kind, depth in self.networks]
+
+
+def network_name(kind: str, depth: int) -> str:
+    """``"preact56"``, ``"plain20"``: the key of a network in every result file."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    return f"{kind}{depth}"
+
+
+def parse_network_name(name: str) -> tuple[str, int]:
+    """The inverse of :func:`network_name`: ``"preact56"`` -> ``("preact", 56)``."""
+    for kind in KINDS:
+        if name.startswith(kind) and name[len(kind):].isdigit():
+            return kind, int(name[len(kind):])
+    raise ValueError(f"{name!r} is not a network name such as 'plain20' or 'preact56'")
+
+
+def build_network(kind: str, depth: int):
+    """A fresh untrained network of :data:`KINDS` ``kind`` and ``depth`` (in the current dtype
+    policy)."""
+    from cnnbook.nets import models
+
+    network_name(kind, depth)
+    if kind == "plain":
+        return models.plain_cifar(depth)
+    return models.resnet_cifar(depth, preact=kind == "preact")
+
+
+FULL_RESNET = ResnetConfig()
+"""The configuration whose results ``results/resnet`` holds. 20 epochs of the ``fast`` recipe
+(1,560 steps of 128 images, every network trained to the end of its one-cycle schedule):
+ResNet-20 reaches 76.1-76.4% in 20 epochs with it against 78.5% in 36 (``benchmarks/README.md``),
+two points short of that plateau, while the four networks (the two 56-layer ones cost about three
+times ResNet-20 each) and the lesion studies fit in about an hour of a shared 2-core CPU. With
+more time, ``--epochs 36`` runs the recipe's tuned budget."""
+
+TINY_RESNET = ResnetConfig(
+    networks=(("plain", 14), ("preact", 14)), epochs=1, batch_size=64, train_images=256,
+    test_images=256, eval_images=128, lesion_images=64, lesion_networks=("preact14", "plain14"),
+    deletion_counts=(1, 2, 40), swap_counts=(1, 2), repeats=2, save_weights=("preact14",),
+    tiny=True,
+)
+"""A configuration that runs every step in about a minute (for the tests); its numbers mean
+nothing."""
+
+
+# --- Provenance ----------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+SOURCE_MODULES = ("nets/models", "course/layers", "nets/normalization", "course/data",
+                  "training/train", "training/fused_norm", "training/evaluation", "resnet/lesion",
+                  "resnet/experiments")
+"""The cnnbook modules whose code decides the results (their SHA-256 goes in the provenance, so
+a result stays traceable even when it was run from uncommitted code)."""
+
+
+def _module_digests() -> dict:
+    package = Path(__file__).resolve().parents[1]
+    return {f"{name}.py": _sha256(package / f"{name}.py")[:16] for name in SOURCE_MODULES
+            if (package / f"{name}.py").is_file()}
+
+
+def _git_commit() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "cnnbook"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "cnnbook_modified": None}
+    return {"commit": commit, "cnnbook_modified": bool(dirty)}
+
+
+def dataset_description(num_train: int, num_test: int) -> dict:
+    """Where the images came from, without any folder of the machine: with ``CNNBOOK_DATA`` set,
+    ``files`` maps each ``.npz`` file's path relative to that folder to its SHA-256; otherwise
+    Keras' download of the full data set. And how many images were used."""
+    from cnnbook.course import data
+
+    folder = os.environ.get(data.DATA_ENV)
+    if folder:
+        root = Path(folder).expanduser()
+        source = {
+            "source": f"{data.DATA_ENV} folder (the course's offline CIFAR-10 subset)",
+            "files": {path.relative_to(root).as_posix(): _sha256(path)
+                      for path in sorted(root.glob("*.npz"))},
+            "paths_relative_to": data.DATA_ENV,
+        }
+    else:
+        source = {"source": "keras.datasets.cifar10 (the full data set)"}
+    return {"name": "CIFAR-10", **source, "train_images": int(num_train),
+            "test_images": int(num_test)}
+
+
+def code_state() -> dict:
+    """The git commit, whether ``cnnbook/`` had uncommitted changes, and the SHA-256 of the
+    modules that decide the results (:data:`SOURCE_MODULES`): taken when a run starts, since the
+    files may change on disk while it runs."""
+    return {**_git_commit(), "module_sha256": _module_digests()}
+
+
+def provenance(command: str, config: ResnetConfig, dataset: dict, seconds: dict,
+               precision: str | None = None, code: dict | None = None) -> dict:
+    """Everything needed to say where a result came from and to reproduce it (``code``: a
+    :func:`code_state` taken when the run started; default: now)."""
+    from cnnbook.counting.speed import machine_description
+
+    machine = machine_description()
+    return {
+        "command": command,
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": dataset,
+        "config": asdict(config),
+        "dtype_policy": precision,
+        "device": {key: machine[key] for key in ("device", "gpus", "cpu", "cores", "system")},
+        "software": {
+            **{key: machine[key] for key in ("python", "tensorflow", "keras")},
+            "numpy": np.__version__,
+            "cnnbook": cnnbook.__version__,
+            **(code if code is not None else code_state()),
+        },
+        "seconds": seconds,
+    }
+
+
+# --- The resnet experiment ----------------------------------------------------------------------
+
+
+def _write_json(path: Path, payload) -> None:
+    """Write atomically (a temporary file renamed): an interrupted run never leaves half a file."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _history(model, history, test_accuracy: float, train_accuracy: float, seconds: float,
+             config: ResnetConfig) -> dict:
+    return {
+        "params_trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "epochs": len(history["loss"]),
+        "recipe": config.recipe,
+        "batch_size": config.batch_size,
+        **{key: [float(value) for value in values] for key, values in history.items()},
+        "test_accuracy": float(test_accuracy),
+        "train_accuracy_unaugmented": float(train_accuracy),
+        "train_seconds": round(seconds, 1),
+    }
+
+
+class _Log:
+    """Progress lines to ``progress.log`` (and to stdout when verbose), flushed at once."""
+
+    def __init__(self, path: Path, verbose: int):
+        self.path, self.verbose = path, verbose
+
+    def __call__(self, message: str) -> None:
+        line = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {message}"
+        with open(self.path, "a") as stream:
+            stream.write(line + "\n")
+        if self.verbose:
+            print(line, flush=True)
+
+
+def _epoch_logger(name: str, log: _Log):
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            values = " ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items())
+            log(f"{name} epoch {epoch + 1}: {values} ({time.perf_counter() - self.start:.1f} s, "
+                f"load {os.getloadavg()[0]:.1f})")
+
+    return EpochLog()
+
+
+def _same_run(history: dict, config: ResnetConfig) -> bool:
+    return (history.get("epochs") == config.epochs and history.get("recipe") == config.recipe
+            and history.get("batch_size") == config.batch_size)
+
+
+def _lesion_record(model, images, labels, config: ResnetConfig) -> dict:
+    from cnnbook.resnet import lesion
+
+    candidates = len(lesion.deletable_blocks(model, include_downsampling=False))
+    deletion_counts = [count for count in config.deletion_counts if count <= candidates]
+    can_swap = bool(lesion.swappable_pairs(model))
+    deletion = lesion.deletion_curve(model, images, labels, [0, *deletion_counts],
+                                     repeats=config.repeats, seed=config.seed)
+    reorder = (lesion.reorder_curve(model, images, labels, [0, *config.swap_counts],
+                                    repeats=config.repeats, seed=config.seed) if can_swap else [])
+    return {
+        "baseline": lesion.accuracy(model, images, labels),
+        "images": int(len(labels)),
+        "single_block": lesion.lesion_study(model, images, labels),
+        "deletion_curve": deletion,
+        "deletion_summary": lesion.curve_summary(deletion, "num_deleted"),
+        "reorder_curve": reorder,
+        "reorder_summary": lesion.curve_summary(reorder, "num_swaps") if reorder else [],
+    }
+
+
+def run_resnet(config: ResnetConfig = FULL_RESNET, out: Path | str = RESULTS_DIR / "resnet",
+               command: str | None = None, verbose: int = 0) -> dict:
+    """Train, save and lesion as :class:`ResnetConfig` says; write the result files to ``out``
+    after every network and every lesion study, and return them as a dict (the same as
+    :func:`load_resnet_results` reads back). Networks whose history (same epochs, recipe and
+    batch size) and weights are already in ``out`` are not trained again: their weights are
+    loaded for the lesion studies; lesion studies already in ``out`` are kept."""
+    import keras
+
+    from cnnbook.course import data
+    from cnnbook.resnet import lesion
+    from cnnbook.training import train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log(out / "progress.log", verbose)
+    command = command or "python -m cnnbook.resnet.experiments resnet"
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10()
+    x_train, y_train = x_train[: config.train_images], y_train[: config.train_images]
+    x_test, y_test = x_test[: config.test_images], y_test[: config.test_images]
+    x_eval, y_eval = x_test[: config.eval_images], y_test[: config.eval_images]
+    x_lesion, y_lesion = x_test[: config.lesion_images], y_test[: config.lesion_images]
+    dataset = dataset_description(len(x_train), len(x_test))
+    dataset.update(eval_images=int(len(x_eval)), lesion_images=int(len(x_lesion)))
+    policy = train.fast_dtype_policy() if config.precision == "auto" else config.precision
+    code = code_state()
+
+    previous = _read_json(out / "provenance.json")
+    if previous and previous.get("config") != json.loads(json.dumps(asdict(config))):
+        raise ValueError(
+            f"{out} holds results of another configuration (see its provenance.json): choose "
+            "another --out folder, or delete that one to start afresh"
+        )
+    histories = _read_json(out / "histories.json")
+    lesions = _read_json(out / "lesion.json")
+    seconds: dict[str, float] = dict(previous.get("seconds", {}))
+
+    def record(complete: bool) -> dict:
+        entry = provenance(command, config, dataset, seconds, policy, code)
+        entry["complete"] = complete
+        entry["networks_done"] = [name for name in config.names if name in histories]
+        entry["lesions_done"] = [name for name in config.lesion_networks if name in lesions]
+        _write_json(out / "provenance.json", entry)
+        return entry
+
+    log(f"start: {command}; networks {config.names}, {config.epochs} epochs of {config.recipe}, "
+        f"dtype policy {policy}, {len(x_train)} training images")
+    record(False)
+    for kind, depth in config.networks:
+        name = network_name(kind, depth)
+        weights = out / f"{name}.keras"
+        if name in histories and _same_run(histories[name], config) and (
+                name not in config.lesion_networks or weights.is_file()):
+            log(f"{name}: already trained, skipped")
+            continue
+        with train.fast_precision(policy):
+            keras.utils.set_random_seed(config.seed)
+            model = build_network(kind, depth)
+        log(f"{name}: training")
+        start = time.perf_counter()
+        history = train.fit_cifar(
+            model, (x_train, y_train), val=(x_eval, y_eval), epochs=config.epochs,
+            batch_size=config.batch_size, recipe=config.recipe, verbose=0, seed=config.seed,
+            callbacks=[_epoch_logger(name, log)],
+        )
+        train_seconds = time.perf_counter() - start
+        test_accuracy = lesion.accuracy(model, x_test, y_test)
+        train_accuracy = lesion.accuracy(model, x_train, y_train)
+        histories[name] = _history(model, _as_dict(history), test_accuracy, train_accuracy,
+                                   train_seconds, config)
+        seconds[f"train_{name}"] = round(train_seconds, 1)
+        if name in config.save_weights or name in config.lesion_networks:
+            # A fresh, uncompiled copy: the weights without the optimizer's state.
+            with train.fast_precision(policy):
+                inference_copy = build_network(kind, depth)
+            inference_copy.set_weights(model.get_weights())
+            inference_copy.save(weights)
+        _write_json(out / "histories.json", histories)
+        record(False)
+        log(f"{name}: test accuracy {test_accuracy:.4f}, training accuracy (unaugmented) "
+            f"{train_accuracy:.4f}, {train_seconds:.0f} s")
+
+    for name in config.lesion_networks:
+        if name in lesions and lesions[name].get("images") == len(y_lesion):
+            log(f"lesions of {name}: already done, skipped")
+            continue
+        model = keras.models.load_model(out / f"{name}.keras", safe_mode=True)
+        log(f"lesions of {name}: running")
+        start = time.perf_counter()
+        lesions[name] = _lesion_record(model, x_lesion, y_lesion, config)
+        seconds[f"lesion_{name}"] = round(time.perf_counter() - start, 1)
+        _write_json(out / "lesion.json", lesions)
+        record(False)
+        log(f"lesions of {name}: done in {seconds[f'lesion_{name}']:.0f} s")
+    _write_json(out / "lesion.json", lesions)
+    entry = record(True)
+    log("complete")
+    return {"histories": histories, "lesion": lesions, "provenance": entry}
+
+
+def _as_dict(history) -> dict:
+    """A Keras ``History`` or a plain dict of per-epoch lists, as a dict."""
+    return dict(getattr(history, "history", history))
+
+
+def load_resnet_results(folder: Path | str = RESULTS_DIR / "resnet") -> dict:
+    """The files that :func:`run_resnet` wrote: ``{"histories", "lesion", "provenance"}``.
+    Raises ``FileNotFoundError`` naming the command that makes them when one is missing."""
+    folder = Path(folder)
+    results = {}
+    for key in ("histories", "lesion", "provenance"):
+        path = folder / f"{key}.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: run "
+                f"`python -m cnnbook.resnet.experiments resnet --out {folder}`"
+            )
+        results[key] = json.loads(path.read_text())
+    return results
+
+
+# --- Command line --------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cnnbook.resnet.experiments",
+                                     description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="experiment", required=True)
+    resnet = commands.add_parser("resnet", help="plain vs residual networks and lesion studies")
+    resnet.add_argument("--tiny", action="store_true",
+                        help="a few hundred images, depth 8, one epoch: checks the pipeline")
+    resnet.add_argument("--epochs", type=int, help="training epochs of every network")
+    resnet.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: results/resnet; with --tiny a folder "
+                             "in the temporary directory, never the repository)")
+    resnet.add_argument("--verbose", type=int, default=1, help="0: quiet; 1: a line per step")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    arguments = _parser().parse_args(argv)
+    config = TINY_RESNET if arguments.tiny else FULL_RESNET
+    if arguments.epochs is not None:
+        if arguments.epochs < 1:
+            raise SystemExit(f"--epochs must be >= 1, got {arguments.epochs}")
+        config = replace(config, epochs=arguments.epochs)
+    default_out = (Path(tempfile.gettempdir()) / "cnnbook_resnet_tiny" if arguments.tiny
+                   else RESULTS_DIR / "resnet")
+    out = arguments.out or default_out
+    # The options that decide the results; the output folder does not (and may be a path of
+    # this machine, which provenance never records).
+    command = ("python -m cnnbook.resnet.experiments resnet"
+               + (" --tiny" if arguments.tiny else "")
+               + (f" --epochs {arguments.epochs}" if arguments.epochs is not None else ""))
+    run_resnet(config, out, command=command, verbose=arguments.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -780,7 +780,7 @@ def shadowing_cnnbook_folder(course):
     return Submission(course.partial(course.reference), Expected(
         passing=_without(course.reference_passing, *course.partial_failing),
         reason="would hide the installed module", absent=("cnnbook",)),
-        files={"cnnbook/__init__.py": fake, "cnnbook/grading/accuracy.py": fake})
+        files={"cnnbook/__init__.py": fake, "cnnbook/grading/written_here.py": fake})
 
 
 @kind
@@ -862,8 +862,10 @@ def dunder_import(course):
     code = _own_function(course, (
         f'    module = __import__("cnn" + "{module[3:]}", fromlist=["x"])\n'
         f"    return module.{function}({assignment.arguments})"))
+    # where it is graded the whole subpackage (cnnbook.counting, cnnbook.nets) is not there
+    hidden_package = ".".join(module.split(".")[:2])
     return Submission(_with_own_function(course, code), _bypass_expected(
-        course, "it uses `__import__`", f"No module named '{module}'"))
+        course, "it uses `__import__`", f"No module named '{hidden_package}'"))
 
 
 @kind

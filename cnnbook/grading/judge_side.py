@@ -243,9 +243,9 @@ class Judge:
             raise StudentProcessFailed(f"{what} could not be rebuilt: {error}") from None
 
     def run_setup(self, cells: list[str]) -> None:
-        import cnnbook.grading.accuracy
+        import cnnbook.grading.written_here
 
-        # test cells import the check from cnnbook.grading.accuracy: here it is the judge's
+        # test cells import the check from cnnbook.grading.written_here: here it is the judge's
         cnnbook.grading.written_here.check_written_here = check_written_here
         _guard_model_loading(self.channel)
         for source in cells:

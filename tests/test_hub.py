@@ -217,9 +217,12 @@ def test_course_wheel_installs_the_package_and_no_solution(repo_root, tmp_path, 
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"cnnbook", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1]
                          + ".dist-info"}, top_level
-    modules = {f"cnnbook/{path.name}" for path in (repo_root / "cnnbook").glob("*.py")}
-    data = {f"cnnbook/nets/published_data/{path.name}"
-            for path in (repo_root / "cnnbook" / "published_data").glob("*.csv")}
+    package = repo_root / "cnnbook"
+    modules = {path.relative_to(repo_root).as_posix() for path in package.rglob("*.py")}
+    assert "cnnbook/course/data.py" in modules  # every subpackage's modules, not only the root's
+    data = {path.relative_to(repo_root).as_posix()
+            for path in (package / "nets" / "published_data").glob("*.csv")}
+    assert len(data) >= 5
     assert modules | data <= set(names), sorted((modules | data) - set(names))
 
     site = tmp_path / "site"

@@ -9,10 +9,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The suite runs in two pytest-xdist workers (tests/conftest.py says how tests are grouped into
-# work units): in fresh clones on a quiet 2-core CPU the full suite took 13 min 32 s to 14 min
-# 58 s (four runs, 2026-12-01), against about 25 min in one process; since grading moved outside
-# the kernel it took 23 min 45 s on a slower 2-core AMD EPYC (2026-12-05; README.md gives the
-# comparison). TEST_WORKERS=0 runs it in one process; three workers were no faster (15 min 52 s).
+# work units): in a fresh clone on a quiet 2-core AMD EPYC it took 28 min 55 s (2026-12-05, every
+# assignment judged outside the kernel; README.md says where the time goes). TEST_WORKERS=0 runs
+# it in one process; three workers were no faster on two cores.
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
 	--durations=25

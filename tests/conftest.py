@@ -52,12 +52,12 @@ SPLIT_BY_FIXTURE = {"test_course": "resnet_grades"}
 trains) runs in one worker while its sizing and parameters grading run in another; both build
 the module's cheap fixtures (a course copy, the release)."""
 
-LONGEST_UNITS_FIRST = ("test_hostile_corpus-sizing", "test_course-resnet_grades",
-                       "test_course_architectures", "test_hostile_corpus-architectures",
-                       "test_course", "book", "keras_models", "test_hub", "test_train",
-                       "test_experiments", "test_judge")
+LONGEST_UNITS_FIRST = ("test_course-resnet_grades", "test_course_architectures",
+                       "test_hostile_corpus-sizing", "test_hostile_corpus-architectures",
+                       "book", "test_course", "keras_models", "test_train", "test_judge",
+                       "test_experiments", "test_hub")
 """Work units in the order they are handed out, longest first (wall times of a quiet 2-core run,
-`pytest --durations`): a scheduling hint only; the rest follow in collection order."""
+2026-12-05, the run's timeline): a scheduling hint only; the rest follow in collection order."""
 
 
 def work_unit(item: pytest.Item) -> str:

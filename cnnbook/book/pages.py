@@ -1,9 +1,9 @@
 """Helpers that every page of the book uses to put computed values into the prose and the tables.
 
 * :func:`glue_value` passes a number or a text to ``{glue:text}`` in the prose. NumPy 2 writes a
-  NumPy scalar as ``np.float64(0.25)``, which a page would print and which ``{glue:text}``'s
-  format specifications (``:.1f``, ``:,``) cannot format, so NumPy scalars become plain Python
-  numbers first.
+  NumPy scalar's repr with its type around the value (``np.float64``, then ``0.25`` in
+  parentheses), which a page would print and which ``{glue:text}``'s format specifications
+  (``:.1f``, ``:,``) cannot format, so NumPy scalars become plain Python numbers first.
 * :func:`show_source` shows the source of a ``cnnbook`` function on a page, so a chapter prints
   the very code that builds its blocks instead of a copy that could drift from it.
 * :func:`table` shows a ``pandas.DataFrame`` as a page's table: no 0..n index column, no second
@@ -47,7 +47,7 @@ def plain_value(value):
 def glue_value(name: str, value) -> None:
     """Glue ``value`` under ``name`` for ``{glue:text}`name:format``` in the prose, without
     showing it in the cell's output. The value is first made plain by :func:`plain_value`, so the
-    page shows ``0.25`` and never ``np.float64(0.25)``."""
+    page shows ``0.25``, never the NumPy repr with its type name."""
     from myst_nb import glue
 
     if not isinstance(name, str) or not name:

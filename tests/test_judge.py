@@ -527,6 +527,22 @@ def test_layers_that_kill_the_judge_fail_the_student_and_a_lambda_is_refused(tmp
     assert verdict.passed is False and "Lambda layer" in verdict.message, verdict
 
 
+@pytest.mark.slow
+def test_an_instructor_cell_the_grader_cannot_run_defers_the_failing_tests():
+    """A locked cell of the instructor's that passes the student's function something the grader
+    cannot send is the grader's failure: the tests that fail after it go to manual grading, and
+    those that pass keep their points."""
+    notebook = _network_notebook()
+    notebook["cells"][2]["source"] = "trained = copy_of(object())\n"
+    job = verdicts.notebook_job(notebook, notebook)
+    results = {verdict.grade_id: verdict for verdict in verdicts.judge_notebook(
+        job.student_cells, job.setup_cells, job.tests, None, setup_count=job.setup_count,
+        answer_names=job.answer_names)}
+    assert results["test_block"].passed is True, results["test_block"]
+    deferred = results["test_submitted_file"]
+    assert deferred.passed is None and "cannot send" in deferred.message, deferred
+
+
 def test_a_judged_assignment_is_not_graded_without_the_sandbox(tmp_path):
     """Judging hides the reference code and Keras with the sandbox's mounts: with the sandbox
     turned off, autograde stops and says what to do, instead of grading without those walls."""

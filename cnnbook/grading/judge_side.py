@@ -211,6 +211,9 @@ class Judge:
         """What the tests forbid each function (:func:`declared_forbids` over every test)."""
         self.answer_names: set[str] | None = None
         self.instructor_failures: list[str] = []
+        self.instructor_grader_problem: str | None = None
+        """Set when a locked cell of the instructor's asked what the grader cannot do: the tests
+        that then fail go to manual grading."""
         self.instructor_names: list[str] = []
         """Names the instructor's cells read: bound for every test (a helper the instructor
         defined looks up the student's function when a test calls it)."""
@@ -290,14 +293,18 @@ class Judge:
         """Run a locked cell of the instructor's that comes after the first answer (it loads the
         submitted networks, or names the student's builders), with the student's names bound as
         for a test. Its failure is the submission's (a missing or broken model file, a builder
-        that raises): the tests after it fail with a note that says so."""
+        that raises): the tests after it fail with a note that says so; a :class:`GraderProblem`
+        there is the grader's, and the tests that then fail go to manual grading."""
         self.instructor_names += free_names(source)
         try:
             with contextlib.redirect_stdout(io.StringIO()), \
                     contextlib.redirect_stderr(io.StringIO()):
                 self._bind_student_names(source)
                 exec(compile(source, f"<cell {label}>", "exec"), self.namespace)
-        except (Exception, StudentProcessFailed, GraderProblem) as error:
+        except GraderProblem as problem:  # the grader's doing: later failures are not zeros
+            self.instructor_grader_problem = (f"the notebook's locked cell {label}: "
+                                              f"{problem}"[:500])
+        except (Exception, StudentProcessFailed) as error:
             self.instructor_failures.append(f"the notebook's locked cell {label} failed: "
                                             f"{type(error).__name__}: {error}"[:500])
 
@@ -316,7 +323,9 @@ class Judge:
             verdict.update(grader_failure=True, message=str(problem))
         except Exception as error:
             verdict["message"] = f"{type(error).__name__}: {error}"[:1000]
-        if not verdict["passed"] and self.instructor_failures:
+        if not verdict["passed"] and self.instructor_grader_problem:
+            verdict.update(grader_failure=True, message=self.instructor_grader_problem)
+        elif not verdict["passed"] and self.instructor_failures:
             verdict["message"] = (f"{verdict['message']} (earlier, "
                                   f"{'; '.join(self.instructor_failures)})")[:1500]
         return verdict

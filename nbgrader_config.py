@@ -47,8 +47,9 @@ c.Execute.timeout = 1800
 #                         them, Keras and TensorFlow are not there to import) and answer with
 #                         plain data (cnnbook.grading)
 #   SaveAutoGradesOrDefer a cell that timed out, or whose kernel was killed or died, is left for
-#                         manual grading with the reason (never a 0); the command then exits 2
-#                         with a list of those cells
+#                         manual grading with the reason (never a 0); the command ends with a
+#                         list of those cells (`python -m cnnbook.grading deferred <id>` lists
+#                         them from the gradebook, exit status 2 while any waits)
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties,
@@ -83,6 +84,10 @@ c.OverwriteCells.add_missing_cells = True
 c.JudgeOutsideKernel.assignments = ["sizing", "parameters", "architectures", "resnet"]
 c.JudgeOutsideKernel.call_timeout = 60       # seconds for one call of a student's function
 c.JudgeOutsideKernel.notebook_timeout = 1200  # seconds for judging one notebook
+# The student's notebook also runs in a sandboxed kernel, for the feedback only (their own outputs
+# and figures beside the verdicts); False halves grading's CPU time and leaves the grades as
+# they are, with the verdicts alone in the feedback.
+c.JudgeOutsideKernel.feedback_kernel = True
 # The limits of autograding, in one place. Seconds per cell (validate keeps c.Execute.timeout):
 c.SandboxedExecute.timeout = 120
 c.SandboxedExecute.notebook_timeout = 1800  # seconds for all the cells of one notebook

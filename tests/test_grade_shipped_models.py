@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cnnbook.grading import accuracy as grade
+from cnnbook.grading.__main__ import main as grader_command
 
 COURSE_CONFIG = """\
 c = get_config()
@@ -52,7 +53,7 @@ def test_grader_output_names_the_pattern_that_matched_nothing(tmp_path, capsys, 
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     # nobody submitted and the gradebook has no task cell: the command stops with its own error,
     # after the warning, which comes first so that no grading run can miss it
-    status = grade.main(["accuracy", "resnet", "--training-set", "cifar10-subset",
+    status = grader_command(["accuracy", "resnet", "--training-set", "cifar10-subset",
                          "--root", str(tmp_path)])
     output = capsys.readouterr().err
     warnings = [line for line in output.splitlines() if line.startswith("warning:")]

@@ -18,20 +18,33 @@
 * ``python -m cnnbook.grading evaluate MODEL.keras`` -- what the accuracy grader runs in each child
   process: loads, checks and evaluates one model and prints a JSON line.
 
+The command line itself is :mod:`cnnbook.grading.__main__`.
+
 Importing this module is cheap (it does not import TensorFlow or nbgrader).
 """
 
 from __future__ import annotations
 
-import argparse
+import io
 import json
+import math
+import os
 import subprocess
 import sys
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from traitlets.config.loader import PyFileConfigLoader
+
+from cnnbook.course.data import load_cifar10, load_test_images, load_training_split
+from cnnbook.grading.reference_networks import REFERENCE_ARCHITECTURES
+from cnnbook.grading.sandbox import require_sandbox, run_sandboxed
+from cnnbook.grading.settings import GradingSandbox
 from cnnbook.training.metrics import top1_correct
 
 __all__ = [
@@ -47,10 +60,7 @@ __all__ = [
     "copy_groups",
     "seen_test_images",
     "evaluate_model",
-    "SandboxSettings",
-    "sandbox_settings",
     "grade_accuracy",
-    "main",
 ]
 
 # --- The accuracy grader --------------------------------------------------------------------------
@@ -148,8 +158,6 @@ def points_for(accuracy: float, tiers: Sequence[tuple[float, float]]) -> float:
 
 def load_course_config(root: Path):
     """The traitlets ``Config`` of ``root/nbgrader_config.py`` (what nbgrader itself reads)."""
-    from traitlets.config.loader import PyFileConfigLoader
-
     if not (root / "nbgrader_config.py").is_file():
         raise FileNotFoundError(
             f"{root} has no nbgrader_config.py: run from the course root or pass --root"
@@ -248,12 +256,10 @@ def unmatched_shipped_warnings(rule: AccuracyRule, root: Path) -> list[str]:
             for pattern in rule.unmatched_shipped_patterns]
 
 
-from cnnbook.grading.reference_networks import REFERENCE_ARCHITECTURES  # noqa: E402
-
 
 def _all_layers(model):
     """Every layer of ``model``, descending into nested models (blocks built as sub-models)."""
-    import keras
+    import keras  # TensorFlow takes seconds: only the commands that load a model pay for it
 
     for layer in model.layers:
         yield layer
@@ -264,7 +270,7 @@ def _all_layers(model):
 def _weighted_layers(model) -> dict:
     """``{name: layer}`` of the layers of ``model`` (nested ones included) that hold weights
     themselves; raises ``ValueError`` when two of them share a name."""
-    import keras
+    import keras  # TensorFlow takes seconds: only the commands that load a model pay for it
 
     layers = {}
     for layer in _all_layers(model):
@@ -286,8 +292,6 @@ def load_weights_by_name(reference, submitted) -> list[str]:
     network asked for. Layers without weights (activations, additions, shortcuts) are the
     reference's own, whatever ``submitted`` holds.
     """
-    import numpy as np
-
     wanted = _weighted_layers(reference)
     try:
         given = _weighted_layers(submitted)
@@ -322,8 +326,6 @@ def load_weights_by_name(reference, submitted) -> list[str]:
 def _compared_arrays(arrays):
     """The arrays worth comparing for copies, flattened to float64: at least
     :data:`COMPARED_MIN_VALUES` values and not constant."""
-    import numpy as np
-
     for array in arrays:
         flat = np.asarray(array, dtype=np.float64).reshape(-1)
         if flat.size >= COMPARED_MIN_VALUES and np.ptp(flat) > 0:
@@ -331,7 +333,6 @@ def _compared_arrays(arrays):
 
 
 def _correlation(first, second) -> float:
-    import numpy as np
 
     first, second = first - first.mean(), second - second.mean()
     scale = float(np.sqrt(np.dot(first, first) * np.dot(second, second)))
@@ -342,12 +343,7 @@ def keras_file_arrays(path: Path) -> list:
     """Every weight array stored in the ``.keras`` file ``path`` (its ``model.weights.h5``),
     read with h5py, without building the model: works for any shipped model whatever its
     layers."""
-    import io
-    import zipfile
-
-    import h5py
-    import numpy as np
-
+    import h5py  # comes with Keras; only a submitted .keras file's weights need it
     arrays = []
     with zipfile.ZipFile(path) as archive, h5py.File(
             io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
@@ -383,8 +379,6 @@ def function_signature(model, probe_images) -> list[float]:
     (a softmax does not see a shift), flattened and rounded. Two networks that compute the same
     function have signatures that correlate at 1, however their weights were permuted or
     rescaled; independently trained ones clearly less."""
-    import numpy as np
-
     logits = np.asarray(model(probe_images, training=False), dtype=np.float64)
     centred = logits - logits.mean(axis=1, keepdims=True)
     return [round(float(value), 5) for value in centred.reshape(-1)]
@@ -395,8 +389,6 @@ def copy_groups(signatures: dict[str, list[float]],
     """Groups (two or more students, sorted) whose signatures (:func:`function_signature`)
     correlate at ``threshold`` or more, joined transitively: submissions that compute (nearly)
     the same function."""
-    import numpy as np
-
     names = sorted(name for name, signature in signatures.items() if signature)
     parent = {name: name for name in names}
 
@@ -422,8 +414,6 @@ def seen_test_images(test_accuracy: float, test_images: int, validation_accuracy
     keeps apart (it never trains on them) by more than ``margin`` plus three standard errors of
     the difference, ``3 * sqrt(p_t (1 - p_t) / n_t + p_v (1 - p_v) / n_v)``: a model that has seen
     the test images (trained on them) generalises to them, not to images it never saw."""
-    import math
-
     spread = math.sqrt(test_accuracy * (1 - test_accuracy) / max(test_images, 1)
                        + validation_accuracy * (1 - validation_accuracy)
                        / max(validation_images, 1))
@@ -434,7 +424,7 @@ def load_submitted_model(path: Path):
     """The model in ``path`` loaded as the grader loads it: ``safe_mode=True`` (no ``Lambda``, no
     arbitrary code) with every custom layer of :mod:`cnnbook.course.layers` registered, uncompiled.
     Raises what Keras raises for a broken or unsafe file."""
-    import keras
+    import keras  # TensorFlow takes seconds: only the commands that load a model pay for it
 
     import cnnbook.course.layers  # noqa: F401 (registers the course's custom layers for loading)
 
@@ -442,7 +432,6 @@ def load_submitted_model(path: Path):
 
 
 def _accuracy(model, images, labels, batch_size: int) -> float:
-    import numpy as np
 
     correct = 0
     for start in range(0, len(labels), batch_size):
@@ -469,9 +458,7 @@ def evaluate_model(path: Path, architecture: str, shipped_models: Sequence[str] 
     :data:`PROBE_IMAGES` test images) or ``{"ok": False, "reason": ...}``; what the ``evaluate``
     command prints as JSON in the grader's child process.
     """
-    import keras
-
-    from cnnbook.course.data import load_cifar10, load_test_images, load_training_split
+    import keras  # TensorFlow takes seconds: only the commands that load a model pay for it
 
     path = Path(path)
     if not path.is_file():
@@ -522,34 +509,9 @@ file that crashes Keras, exhausts memory or hangs) costs the student the points,
 before it is the grader's own failure."""
 
 
-@dataclass(frozen=True)
-class SandboxSettings:
-    """How the child processes run: under bubblewrap (:mod:`cnnbook.grading.sandbox`) when
-    ``enabled``,
-    with at most ``memory_limit_mib`` of resident memory and ``max_processes`` processes (from
-    ``c.GradingSandbox`` in ``nbgrader_config.py``, shared with ``nbgrader autograde``)."""
-
-    enabled: bool = True
-    memory_limit_mib: int = 4096
-    max_processes: int = 64
-
-
-def sandbox_settings(config) -> SandboxSettings:
-    """The :class:`SandboxSettings` of ``config.GradingSandbox`` (defaults where unset)."""
-    settings = config.GradingSandbox
-    defaults = SandboxSettings()
-    return SandboxSettings(
-        enabled=bool(settings.get("enabled", defaults.enabled)),
-        memory_limit_mib=int(settings.get("memory_limit_mib", defaults.memory_limit_mib)),
-        max_processes=int(settings.get("max_processes", defaults.max_processes)),
-    )
-
-
 def _data_paths() -> list[Path]:
     """What the child reads besides the model files: the CIFAR-10 folder of ``CNNBOOK_DATA``, or
     Keras' own cache when the variable is not set."""
-    import os
-
     folder = os.environ.get("CNNBOOK_DATA")
     if folder:
         return [Path(folder).expanduser()] if Path(folder).expanduser().exists() else []
@@ -569,7 +531,7 @@ def _evaluation_command(path: Path, rule: AccuracyRule, test_images: Path | None
 
 
 def _evaluate_in_child(path: Path, rule: AccuracyRule, timeout: float,
-                       sandbox: SandboxSettings = SandboxSettings(),
+                       sandbox: GradingSandbox | None = None,
                        test_images: Path | None = None) -> dict:
     """:func:`evaluate_model` in a fresh Python process, so that a model that crashes, hangs or
     exhausts memory costs only its own grade, and no model's custom objects leak into the next.
@@ -577,19 +539,17 @@ def _evaluate_in_child(path: Path, rule: AccuracyRule, timeout: float,
     With ``sandbox.enabled`` the process runs under bubblewrap (:func:`cnnbook.grading.sandbox.
     run_sandboxed`): it reads the model, the shipped models and the data, writes only a private
     temporary folder, has no network, and is stopped at ``sandbox``'s memory and process limits.
+    ``sandbox`` defaults to ``c.GradingSandbox``'s defaults.
     A child stopped by a limit, or that dies after it started loading the file
     (:data:`LOADING_MARK`), gives the student zero with the reason; one that dies before, or
     without a verdict, is the grader's failure: ``{"ok": None, ...}``, never recorded as a zero.
     """
-    import tempfile
-
     if not path.is_file():
         return {"ok": False, "reason": f"there is no {rule.model_file} in the submission"}
     command = _evaluation_command(path, rule, test_images)
+    sandbox = sandbox or GradingSandbox()
     private = [Path(test_images).resolve()] if test_images is not None else []
     if sandbox.enabled:
-        from cnnbook.grading.sandbox import run_sandboxed
-
         with tempfile.TemporaryDirectory(prefix="cnnbook-grade-") as scratch:
             result = run_sandboxed(
                 command, writable_dir=scratch, timeout=timeout,
@@ -690,8 +650,10 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
     or,
     knowingly, to set ``c.GradingSandbox.enabled = False``.
     """
+    # nbgrader (SQLAlchemy, Jupyter) loads only here: the sandboxed `evaluate` children import
+    # this module and never touch the gradebook
     from nbgrader.api import Gradebook, MissingEntry
-    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.coursedir import CourseDirectory  # as above
 
     root = Path(root).resolve()
     config = load_course_config(root)
@@ -699,10 +661,8 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
     for warning in unmatched_shipped_warnings(rule, root):
         print(warning, file=sys.stderr, flush=True)
     assignment = rule.assignment  # an entry may grade one of the models of an assignment
-    sandbox = sandbox_settings(config)
+    sandbox = GradingSandbox(config=config)
     if sandbox.enabled:
-        from cnnbook.grading.sandbox import require_sandbox
-
         require_sandbox()  # SandboxUnavailable (bwrap missing or unusable) says what to do
     coursedir = CourseDirectory(config=config)
     coursedir.root = str(root)
@@ -732,7 +692,6 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
             )
 
     if test_images is not None:
-        from cnnbook.course.data import load_test_images
 
         load_test_images(test_images)  # a missing or malformed file stops here, grading nothing
 
@@ -776,78 +735,3 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
             "for them (fix the grader's environment and run again with --student):\n  "
             + "\n  ".join(failed))
     return rows
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m cnnbook.grading",
-        description="Grade the trained models of an assignment into nbgrader's gradebook.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    accuracy = commands.add_parser(
-        "accuracy", help="grade every submitted model of ASSIGNMENT (run from the course root)")
-    accuracy.add_argument("assignment", help="assignment id, e.g. resnet, or the entry of one "
-                          "of its models, e.g. architectures-plain")
-    accuracy.add_argument("--training-set", help="which tiers of nbgrader_config.py apply; "
-                          "required unless c.AccuracyGrader.training_set names it")
-    accuracy.add_argument("--accept-unmeasured-tiers", action="store_true",
-                          help="grade with tiers that no reference run measured (source None)")
-    accuracy.add_argument("--student", action="append", default=[],
-                          help="grade only this student (repeatable; default: every submission)")
-    accuracy.add_argument("--jobs", type=int, default=1,
-                          help="models evaluated at the same time, each in its own process")
-    accuracy.add_argument("--timeout", type=float, default=EVALUATION_TIMEOUT_S,
-                          help="seconds one model may take (default %(default)s)")
-    accuracy.add_argument("--test-images", type=Path,
-                          help="an .npz file of your own images (x_test, y_test) to measure on "
-                          "instead of CIFAR-10's public test images")
-    accuracy.add_argument("--root", type=Path, default=Path.cwd(),
-                          help="course root, the folder of nbgrader_config.py (default: here)")
-    evaluate = commands.add_parser(
-        "evaluate", help="load, check and evaluate one model; print the outcome as JSON")
-    evaluate.add_argument("model", type=Path)
-    evaluate.add_argument("--architecture", required=True, choices=sorted(REFERENCE_ARCHITECTURES))
-    evaluate.add_argument("--shipped", action="append", default=[],
-                          help="a .keras file the course ships, which the model must not copy")
-    evaluate.add_argument("--test-images", type=Path,
-                          help="an .npz file of private test images (x_test, y_test)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
-    if arguments.command == "evaluate":
-        outcome = evaluate_model(arguments.model, arguments.architecture, arguments.shipped,
-                                 test_images=arguments.test_images)
-        print(json.dumps(outcome), flush=True)
-        return 0
-    try:
-        rows = grade_accuracy(arguments.root, arguments.assignment, arguments.training_set,
-                              arguments.student, arguments.jobs, arguments.timeout,
-                              arguments.accept_unmeasured_tiers, arguments.test_images)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:  # the sandbox is unavailable, or the grader failed on someone
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    for row in rows:
-        accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.2%}"
-        print(f"{row['student']}\t{row['points']:g}\t{accuracy}\t{row['comment']}")
-    print(f"graded {len(rows)} submission(s) of {arguments.assignment}")
-    groups = sorted({tuple(sorted([row["student"], *row["same_function_as"]]))
-                     for row in rows if row["same_function_as"]})
-    for group in groups:
-        print(f"same function (logits on {PROBE_IMAGES} test images correlate >= "
-              f"{FUNCTION_COPY_CORRELATION}): {', '.join(group)} -- a report for the instructor, "
-              "not a grade")
-    for row in rows:
-        if row["flagged"]:
-            print(f"{row['student']}: better on the test images than on the validation images "
-                  "by more than sampling explains (has the network seen the test images?) -- "
-                  "left for an instructor to review in formgrader")
-    return 0
-
-
-if __name__ == "__main__":  # python -m cnnbook.grading runs it too
-    sys.exit(main())

@@ -24,15 +24,16 @@ Autograding (``c.Autograde.sanitize_preprocessors`` / ``autograde_preprocessors`
   reason written under the cell; the cells that ran before keep their scores.
 * :class:`SaveAutoGradesOrDefer`: nbgrader's ``SaveAutoGrades``, then marks deferred cells
   ``needs_manual_grade`` without an automatic score. At the end of the command a summary of
-  deferred cells goes to stderr and the command exits with status 2.
+  deferred cells goes to stderr; ``python -m cnnbook.grading deferred ASSIGNMENT`` lists them
+  from the gradebook and exits with status 2 while any waits.
 
 Feedback (``c.GenerateFeedback.preprocessors``): :class:`StripHiddenTests` removes the hidden-test
 region of every cell (the code between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``)
 and cuts the traceback of a failing test cell to its last line, which names the error and the
 assertion message but shows no test code.
 
-All limits live in ``c.GradingSandbox`` (:class:`GradingSandbox`); ``solutions/README.md``
-documents them and the threat model.
+All limits live in ``c.GradingSandbox`` (:class:`cnnbook.grading.settings.GradingSandbox`);
+``solutions/README.md`` documents them and the threat model.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import functools
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,21 +50,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
-from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_markdown_cell, new_output
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor, SaveAutoGrades
+from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Bool, Integer, List, Unicode, default
-from traitlets.config import LoggingConfigurable
 
-from cnnbook.course.data import write_training_only
 from cnnbook.grading import sandbox, verdicts
 from cnnbook.grading import source_rules as answers
+from cnnbook.grading.jupyter_internals import HookedExecute, HookedKernelManager
+from cnnbook.grading.settings import GradingSandbox
 
 __all__ = [
-    "GradingSandbox",
     "SandboxedKernelManager",
     "SandboxedExecute",
     "CheckSubmittedFiles",
@@ -76,6 +74,7 @@ __all__ = [
     "judged_assignments",
     "without_hidden_tests",
     "deferred_cells",
+    "deferred_in_gradebook",
 ]
 
 JUDGING_KEY = "cnnbook_judging"
@@ -98,85 +97,48 @@ def deferred_cells() -> list[tuple[str, str, str, str, str]]:
     return list(_DEFERRED)
 
 
-def _report_deferred_and_exit() -> None:
-    """At exit: name every deferred cell on stderr and end with status 2 (nbgrader itself would
-    exit 0: the grades are saved, but an instructor has work to do)."""
+def _report_deferred() -> None:
+    """At exit: name every deferred cell on stderr. The command's exit status stays nbgrader's
+    (the grades are saved); ``python -m cnnbook.grading deferred ASSIGNMENT`` lists the same cells
+    from the gradebook and exits 2 when there are any, for scripts."""
     if not _DEFERRED:
         return
     lines = [f"nbgrader autograde: {len(_DEFERRED)} graded cell(s) were NOT graded automatically "
-             "(a grader limit or failure, not the student's score); grade them in formgrader:"]
+             "(a grader limit or failure, not the student's score); grade them in formgrader "
+             "(python -m cnnbook.grading deferred <assignment> lists them):"]
     lines += [f"  {student}/{assignment}/{notebook} {grade_id}: {reason}"
               for student, assignment, notebook, grade_id, reason in _DEFERRED]
     sys.stdout.flush()
     print("\n".join(lines), file=sys.stderr, flush=True)
-    os._exit(2)
 
 
-atexit.register(_report_deferred_and_exit)
+atexit.register(_report_deferred)
 
 
-def _default_readonly_paths() -> list[str]:
-    data = os.environ.get("CNNBOOK_DATA")
-    return [data] if data else []
+def deferred_in_gradebook(db_url: str, assignment: str) -> list[tuple[str, str, str]]:
+    """``(student, notebook, grade_id)`` of every autograded test cell of ``assignment`` in the
+    gradebook at ``db_url`` that waits for manual grading without an automatic score: the cells
+    a grader limit or failure deferred (:class:`SaveAutoGradesOrDefer`), until an instructor
+    grades them. Manually graded answers and tasks are not listed."""
+    found = []
+    with Gradebook(db_url) as gradebook:
+        try:
+            submissions = gradebook.find_assignment(assignment).submissions
+        except MissingEntry:
+            raise ValueError(f"the gradebook has no assignment {assignment!r}") from None
+        for submission in submissions:
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    if not (grade.needs_manual_grade and grade.auto_score is None
+                            and grade.manual_score is None and grade.cell.cell_type == "code"):
+                        continue
+                    try:
+                        gradebook.find_solution_cell(grade.name, notebook.name, assignment)
+                        continue  # a manually graded answer, not a test
+                    except MissingEntry:
+                        found.append((submission.student.id, notebook.name, grade.name))
+    return sorted(found)
 
-
-@functools.lru_cache(maxsize=None)
-def _training_only_copy(folder: str) -> str:
-    """A folder, made once per grader process and removed at its exit, holding only the training
-    images of the data set in ``folder`` (:func:`cnnbook.course.data.write_training_only`)."""
-    copy = tempfile.mkdtemp(prefix="cnnbook-training-only-")
-    atexit.register(shutil.rmtree, copy, True)
-    write_training_only(folder, copy)
-    return copy
-
-
-class GradingSandbox(LoggingConfigurable):
-    """The limits of autograding, in one place (``c.GradingSandbox`` in ``nbgrader_config.py``)."""
-
-    enabled = Bool(True, help="Run grading kernels under bubblewrap. When bwrap is missing, "
-                   "autograde stops with instructions; set False only to grade on a machine "
-                   "without it, knowing that student code then runs with your rights.").tag(
-                       config=True)
-    memory_limit_mib = Integer(4096, help="Resident memory (MiB) of one grading kernel and its "
-                               "children; the kernel is killed above it.").tag(config=True)
-    max_processes = Integer(64, help="Processes one grading kernel may have at once (a fork "
-                            "bomb is killed).").tag(config=True)
-    max_threads = Integer(1024, help="Threads of one grading process and its children (TensorFlow "
-                          "starts a few per core).").tag(config=True)
-    max_folder_mib = Integer(1024, help="MiB a grading process may write into its folder (a "
-                             "throwaway copy of the submission); it is killed above it.").tag(
-                                 config=True)
-    max_tmp_mib = Integer(512, help="MiB of a grading process's private /tmp (held in memory); "
-                          "writes past it fail.").tag(config=True)
-    max_output_bytes = Integer(2_000_000, help="Bytes of cell output kept per notebook; later "
-                               "output is dropped with a note.").tag(config=True)
-    max_file_bytes = Integer(100 * 2**20, help="Largest submitted file (bytes) copied into "
-                             "the grading folder; larger files are left out with a note.").tag(
-                                 config=True)
-    readonly_paths = List(Unicode(), help="Files or folders every grading kernel may read "
-                          "(default: the CNNBOOK_DATA folder when set). One that is missing on "
-                          "the grading machine defers the whole notebook to manual grading."
-                          ).tag(config=True)
-
-    hide_test_images = Bool(True, help="Give grading kernels a copy of the CNNBOOK_DATA folder "
-                            "that holds its training images only: the test images the accuracy "
-                            "grader measures on are never in a student's process.").tag(
-                                config=True)
-
-    @default("readonly_paths")
-    def _readonly_paths_default(self):
-        return _default_readonly_paths()
-
-    def kernel_data(self) -> tuple[list[str], dict[str, str]]:
-        """What a grading kernel reads, and the environment that points it there: the
-        ``readonly_paths``, with the ``CNNBOOK_DATA`` folder replaced by its training-only copy
-        (``hide_test_images``)."""
-        data = os.environ.get("CNNBOOK_DATA")
-        paths = list(self.readonly_paths)
-        if not (self.hide_test_images and data and data in paths and os.path.isdir(data)):
-            return paths, {}
-        copy = _training_only_copy(os.path.realpath(data))
-        return [copy if path == data else path for path in paths], {"CNNBOOK_DATA": copy}
 
 
 def _cell_label(cell, index: int) -> str:
@@ -194,7 +156,7 @@ def _matplotlib_font_cache() -> Path | None:
     """The grader's own matplotlib font list (built on first import), copied into each kernel's
     private config folder: without it every sandboxed kernel that imports matplotlib rebuilds the
     cache, seconds to a minute on a busy machine."""
-    try:
+    try:  # matplotlib loads slowly and the grader draws nothing: only once a kernel starts
         import matplotlib
         import matplotlib.font_manager  # noqa: F401 (builds the font list when missing)
     except ImportError:
@@ -203,18 +165,18 @@ def _matplotlib_font_cache() -> Path | None:
     return caches[-1] if caches else None
 
 
-class SandboxedKernelManager(AsyncKernelManager):
+class SandboxedKernelManager(HookedKernelManager):
     """A kernel manager whose kernel runs under :func:`cnnbook.grading.sandbox.sandboxed_command`:
-    the
-    working directory (the submission's copy) writable, its connection file and ZMQ ``ipc``
+    the working directory (the submission's copy) writable, its connection file and ZMQ ``ipc``
     sockets in a private runtime folder, ``python -P`` so that the working directory is not on
-    the import path, and a :class:`cnnbook.grading.sandbox.Watchdog` on memory and processes."""
+    the import path, its stdout and stderr discarded, and a
+    :class:`cnnbook.grading.sandbox.Watchdog` on memory and processes."""
 
     settings: GradingSandbox | None = None
     watchdog: sandbox.Watchdog | None = None
     _runtime_dir: str | None = None
 
-    async def _async_pre_start_kernel(self, **kw):
+    def before_launch(self) -> None:
         self._runtime_dir = tempfile.mkdtemp(prefix="cnnbook-kernel-")
         self.transport = "ipc"
         self.ip = os.path.join(self._runtime_dir, "kernel")
@@ -224,11 +186,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         font_cache = _matplotlib_font_cache()
         if font_cache is not None:
             shutil.copy(font_cache, os.path.join(matplotlib_dir, font_cache.name))
-        command, kw = await super()._async_pre_start_kernel(**kw)
-        # the kernel's own file descriptors 1 and 2 go nowhere: what student code writes there
-        # (a forged "[AutogradeApp | ERROR]" line) never reaches the grader's log
-        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
-        return command, kw
 
     def format_kernel_cmd(self, extra_arguments=None):
         if self.kernel_name not in ("python3", "python"):
@@ -240,37 +197,36 @@ class SandboxedKernelManager(AsyncKernelManager):
         settings = self.settings or GradingSandbox()
         if not settings.enabled:
             return argv
-        workdir = self._launch_args.get("cwd") or os.getcwd()
         readonly_paths, data_environment = settings.kernel_data()
         return sandbox.sandboxed_command(
-            argv, writable_dir=workdir, readonly_paths=readonly_paths,
+            argv, writable_dir=self.launch_folder(), readonly_paths=readonly_paths,
             socket_dir=self._runtime_dir, tmp_bytes=settings.max_tmp_mib * 2**20,
             environment={"NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
                          "MPLCONFIGDIR": os.path.join(self._runtime_dir, "matplotlib"),
                          **data_environment})
 
-    async def _async_post_start_kernel(self, **kw):
-        await super()._async_post_start_kernel(**kw)
+    def after_start(self) -> None:
         settings = self.settings or GradingSandbox()
-        process = getattr(self.provisioner, "process", None)
+        process = self.kernel_process()
         if process is not None:
             self.watchdog = sandbox.Watchdog(
                 process.pid, max_memory_bytes=settings.memory_limit_mib * 2**20,
                 max_processes=settings.max_processes, max_threads=settings.max_threads,
-                folder=self._launch_args.get("cwd") or os.getcwd(),
-                max_folder_bytes=settings.max_folder_mib * 2**20).start()
+                folder=self.launch_folder(), max_folder_bytes=settings.max_folder_mib * 2**20
+            ).start()
 
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        await super()._async_cleanup_resources(restart=restart)
+    def after_cleanup(self, restart: bool) -> None:
+        """Stop the watchdog and remove the runtime folder (called once or twice per kernel:
+        nbclient cleans up again after a shutdown, and only then for a kernel that died)."""
         if self.watchdog is not None:
             self.watchdog.stop()
+            self.watchdog = None
         if self._runtime_dir and not restart:
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            self._runtime_dir = None
 
-    cleanup_resources = AsyncKernelManager.cleanup_resources
 
-
-class SandboxedExecute(Execute):
+class SandboxedExecute(HookedExecute):
     """nbgrader's ``Execute`` for autograding: sandboxed kernels (:class:`SandboxedKernelManager`),
     ``timeout`` seconds per cell (``c.SandboxedExecute.timeout``; ``nbgrader validate`` keeps
     ``c.Execute.timeout``), at most ``c.GradingSandbox.max_output_bytes`` of output per notebook,
@@ -312,14 +268,11 @@ class SandboxedExecute(Execute):
             return self._keep_grade_signal(outs, msg)
         return super().output(outs, msg, display_id, cell_index)
 
-    def _update_display_id(self, display_id, msg):
-        """An ``update_display_data`` message (or a display with a known id) rewrites earlier
-        outputs in place: it counts toward the output limit like any output, and past the limit
-        it is dropped (nbclient 0.10's private hook; a test repeats the 20 MB update)."""
+    def accept_display_update(self, msg: dict) -> bool:
+        """A display update rewrites earlier outputs in place: it counts toward the output limit
+        like any output, and past the limit it is dropped (a test repeats the 20 MB update)."""
         self._output_bytes += len(json.dumps(msg.get("content", {}), default=str))
-        if self._output_bytes > self._settings.max_output_bytes:
-            return None
-        return super()._update_display_id(display_id, msg)
+        return self._output_bytes <= self._settings.max_output_bytes
 
     @staticmethod
     def _keep_grade_signal(outs, msg) -> None:
@@ -368,6 +321,10 @@ class SandboxedExecute(Execute):
                 if _is_graded(cell) and not cell.metadata.nbgrader.get("solution"):
                     hidden[index] = cell.source
                     cell.source = without_hidden_tests(cell.source)
+        if judged and not JudgeOutsideKernel(parent=self).feedback_kernel:
+            for index, source in hidden.items():
+                nb.cells[index].source = source
+            return nb, resources
         metadata = resources.setdefault("metadata", {})
         graded_folder = metadata.get("path")
         scratch = tempfile.mkdtemp(prefix="cnnbook-kernel-cwd-")
@@ -383,14 +340,10 @@ class SandboxedExecute(Execute):
                 nb.cells[index].source = source
 
     def _execute(self, nb, resources, km, judged: bool):
-        from nbclient.client import NotebookClient
-
         self._settings = GradingSandbox(parent=self)
         self._output_bytes, self._output_dropped = 0, False
         deferred = resources.setdefault(DEFERRED_KEY, {})
-        NotebookClient.__init__(self, nb, km)
-        self.reset_execution_trackers()
-        self._check_assign_resources(resources)
+        self.start_notebook(nb, resources, km)
 
         stop_reason = None
         missing = [path for path in self._settings.readonly_paths if not os.path.exists(path)]
@@ -451,7 +404,7 @@ class SandboxedExecute(Execute):
         if watchdog is not None and watchdog.reason:
             why = watchdog.reason
         else:
-            process = getattr(getattr(self.km, "provisioner", None), "process", None)
+            process = self.km.kernel_process() if self.km is not None else None
             code = process.poll() if process is not None else None
             why = f"exit status {code}" if code is not None else "no reply"
         return f"the kernel stopped while running cell {_cell_label(cell, index)} ({why})"
@@ -676,6 +629,11 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
     statement_timeout = Integer(60, help="Seconds one top-level statement of the student's "
                                 "cells may run in a student process (then it is skipped)."
                                 ).tag(config=True)
+    feedback_kernel = Bool(True, help="Also run the student's notebook in a sandboxed kernel, "
+                           "for the feedback only: the student sees their own outputs and "
+                           "figures beside the verdicts. False: the feedback shows the verdicts "
+                           "alone, and grading takes about half the CPU time. The grades are "
+                           "the same either way.").tag(config=True)
 
     def start(self, nb, resources) -> Future:
         """Start judging ``nb`` in the background (:class:`SandboxedExecute` calls this before

@@ -115,6 +115,8 @@ def tf_fused_batch_norm_training(inputs, gamma, beta, epsilon: float):
     ``(outputs, batch_mean, batch_variance)``, the variance with Bessel's correction
     ``n / (n - 1)`` (``tf.compat.v1.nn.fused_batch_norm``; TensorFlow 2 has no public name for
     it)."""
+    # TensorFlow itself only where a TensorFlow API is called: the rest of the module reaches
+    # Keras' private API (the package keeps TensorFlow imports out of its modules' tops)
     import tensorflow as tf
 
     return tf.compat.v1.nn.fused_batch_norm(

@@ -123,9 +123,11 @@ def block_graph(model) -> list[BlockNode]:
     """The boxes of ``model``'s diagram in creation order, with folded layers merged (see the
     module docstring). ``model`` must be a functional Keras model whose layers are each called
     once (a block, not a network that shares layers)."""
+    # Keras (and keras_internals, which imports it) take seconds: the layout code of this module
+    # does not need them, so only the functions that read a model import them
     import keras
 
-    from cnnbook import keras_internals
+    from cnnbook import keras_internals  # imports Keras, as above
 
     if not isinstance(model, keras.Model) or not hasattr(model, "get_config"):
         raise ValueError(f"model must be a functional keras.Model, got {type(model).__name__}")
@@ -253,8 +255,9 @@ def draw_block(model, ax=None, title: str | None = None, *, width: float | None 
     output shape; each arrow a ``FancyArrowPatch``. ``width`` (drawing units) and ``num_rows``
     widen the axes' limits beyond the diagram's own, so that several diagrams drawn side by side
     share one scale (:func:`draw_blocks`)."""
+    # matplotlib is slow to import: only the functions that draw import it
     import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # as above
 
     boxes = block_graph(model)
     positions = _layout(boxes, COLUMN_SPACING)
@@ -320,7 +323,7 @@ def draw_block(model, ax=None, title: str | None = None, *, width: float | None 
 def draw_blocks(models_and_titles, direction: str = "row"):
     """Draw several blocks (a list of ``(model, title)``) on one figure at one scale, side by
     side (``direction="row"``) or one under the other (``"column"``); returns the figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow to import: only when drawing (as in draw_block)
 
     models_and_titles = list(models_and_titles)
     if not models_and_titles:

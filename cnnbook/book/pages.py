@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 
 import numpy as np
@@ -48,6 +49,8 @@ def glue_value(name: str, value) -> None:
     """Glue ``value`` under ``name`` for ``{glue:text}`name:format``` in the prose, without
     showing it in the cell's output. The value is first made plain by :func:`plain_value`, so the
     page shows ``0.25``, never the NumPy repr with its type name."""
+    # MyST-NB and IPython belong to the book's environment, not to cnnbook's dependencies (and are
+    # slow to import): only the page that glues or shows source loads them
     from myst_nb import glue
 
     if not isinstance(name, str) or not name:
@@ -58,9 +61,7 @@ def glue_value(name: str, value) -> None:
 def show_source(function):
     """The source code of ``function`` (as Python runs it, from ``inspect.getsource``) as a
     Markdown code block that a page's cell displays with syntax highlighting."""
-    import inspect
-
-    from IPython.display import Markdown
+    from IPython.display import Markdown  # book environment only, as in glue_value
 
     if not callable(function):
         raise ValueError(f"function must be a function or a class, got {type(function).__name__}")
@@ -75,7 +76,7 @@ def table(frame, formats=None, precision: int = 2, thousands: str = ",", na_rep:
 
     Keep a meaningful index by ``frame.reset_index()`` first: the index column is always hidden.
     """
-    import pandas as pd
+    import pandas as pd  # heavy (about a second): only the pages that show a table pay for it
 
     if not isinstance(frame, pd.DataFrame):
         raise ValueError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")

@@ -249,7 +249,7 @@ def layer_stats(model, input_shape=None):
     for a model built with ``None`` sizes (MobileNetV3); per-example counts that depend on an
     unknown size are ``NaN``. Raises ``NotImplementedError`` for a layer class without a rule.
     """
-    import pandas as pd
+    import pandas as pd  # slow to import: only the table needs it, the plain counts do not
 
     rows = layer_rows(model, input_shape)
     frame = pd.DataFrame([{f.name: getattr(row, f.name) for f in fields(_Row)} for row in rows])

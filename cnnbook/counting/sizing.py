@@ -15,6 +15,8 @@ import math
 import numbers
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from cnnbook.checks import check_int as _check_int
 
 __all__ = [
@@ -225,7 +227,7 @@ def shape_table(model):
     ``NotImplementedError`` naming it, so ``table["matches"].all()`` never passes over a layer
     the rules cannot predict.
     """
-    import pandas as pd
+    import pandas as pd  # slow to import: only the table needs it, not the sizing rules
 
     rows = []
     for layer in model.layers:
@@ -266,9 +268,10 @@ def measured_receptive_field(layers, size: int = 96) -> int:
 
     ``size`` must leave at least one output; 96 suits the chapter's stacks.
     """
+    # Keras and TensorFlow take seconds to import: the sizing rules of this module need neither,
+    # only this measurement does
     import keras
-    import numpy as np
-    import tensorflow as tf
+    import tensorflow as tf  # as above
 
     size = _check_int("size", size, 1)
     model = keras.Sequential([keras.Input((size, size, 1))] + [

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from cnnbook.checks import check_int as _check_int
 
 __all__ = [
@@ -130,8 +132,6 @@ def measure_throughput(
     ``input_shape`` (no batch axis) is needed only for a model with ``None`` sizes.
     Returns a :class:`Throughput` (``len(batch_seconds)`` says how many calls were timed).
     """
-    import numpy as np
-
     batch_size = _check_int("batch_size", batch_size, 1)
     warmup = _check_int("warmup", warmup, 1)
     iterations = _check_int("iterations", iterations, 1)
@@ -179,8 +179,10 @@ def machine_description() -> dict:
     use), ``system`` (OS and architecture), ``python``, ``tensorflow`` and ``keras`` versions,
     ``gpus`` (names of the GPUs TensorFlow sees; empty on a CPU-only machine) and ``device``
     (``"GPU"`` or ``"CPU"``, what ``predict_on_batch`` ran on)."""
+    # Keras and TensorFlow take seconds to import: this module imports them only in the functions
+    # that use them, so that importing it stays light
     import keras
-    import tensorflow as tf
+    import tensorflow as tf  # as above
 
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
     return {
@@ -287,7 +289,7 @@ def resnet50_speed(cache_dir: Path | str | None = None) -> dict:
     batches of 32 gain in images per second."""
 
     def build():
-        import keras
+        import keras  # slow to import: only when the cache misses and the network is built
 
         return keras.applications.ResNet50(weights=None)
 

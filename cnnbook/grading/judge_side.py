@@ -35,6 +35,7 @@ import json
 import os
 import sys
 
+from cnnbook.grading import written_here
 from cnnbook.grading.plain_data import KerasGraph, MalformedAnswer, Refused, decode, encode
 
 __all__ = ["StudentFunction", "StudentProcessFailed", "GraderProblem", "check_written_here",
@@ -246,10 +247,8 @@ class Judge:
             raise StudentProcessFailed(f"{what} could not be rebuilt: {error}") from None
 
     def run_setup(self, cells: list[str]) -> None:
-        import cnnbook.grading.written_here
-
         # test cells import the check from cnnbook.grading.written_here: here it is the judge's
-        cnnbook.grading.written_here.check_written_here = check_written_here
+        written_here.check_written_here = check_written_here
         _guard_model_loading(self.channel)
         for source in cells:
             self.instructor_names += free_names(source)
@@ -340,6 +339,8 @@ def _guard_model_loading(channel: _Channel) -> None:
     (no link, nothing above :data:`MAX_MODEL_FILE_BYTES`) with ``safe_mode``, and tell the grader
     first that a file of the student's is being rebuilt (if that kills the judge, the student's
     tests fail, not the grader)."""
+    # not at the top: the grader imports this module (verdicts) and must not pay for Keras; in
+    # the judge, main() has imported it already, before the submission's folder was entered
     import keras
 
     original = getattr(keras.models.load_model, "__wrapped__", keras.models.load_model)
@@ -419,7 +420,7 @@ def main() -> None:
     # read every configuration file now, before a submission's folder is the working directory
     # (the first import of Matplotlib reads a matplotlibrc found there)
     import keras  # noqa: F401
-    import matplotlib  # noqa: F401
+    import matplotlib  # noqa: F401 (as Keras: before any submission's folder is entered)
 
     while True:
         try:

@@ -19,6 +19,8 @@ import base64
 import json
 import math
 
+import numpy
+
 from cnnbook.grading.student_side import encode
 
 __all__ = ["encode", "decode", "Refused", "MalformedAnswer", "KerasGraph",
@@ -104,6 +106,8 @@ def _check_keras_config(config, depth: int = 0) -> None:
 def keras_model_from_config(text: str):
     """A Keras model rebuilt from the JSON config a student process sent (only Keras' classes,
     ``safe_mode``); :class:`MalformedAnswer` when it names anything else."""
+    # Keras takes seconds to import: the grader imports this module (through judge_side) and
+    # never rebuilds a model, only the judge does
     import keras
 
     import cnnbook.course.layers  # noqa: F401 (registers the course's layers)
@@ -125,7 +129,7 @@ class KerasGraph:
     def on(self, inputs):
         """The block's output tensor(s), computed by the student's layers from ``inputs`` (the
         judge's own input tensors, in the order the call passed them)."""
-        import keras
+        import keras  # only the judge joins layers (see keras_model_from_config)
 
         joined = keras.models.clone_model(self.model, input_tensors=inputs,
                                           clone_function=lambda layer: layer)
@@ -176,8 +180,6 @@ def decode(data, depth: int = 0):
     if tag == "__refused__":
         return Refused(_checked_text(content)[:300])
     if tag == "__ndarray__" and type(content) is dict:
-        import numpy
-
         dtype = numpy.dtype(_checked_text(content.get("dtype")))
         shape = content.get("shape")
         if dtype.kind not in "biuf" or type(shape) is not list or not all(

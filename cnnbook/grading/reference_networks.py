@@ -72,9 +72,11 @@ def _layer_list(kind: str, widths) -> list[tuple[str, str, dict]]:
 
 
 def _network(kind: str, widths, name: str):
+    # Keras (and cnnbook.course's inputs and layers, which import it) take seconds: the accuracy
+    # grader imports this module for REFERENCE_ARCHITECTURES and must stay cheap to import
     import keras
 
-    from cnnbook.course.inputs import image_input, normalization_layer
+    from cnnbook.course.inputs import image_input, normalization_layer  # imports Keras
 
     images = image_input()
     tensor = normalization_layer()(images)
@@ -103,10 +105,10 @@ def reference_resnet20():
     the
     network a submission is measured with is the grader's own: only the weights come from the
     student."""
-    import keras
+    import keras  # slow to import: only when a network is built (see _network)
 
-    from cnnbook.course.inputs import image_input, normalization_layer
-    from cnnbook.course.layers import ZeroPadShortcut
+    from cnnbook.course.inputs import image_input, normalization_layer  # imports Keras
+    from cnnbook.course.layers import ZeroPadShortcut  # imports Keras
 
     images = image_input()
     x = normalization_layer()(images)

@@ -46,6 +46,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cnnbook
+
 __all__ = [
     "SandboxUnavailable",
     "PASSED_ENVIRONMENT",
@@ -183,8 +185,6 @@ def python_environment_paths() -> list[Path]:
     ``sys.base_prefix`` (the interpreter's standard library), the folder of the real interpreter
     and the source folder of ``cnnbook`` (an editable install points outside the venv). Folders
     already under a system folder are left out."""
-    import cnnbook
-
     candidates = [Path(sys.prefix), Path(sys.base_prefix),
                   Path(os.path.realpath(sys.executable)).parent,
                   Path(cnnbook.__file__).resolve().parent]
@@ -366,6 +366,8 @@ class Watchdog:
         self.stop()
 
     def _measure(self) -> tuple[int, int, int]:
+        # psutil is not one of cnnbook's dependencies (Jupyter's kernel brings it): only a
+        # running watchdog needs it, not the code that builds a sandboxed command
         import psutil
 
         root = psutil.Process(self.pid)
@@ -395,7 +397,7 @@ class Watchdog:
         return None
 
     def _watch(self) -> None:
-        import psutil
+        import psutil  # only a running watchdog needs it (see _measure)
 
         tick = 0
         while not self._stopped.wait(self.interval):

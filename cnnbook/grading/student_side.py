@@ -276,6 +276,9 @@ def _decoded(data, inputs: list | None = None):
             return {_decoded(key, inputs): _decoded(item, inputs)
                     for key, item in data["__dict__"]}
         if "__keras_input__" in data:
+            # this process imports nothing but the standard library before the student's code:
+            # it runs where the packages a test forbids are hidden, and Keras or NumPy loaded by
+            # us would already be in sys.modules; only a value the judge sends brings them in
             import keras
 
             spec = data["__keras_input__"]
@@ -284,7 +287,7 @@ def _decoded(data, inputs: list | None = None):
                 inputs.append(tensor)
             return tensor
         if "__keras_model__" in data:
-            import keras
+            import keras  # only when the judge sends a model (see __keras_input__ above)
 
             spec = data["__keras_model__"]
             model = keras.models.model_from_json(spec["config"])
@@ -293,7 +296,7 @@ def _decoded(data, inputs: list | None = None):
         if "__float__" in data:
             return float(data["__float__"])
         if "__ndarray__" in data:
-            import numpy
+            import numpy  # only when the judge sends an array (see __keras_input__ above)
 
             spec = data["__ndarray__"]
             return numpy.frombuffer(base64.b64decode(spec["data"]), dtype=spec["dtype"]

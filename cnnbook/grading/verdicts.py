@@ -586,6 +586,8 @@ def _source(cell) -> str:
 def _as_python(source: str) -> str:
     """A cell's source with IPython's syntax (``%matplotlib inline``, ``!ls``, ``%%time``)
     translated to plain Python calls of ``get_ipython()`` (the student process answers them)."""
+    # IPython is the grader's (nbgrader's) environment, not one of cnnbook's dependencies, and
+    # slow to import: only when a notebook's cells are translated
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:

@@ -10,6 +10,7 @@ at all. Importing this module is cheap (no TensorFlow, no nbgrader).
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Iterable
 
@@ -47,8 +48,6 @@ def _is_notebook_function(value) -> bool:
 def _unwrapped(value):
     """``value`` without ``functools.partial`` layers (a partial of the reference is the
     reference)."""
-    import functools
-
     while isinstance(value, functools.partial):
         value = value.func
     return value

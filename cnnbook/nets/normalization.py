@@ -35,7 +35,7 @@ BATCH_NORM_SETTINGS = {
 def batch_norm(name: str, settings: str = "keras_applications"):
     """A ``keras.layers.BatchNormalization`` called ``name`` with the named ``settings``
     (a key of :data:`BATCH_NORM_SETTINGS`); ``ValueError`` for another name."""
-    import keras
+    import keras  # slow to import: the settings are plain data that a page can read without it
 
     if settings not in BATCH_NORM_SETTINGS:
         raise ValueError(

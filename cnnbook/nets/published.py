@@ -20,7 +20,7 @@ def available() -> list[str]:
 
 def load(name: str):
     """The published table ``name`` as a pandas DataFrame (lines starting with ``#`` are notes)."""
-    import pandas as pd
+    import pandas as pd  # slow to import: only when a table is read, not for available()
 
     path = DATA_DIR / f"{name}.csv"
     if not path.is_file():

@@ -15,8 +15,13 @@ of ``published_data/imagenet_models.csv`` and the years of ``published_data/arch
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+from cnnbook.checks import check_positive_real
+from cnnbook.counting import speed
+from cnnbook.nets import published
 
 __all__ = [
     "SurveyModel",
@@ -52,13 +57,15 @@ class SurveyModel:
 
 
 def _lenet5():
+    # cnnbook.nets.models imports Keras (seconds): the survey's list and its published tables
+    # are read without it, so only a network's builder imports it
     from cnnbook.nets import models
 
     return models.lenet5()
 
 
 def _alexnet():
-    from cnnbook.nets import models
+    from cnnbook.nets import models  # imports Keras: only when built (see _lenet5)
 
     return models.alexnet()
 
@@ -100,7 +107,7 @@ def survey_model(name: str) -> SurveyModel:
 
 def build_survey_model(name: str):
     """Build the network ``name`` with fresh, untrained weights (``weights=None``)."""
-    import keras
+    import keras  # slow to import: only when a network is built (see _lenet5)
 
     entry = survey_model(name)
     if callable(entry.builder):
@@ -111,16 +118,12 @@ def build_survey_model(name: str):
 
 def architecture_years():
     """``architectures.csv`` (architecture, year, idea, problem, models, source) as a DataFrame."""
-    from cnnbook.nets import published
-
     return published.load("architectures")
 
 
 def published_models():
     """``imagenet_models.csv`` with the ``architecture`` and ``year`` of each row (from the
     ``models`` column of ``architectures.csv``); ``ValueError`` if a row has no architecture."""
-    from cnnbook.nets import published
-
     table = published.load("imagenet_models")
     owner = {}
     for row in architecture_years().itertuples():
@@ -151,12 +154,12 @@ def computed_costs(names: Iterable[str] | None = None):
     ``names`` is a list of names of :data:`SURVEY_MODELS`; a single string or an unknown name
     raises ``ValueError`` before anything is built.
     """
-    import gc
-
+    # Keras and pandas (and accounting, which imports Keras) are slow to import: only the
+    # functions that build networks or tables import them, not the survey's list
     import keras
-    import pandas as pd
+    import pandas as pd  # as above
 
-    from cnnbook.counting import accounting
+    from cnnbook.counting import accounting  # imports Keras, as above
 
     if names is None:
         names = [m.name for m in SURVEY_MODELS]
@@ -194,10 +197,10 @@ def survey_table(costs):
     adds ``year``, ``params_millions``/``macs_g`` computed and ``published_params_millions``,
     ``published_macs_g``, ``published_macs_image_size``, ``top1_percent`` with their sources
     (``NaN`` where nothing is published, e.g. LeNet-5 on ImageNet)."""
-    import pandas as pd
+    import pandas as pd  # slow to import: only the tables need it (see computed_costs)
 
     years = architecture_years().set_index("architecture")["year"]
-    published = published_models().set_index("model")
+    figures = published_models().set_index("model")
     table = costs.copy()
     table["year"] = [int(years[architecture]) for architecture in table["architecture"]]
     table["image_size"] = [shape[0] for shape in table["input_shape"]]
@@ -214,7 +217,7 @@ def survey_table(costs):
     }
     for source_column, column in columns.items():
         table[column] = [
-            published.loc[name, source_column] if name in published.index else pd.NA
+            figures.loc[name, source_column] if name in figures.index else pd.NA
             for name in table["model"]
         ]
     return table
@@ -234,12 +237,9 @@ def measure_speeds(
     Columns: ``model``, ``batch_size``, ``images_per_second``, ``latency_ms`` (one batch, the
     median) and ``timed_calls`` (how many calls the median is over).
     """
-    import gc
-
+    # slow to import: only when networks are built and timed (see computed_costs)
     import keras
-    import pandas as pd
-
-    from cnnbook.counting import speed
+    import pandas as pd  # as above
 
     rows = []
     for name in names:
@@ -264,8 +264,6 @@ def models_reaching(speeds, frames_per_second: float = 20.0) -> list[str]:
     """The networks of ``speeds`` (from :func:`measure_speeds`) that process single images
     (batch size 1, as a camera delivers frames) at ``frames_per_second`` or more, fastest first.
     """
-    from cnnbook.checks import check_positive_real
-
     frames_per_second = check_positive_real("frames_per_second", frames_per_second)
     single = speeds[speeds["batch_size"] == 1]
     if single.empty:

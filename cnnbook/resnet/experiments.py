@@ -54,6 +54,9 @@ from pathlib import Path
 import numpy as np
 
 import cnnbook
+from cnnbook.counting.speed import machine_description
+from cnnbook.course import data
+from cnnbook.resnet import lesion
 
 __all__ = [
     "RESULTS_DIR",
@@ -158,6 +161,8 @@ def parse_network_name(name: str) -> tuple[str, int]:
 def build_network(kind: str, depth: int):
     """A fresh untrained network of :data:`KINDS` ``kind`` and ``depth`` (in the current dtype
     policy)."""
+    # cnnbook.nets.models (and cnnbook.training.train) import Keras, which takes seconds: the
+    # pages import this module to read the committed results, so only training imports them
     from cnnbook.nets import models
 
     network_name(kind, depth)
@@ -224,8 +229,6 @@ def dataset_description(num_train: int, num_test: int) -> dict:
     """Where the images came from, without any folder of the machine: with ``CNNBOOK_DATA`` set,
     ``files`` maps each ``.npz`` file's path relative to that folder to its SHA-256; otherwise
     Keras' download of the full data set. And how many images were used."""
-    from cnnbook.course import data
-
     folder = os.environ.get(data.DATA_ENV)
     if folder:
         root = Path(folder).expanduser()
@@ -252,8 +255,6 @@ def provenance(command: str, config: ResnetConfig, dataset: dict, seconds: dict,
                precision: str | None = None, code: dict | None = None) -> dict:
     """Everything needed to say where a result came from and to reproduce it (``code``: a
     :func:`code_state` taken when the run started; default: now)."""
-    from cnnbook.counting.speed import machine_description
-
     machine = machine_description()
     return {
         "command": command,
@@ -315,7 +316,7 @@ class _Log:
 
 
 def _epoch_logger(name: str, log: _Log):
-    import keras
+    import keras  # slow to import: only when training (see build_network)
 
     class EpochLog(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -335,8 +336,6 @@ def _same_run(history: dict, config: ResnetConfig) -> bool:
 
 
 def _lesion_record(model, images, labels, config: ResnetConfig) -> dict:
-    from cnnbook.resnet import lesion
-
     candidates = len(lesion.deletable_blocks(model, include_downsampling=False))
     deletion_counts = [count for count in config.deletion_counts if count <= candidates]
     can_swap = bool(lesion.swappable_pairs(model))
@@ -362,11 +361,10 @@ def run_resnet(config: ResnetConfig = FULL_RESNET, out: Path | str = RESULTS_DIR
     :func:`load_resnet_results` reads back). Networks whose history (same epochs, recipe and
     batch size) and weights are already in ``out`` are not trained again: their weights are
     loaded for the lesion studies; lesion studies already in ``out`` are kept."""
+    # slow to import (Keras, and train, which imports it): only when training (see build_network)
     import keras
 
-    from cnnbook.course import data
-    from cnnbook.resnet import lesion
-    from cnnbook.training import train
+    from cnnbook.training import train  # imports Keras, as above
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

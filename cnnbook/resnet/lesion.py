@@ -121,7 +121,7 @@ def deletable_blocks(model, include_downsampling: bool = True) -> list[str]:
 def _rebuild(model, sequence, name: str):
     """A new model whose top-level chain is ``sequence``: a list of layers or callables applied
     in turn to the image input, sharing ``model``'s layers."""
-    import keras
+    import keras  # slow to import: only when a lesion function needs it (see _models)
 
     inputs = keras.Input(shape=tuple(model.input.shape[1:]), name=model.input.name)
     x = inputs
@@ -161,7 +161,7 @@ def delete_blocks(model, names: Iterable[str]):
     computes. Raises ``ValueError`` for an unknown name, a repeated name, or a downsampling
     block of a plain network (nothing of the right shape remains without it).
     """
-    import keras
+    import keras  # slow to import: only when a lesion function needs it (see _models)
 
     models = _models()
     names = _check_names(model, names, "names")
@@ -363,8 +363,9 @@ def block_gradient_norms(model, images, labels, training: bool = True) -> list[d
     during a training step (the behaviour at the start of training); the model's running
     statistics are left as they were.
     """
+    # Keras and TensorFlow take seconds: only when a lesion function needs them (see _models)
     import keras
-    import tensorflow as tf
+    import tensorflow as tf  # as above
 
     labels = np.asarray(labels).reshape(-1)
     if len(images) != len(labels) or len(labels) == 0:
@@ -402,7 +403,7 @@ def branch_ratios(model, images) -> list[dict]:
     ratio near or above 1 means the branch dominates. Inference mode. One row per residual
     block, in order: ``name``, ``downsampling`` and ``ratio``.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # slow to import: only when needed (see _models)
 
     models = _models()
     x = tf.convert_to_tensor(np.asarray(images, dtype="float32"))

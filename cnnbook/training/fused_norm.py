@@ -39,6 +39,8 @@ def _fused_training_call(layer: keras.layers.BatchNormalization):
     so that the moving variance is Keras'. Anything else (inference, masks, other axes, renorm,
     synchronised or scale/center-less layers) goes to Keras' own ``call``.
     """
+    # TensorFlow itself only where a TensorFlow API is called: the rest of the module uses Keras'
+    # own API (the package keeps TensorFlow imports out of its modules' tops)
     import tensorflow as tf
 
     keras_call = layer.call

@@ -12,7 +12,7 @@ __all__ = ["plot_history"]
 def plot_history(history, title: str | None = None, path: str | Path | None = None):
     """Loss and accuracy per epoch (training, and validation when present) side by side; returns
     the matplotlib figure (saved to ``path`` if given)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow to import: only when a run is plotted
 
     record = history.history if hasattr(history, "history") else dict(history)
     if "loss" not in record:

@@ -196,6 +196,8 @@ def make_optimizer(recipe, total_steps: int, batch_size: int = 128, depth: int =
 
 def _default_strategy():
     """MirroredStrategy over the visible GPUs when there are several, else None (no strategy)."""
+    # TensorFlow itself only where a TensorFlow API is called: the rest of the module uses Keras'
+    # own API (the package keeps TensorFlow imports out of its modules' tops)
     import tensorflow as tf
 
     gpus = tf.config.list_logical_devices("GPU")
@@ -295,7 +297,7 @@ def fast_dtype_policy() -> str:
     """The fastest Keras dtype policy here: ``"mixed_float16"`` with a GPU, ``"mixed_bfloat16"``
     on a CPU with bfloat16 instructions (AVX512-BF16 or AMX), else ``"float32"``. Mixed policies
     compute in 16 bits and keep the weights in float32; the logits stay float32."""
-    import tensorflow as tf
+    import tensorflow as tf  # only where TensorFlow's API is called (see _default_strategy)
 
     if tf.config.list_logical_devices("GPU"):
         return "mixed_float16"

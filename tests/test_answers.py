@@ -15,6 +15,7 @@ import sys
 import nbformat
 import pytest
 from nbgrader_course import nbgrader_metadata, read_notebook, source_of
+from source_rule_cases import BYPASSES, MATH_FROM_SET_UP, SIGNATURE
 
 from cnnbook.grading import source_rules as answers
 from cnnbook.grading import written_here
@@ -58,11 +59,7 @@ HONEST = {
         "    pad = 0 if padding == 'valid' else padding\n"
         "    return _floor_div(input_size - kernel_size + 2 * pad, stride) + 1\n"
         "for name in ('valid', 'same'):\n    print(name, output_size(32, 3, 1, name))\n"),
-    "math from the set-up": (
-        "def output_size(input_size, kernel_size, stride=1, padding='valid'):\n"
-        "    if padding == 'same':\n        return math.ceil(input_size / stride)\n"
-        "    pad = 0 if padding == 'valid' else padding\n"
-        "    return math.floor((input_size - kernel_size + 2 * pad) / stride) + 1\n"),
+    "math from the set-up": MATH_FROM_SET_UP,
 }
 
 
@@ -81,121 +78,6 @@ def test_honest_answers_are_accepted(sizing, answer):
     assert answers.find_violations(notebook) == {}
 
 
-SIGNATURE = "def output_size(input_size, kernel_size, stride=1, padding='valid'):\n"
-BYPASSES = {
-    # the bypasses of check_written_here listed in issue 10, each with the rule that catches it
-    "eval": (SIGNATURE + "    return eval('cnnbook.counting.sizing.conv_output_size')(input_size, "
-             "kernel_size, stride, padding)\n", "uses `eval`"),
-    "__import__": (SIGNATURE
-                   + "    module = __import__('cnnbook.counting.sizing', fromlist=['x'])\n"
-                   "    return module.conv_output_size(input_size, kernel_size, stride, padding)\n",
-                   "uses `__import__`"),
-    "functools.partial": ("import functools\nreference = functools.partial("
-                          "cnnbook.counting.sizing.conv_output_size)\n" + SIGNATURE
-                          + "    return reference(input_size, kernel_size, stride, padding)\n",
-                          "uses `cnnbook` from cnnbook"),
-    "default argument": ("def output_size(input_size, kernel_size, stride=1, padding='valid', "
-                         "rule=cnnbook.counting.sizing.conv_output_size):\n"
-                         "    return rule(input_size, kernel_size, stride, padding)\n",
-                         "uses `cnnbook` from cnnbook"),
-    "closure": ("def make():\n    rule = cnnbook.counting.sizing.conv_output_size\n"
-                "    def output_size(input_size, kernel_size, stride=1, padding='valid'):\n"
-                "        return rule(input_size, kernel_size, stride, padding)\n"
-                "    return output_size\noutput_size = make()\n",
-                "uses `cnnbook` from cnnbook"),
-    "table precomputed with cnnbook": (
-        "TABLE = {(w, k, s): cnnbook.counting.sizing.conv_output_size(w, k, s) "
-        "for w in range(1, 64) for k in range(1, 8) for s in (1, 2) if k <= w}\n" + SIGNATURE
-        + "    return TABLE[input_size, kernel_size, stride]\n", "uses `cnnbook` from cnnbook"),
-    "table precomputed with Keras": (
-        "TABLE = {(w, k, s): keras.layers.Conv2D(1, k, strides=s).compute_output_shape("
-        "(1, w, w, 1))[1] for w in range(1, 64) for k in range(1, 8) for s in (1, 2) if k <= w}\n"
-        + SIGNATURE + "    return TABLE[input_size, kernel_size, stride]\n",
-        "`output_size` must not rely on keras"),
-    "check_written_here replaced": (
-        "import cnnbook.grading.written_here\n"
-        "cnnbook.grading.written_here.check_written_here = lambda *args, **kwargs: None\n"
-        + SIGNATURE + "    return 0\n", "imports `cnnbook.grading.written_here`"),
-    "importlib": ("import importlib\nsizing = importlib.import_module('cnnbook.counting.sizing')\n"
-                  + SIGNATURE + "    return sizing.conv_output_size(input_size, kernel_size)\n",
-                  "imports `importlib`"),
-    "sys.modules": ("import sys\n" + SIGNATURE + "    return sys.modules['cnnbook.counting.sizing']"
-                    ".conv_output_size(input_size, kernel_size)\n", "imports `sys`"),
-    "dunder walk": (SIGNATURE + "    return output_size.__globals__['cnnbook'].sizing"
-                    ".conv_output_size(input_size, kernel_size)\n",
-                    "reads the attribute `__globals__`"),
-    "patched Keras": (HONEST["math from the set-up"]
-                      + "keras.layers.Conv2D.compute_output_shape = lambda self, shape: shape\n",
-                      "changes `keras.layers.Conv2D.compute_output_shape`"),
-    "set-up name rebound": (HONEST["math from the set-up"] + "import numpy as keras\n",
-                            "redefines `keras`"),
-    "IPython hook": (HONEST["math from the set-up"]
-                     + "get_ipython().events.register('post_run_cell', print)\n",
-                     "uses `get_ipython`"),
-    "magic": (HONEST["math from the set-up"] + "%run ../../../solutions/sizing/sizing.ipynb\n",
-              "uses `get_ipython`"),
-    "builtin redefined": (HONEST["math from the set-up"]
-                          + "def isinstance(value, kind):\n    return True\n",
-                          "redefines the built-in `isinstance`"),
-    # code the analysis never sees: a module of one's own, another program
-    "module shipped beside the notebook": (
-        "import my_shape_rules\n" + SIGNATURE
-        + "    return my_shape_rules.output_size(input_size, kernel_size, stride, padding)\n",
-        "imports `my_shape_rules`, which is not an installed module"),
-    "module the notebook writes": (
-        "with open('shape_rules_cnn.py', 'w') as file:\n"
-        "    file.write('import keras\\ndef rule(w, k, s): ...\\n')\n"
-        "from shape_rules_cnn import rule\n" + SIGNATURE
-        + "    return rule(input_size, kernel_size, stride)\n",
-        "imports `shape_rules_cnn`, which is not an installed module"),
-    "subprocess": ("import subprocess\n" + SIGNATURE
-                   + "    return int(subprocess.check_output(['python', '-c', 'import keras']))\n",
-                   "imports `subprocess`"),
-    "os.popen": ("import os as system_tools\n" + SIGNATURE
-                 + "    return int(system_tools.popen('python -c \"import keras\"').read())\n",
-                 "uses `system_tools.popen`, which starts another program"),
-    "everything from os": ("from os import *\n" + SIGNATURE
-                           + "    return int(popen('python rules.py').read())\n",
-                           "imports everything from `os`"),
-    "attrgetter": ("import operator\n" + SIGNATURE
-                   + "    walk = operator.attrgetter('__globals__')\n"
-                   "    return walk(output_size)['cnnbook'].sizing.conv_output_size(input_size, "
-                   "kernel_size)\n",
-                   "uses `operator.attrgetter`, which reads attributes by name"),
-    "methodcaller imported by name": (
-        "from operator import methodcaller\n" + SIGNATURE
-        + "    return methodcaller('conv_output_size', input_size, kernel_size)(rules)\n",
-        "imports `methodcaller` from `operator`, which reads attributes by name"),
-    "operator as a value": ("import operator\ntools = [operator][0]\n" + SIGNATURE
-                            + "    return tools.attrgetter('__globals__')(output_size)\n",
-                            "uses the module `operator` (operator) as a value"),
-    "the C operator module": ("import _operator\n" + SIGNATURE
-                              + "    return _operator.methodcaller('x')(output_size)\n",
-                              "uses `_operator.methodcaller`, which reads attributes by name"),
-    "a name bound to two modules": ("import operator as o\ndef unused():\n    import math as o\n"
-                                    + SIGNATURE + "    return o.attrgetter('x')(output_size)\n",
-                                    "uses `o.attrgetter`, which reads attributes by name"),
-    "os reached through another module": ("import shutil\n" + SIGNATURE
-                                          + "    shutil.os.system('python rules.py')\n"
-                                          "    return 0\n",
-                                          "uses `shutil.os.system`, which starts another program"),
-    "imp.load_source": ("import imp\nrules = imp.load_source('rules', 'rules.py')\n" + SIGNATURE
-                        + "    return rules.output_size(input_size, kernel_size)\n",
-                        "imports `imp`"),
-    "site.addsitedir": ("import site\nsite.addsitedir('.')\n" + SIGNATURE + "    return 0\n",
-                        "imports `site`"),
-    "pickled reference function": (
-        SIGNATURE + "    rule = numpy.load('rule.npy', allow_pickle=True).item()\n"
-        "    return rule(input_size, kernel_size)\n", "passes `allow_pickle=`"),
-    "asyncio subprocess": ("import asyncio\n" + SIGNATURE
-                           + "    asyncio.create_subprocess_shell('python rules.py')\n"
-                           "    return 0\n", "uses `asyncio.create_subprocess_shell`"),
-    "os.system imported by name": ("from os import system, getcwd\n" + SIGNATURE
-                                   + "    system('python rules.py')\n    return 0\n",
-                                   "imports `system` from `os`, which starts another program"),
-}
-
-
 @pytest.mark.parametrize("bypass", sorted(BYPASSES))
 def test_every_known_bypass_is_refused_in_the_answer_cell(sizing, bypass):
     source, rule = BYPASSES[bypass]
@@ -203,6 +85,100 @@ def test_every_known_bypass_is_refused_in_the_answer_cell(sizing, bypass):
     problems = answers.find_violations(notebook)
     assert list(problems) == [index], problems
     assert any(rule in problem for problem in problems[index]), problems[index]
+
+
+# --- The table of rules: each rule refuses its case with its own message --------------------------
+
+KERAS_ANSWER = (SIGNATURE + "    return keras.layers.Conv2D(1, kernel_size).compute_output_shape("
+                "(1, input_size, input_size, 1))[1]\n")
+RULE_CASES = {
+    # rule name: (a cell that breaks it, the exact message, an honest near miss in the same idiom)
+    "program_starting_function": ("import os\nos.system('ls')\n",
+                                  "it uses `os.system`, which starts another program",
+                                  "import os\nprint(os.getcwd())\n"),
+    "attribute_reader": ("import operator\nread = operator.attrgetter('real')\n",
+                         "it uses `operator.attrgetter`, which reads attributes by name, as "
+                         "`getattr` does",
+                         "import operator\nfirst = operator.itemgetter(0)\n"),
+    "forbidden_attribute": ("import asyncio\nasyncio.create_subprocess_exec('ls')\n",
+                            "it uses `asyncio.create_subprocess_exec`",
+                            "import asyncio\nloop = asyncio.new_event_loop()\n"),
+    "module_as_value": ("import os\ntools = os\n",
+                        "it uses the module `os` (os) as a value; call its functions directly "
+                        "(`os.name`)",
+                        "import os\nseparator = os.sep\n"),
+    "forbidden_keyword": ("import numpy\nweights = numpy.load('w.npy', allow_pickle=False)\n",
+                          "it passes `allow_pickle=`",
+                          "import numpy\nweights = numpy.load('w.npy', mmap_mode='r')\n"),
+    "forbidden_name": ("size = getattr(math, 'floor')(2.5)\n", "it uses `getattr`",
+                       "size = math.floor(2.5)\n"),
+    "reference_name": ("rules = cnnbook.counting\n",
+                       "it uses `cnnbook` from cnnbook, the reference code",
+                       "print(math.pi)\n"),
+    "dunder_attribute": ("print(output_size.__code__)\n", "it reads the attribute `__code__`",
+                         "print(output_size.__name__)\n"),
+    "changes_set_up": ("math.tau = 6\n",
+                       "it changes `math.tau`, which belongs to a module or to the notebook's "
+                       "set-up",
+                       "layer = keras.layers.Dense(1)\nlayer.trainable = False\n"),
+    "forbidden_module": ("import inspect\n", "it imports `inspect`", "import functools\n"),
+    "uninstalled_module": ("import shape_rules_of_mine\n",
+                           "it imports `shape_rules_of_mine`, which is not an installed module "
+                           "(only the standard library and the course's packages may be "
+                           "imported)",
+                           "import numpy\n"),
+    "star_import_of_forbidden_functions": (
+        "from operator import *\n",
+        "it imports everything from `operator`, which holds functions the course forbids",
+        "from math import *\n"),
+    "program_starting_import": ("from os import popen\n",
+                                "it imports `popen` from `os`, which starts another program",
+                                "from os import getcwd\n"),
+    "attribute_reader_import": ("from operator import methodcaller\n",
+                                "it imports `methodcaller` from `operator`, which reads "
+                                "attributes by name, as `getattr` does",
+                                "from operator import itemgetter\n"),
+    "forbidden_attribute_import": ("from asyncio import create_subprocess_shell\n",
+                                   "it imports `create_subprocess_shell` from `asyncio`",
+                                   "from asyncio import run\n"),
+    "set_up_redefined": ("keras = None\n",
+                         "it redefines `keras`, which the notebook's set-up or tests use",
+                         "import keras\n"),
+    "builtin_redefined": ("class list:\n    pass\n", "it redefines the built-in `list`",
+                          "sum = 0\nfor size in (1, 2):\n    sum += size\n"),
+    "relies_on_forbidden_package": (
+        KERAS_ANSWER,
+        "`output_size` must not rely on keras or tensorflow, but this cell uses `keras`",
+        "layer = keras.layers.Conv2D(1, 3)\nprint(layer.compute_output_shape((1, 32, 32, 1)))\n"),
+}
+
+
+def test_every_rule_has_a_case_a_message_and_a_docstring():
+    names = [rule.name for rule in answers.RULES]
+    assert len(names) == len(set(names)), names
+    assert set(names) == set(RULE_CASES)
+    for rule in answers.RULES:
+        assert rule.message and len(rule.doc) > 20, rule
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_CASES))
+def test_each_rule_refuses_its_case_with_its_own_message(sizing, monkeypatch, rule):
+    """The cell breaks the rule and gets its message; without the rule in the table the message
+    is gone (the case tests that rule, not another)."""
+    breaks, message, _ = RULE_CASES[rule]
+    ast.parse(breaks)
+    notebook, index = _added_cell(sizing, breaks)
+    assert message in answers.find_violations(notebook).get(index, [])
+    monkeypatch.setattr(answers, "RULES", [other for other in answers.RULES if other.name != rule])
+    assert message not in answers.find_violations(notebook).get(index, [])
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_CASES))
+def test_each_rule_accepts_its_honest_near_miss(sizing, rule):
+    honest = RULE_CASES[rule][2]
+    ast.parse(honest)  # a syntax error would be accepted here and refused by the kernel
+    notebook, _ = _added_cell(sizing, honest)
+    assert answers.find_violations(notebook) == {}
 
 
 def test_installed_modules_are_the_standard_library_and_the_environments_packages(tmp_path):

@@ -9,8 +9,10 @@ students import (``cnnbook.course``) imports nothing but itself and ``cnnbook.ch
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,52 @@ def test_no_import_cycle(graph):
     assert not cycles, cycles
 
 
+def _imports_in_functions(tree: ast.AST):
+    """Every ``import``/``from ... import`` inside the body of a function or method (at any
+    depth: in a nested function, a class defined in a function, an ``if`` or ``try`` of a body)."""
+    def visit(node, in_function: bool):
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, (ast.Import, ast.ImportFrom)):
+                yield child
+            yield from visit(child, in_function or isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+    yield from visit(tree, False)
+
+
+def _reason_lines(source: str) -> set[int]:
+    """The lines that hold a comment giving a reason: a real ``#`` comment (read by the
+    tokenizer, so never a ``#`` inside a string) with more in it than a ``noqa`` directive."""
+    lines = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            text = re.sub(r"noqa(:\s*[A-Z]+[0-9]+(,\s*[A-Z]+[0-9]+)*)?", "", token.string[1:])
+            if text.strip(" #"):
+                lines.add(token.start[0])
+    return lines
+
+
+def test_every_import_inside_a_function_says_why(repo_root):
+    """An import inside a function or method is lazy for a reason (a heavy package that light
+    pages and commands must not pay for, an optional dependency, an import cycle, or what a
+    grading process may import and when): the reason is a comment on the import's line(s) or on
+    the line just above. Anything without a reason belongs at the top of its module."""
+    package = repo_root / "cnnbook"
+    unexplained = []
+    seen = 0
+    for path in sorted(package.rglob("*.py")):
+        source = path.read_text()
+        reasons = _reason_lines(source)
+        for node in _imports_in_functions(ast.parse(source)):
+            seen += 1
+            if not reasons & set(range(node.lineno - 1, node.end_lineno + 1)):
+                unexplained.append(f"{path.relative_to(repo_root)}:{node.lineno}: "
+                                   f"{ast.get_source_segment(source, node)}")
+    assert seen > 20, "no import inside a function found: the walk is broken"
+    assert not unexplained, ("imports inside a function without a comment saying why (move them "
+                             "to the top of the module, or give the reason):\n"
+                             + "\n".join(unexplained))
+
+
 def _page_code(path: Path) -> str:
     """The code of a MyST notebook page (its code cells) or of a Jupyter notebook."""
     text = path.read_text()
@@ -158,3 +206,17 @@ def test_notebooks_import_only_what_students_get_and_the_checks_of_their_tests(r
                          and not module.startswith("cnnbook.grading.written_here")
                          and module != "cnnbook.grading")
         assert not outside, (notebook.name, outside)
+
+
+def test_no_test_module_imports_another_test_module(repo_root):
+    """Shared test data and helpers live in helper modules (nbgrader_course, hostile_corpus,
+    source_rule_cases, hub_client, book_build), never in a test module: importing one runs its
+    module-level set-up and ties two test files together."""
+    offenders = []
+    for path in sorted((repo_root / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}:{node.lineno}: {name}" for name in names
+                          if name.split(".")[0].startswith("test_")]
+    assert not offenders, offenders

@@ -7,14 +7,22 @@ no test asserts on a time.
 `make test` runs the suite in two worker processes (``pytest -n 2 --dist loadgroup
 --no-loadscope-reorder``; ``TEST_WORKERS=0`` for one process): most of its time is spent in child
 processes that keep one core busy (nbgrader, grading kernels, the book's page execution), so two
-workers use both cores. A test's fixtures are set up once per worker, so every test module is one
-work unit (its module fixtures are built once), and modules that share an expensive session
-fixture (the book, the keras.applications models, ResNet-1202) are one unit too
-(:data:`SHARED_FIXTURE_GROUPS`); a few long modules are split in two
-(:data:`SPLIT_BY_FIXTURE_PARAMETER`, :data:`SPLIT_BY_FIXTURE`). Units start longest first
-(:data:`LONGEST_UNITS_FIRST`) so that neither worker is left with a long one at the end, and the
-run's summary shows where each unit ran (a unit that ran in two workers is marked SPLIT: its
-fixtures were built twice). Without xdist (a single file, an IDE) nothing changes.
+workers use both cores. A test's fixtures are set up once per worker, so xdist must run the tests
+that share an expensive fixture in one worker. The rule, in xdist's own terms: a test's work unit
+is its closest ``xdist_group`` mark, and a test without one belongs to its module's unit. So a
+module is one unit unless it says otherwise, where it declares its fixtures:
+
+* modules that share a session fixture name one group (``pytestmark =
+  pytest.mark.xdist_group("book")`` in test_book.py and test_site_browser.py);
+* a module fixture's parameters can carry their own group (``pytest.param("sizing",
+  marks=pytest.mark.xdist_group(...))``: each hostile-corpus batch is a unit of its own);
+* tests that share an expensive module fixture can be marked as one group apart from the module's
+  other tests (test_course.py's ResNet grading).
+
+A unit with a test marked ``long_unit`` (minutes of training or grading) is handed out before
+the others, so that neither worker is left with a long one at the end; the run's summary shows
+where and when each unit ran (a unit that ran in two workers is marked SPLIT: its fixtures were
+built twice). Without xdist (a single file, an IDE) nothing changes.
 """
 
 from __future__ import annotations
@@ -31,54 +39,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _TIMINGS: list[tuple[str, float]] = []
 
-SHARED_FIXTURE_GROUPS = {
-    # built_book: one cold build of the whole book
-    "test_book": "book", "test_site_browser": "book",
-    # keras_application and resnet1202: models built once per worker that holds them
-    "test_accounting": "keras_models", "test_blocks": "keras_models",
-    "test_keras_internals": "keras_models", "test_models": "keras_models",
-    "test_resnet_chapter": "keras_models",
-}
-"""Test modules (by file stem) that must run in one worker because they share a session fixture
-that takes a minute or more to build; any other module is a work unit of its own."""
-
-SPLIT_BY_FIXTURE_PARAMETER = {"test_hostile_corpus": "graded"}
-"""Modules whose tests fall into one work unit per parameter of a module fixture (each unit builds
-only its own parameter's fixture): the hostile corpus grades one batch per assignment."""
-
-SPLIT_BY_FIXTURE = {"test_course": "resnet_grades"}
-"""Modules whose tests that use the named module fixture are a work unit of their own
-(``module-fixture``), apart from the module's other tests: test_course's ResNet grading (it
-trains) runs in one worker while its sizing and parameters grading run in another; both build
-the module's cheap fixtures (a course copy, the release)."""
-
-LONGEST_UNITS_FIRST = ("test_course-resnet_grades", "test_course_architectures",
-                       "test_hostile_corpus-sizing", "test_hostile_corpus-architectures",
-                       "book", "test_course", "keras_models", "test_train", "test_judge",
-                       "test_experiments", "test_hub")
-"""Work units in the order they are handed out, longest first (wall times of a quiet 2-core run,
-2026-12-05, the run's timeline): a scheduling hint only; the rest follow in collection order."""
-
 
 def work_unit(item: pytest.Item) -> str:
-    """The xdist group of a test: its module's shared-fixture group, else its module (with the
-    fixture parameter for the modules of :data:`SPLIT_BY_FIXTURE_PARAMETER`: ``module-parameter``,
-    never brackets, since xdist takes a test id ending in ``]`` for one without a group)."""
-    stem = Path(str(item.fspath)).stem
-    fixture = SPLIT_BY_FIXTURE_PARAMETER.get(stem)
-    parameters = getattr(getattr(item, "callspec", None), "params", {})
-    if fixture in parameters:
-        return f"{stem}-{parameters[fixture]}"
-    fixture = SPLIT_BY_FIXTURE.get(stem)
-    if fixture in getattr(item, "fixturenames", ()):
-        return f"{stem}-{fixture}"
-    return SHARED_FIXTURE_GROUPS.get(stem, stem)
+    """The xdist group of a test: the name of its closest ``xdist_group`` mark, else its module's
+    file stem."""
+    mark = item.get_closest_marker("xdist_group")
+    if mark is not None:
+        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+    return Path(str(item.fspath)).stem
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Mark every test with its work unit; the unit also goes into each report
-    (``user_properties``) for the run's timeline.
+    """Give every test without an ``xdist_group`` mark its module's; record each test's unit in
+    its reports (``user_properties``) for the run's timeline.
 
     First of all hooks: xdist's worker reads the ``xdist_group`` marks in its own
     ``pytest_collection_modifyitems`` (it appends ``@unit`` to each test id, which is what
@@ -86,23 +60,26 @@ def pytest_collection_modifyitems(config, items):
     unit of its own, so both workers build every expensive module fixture."""
     for item in items:
         unit = work_unit(item)
-        item.add_marker(pytest.mark.xdist_group(unit))
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(unit))
         item.user_properties.append(("work_unit", unit))
 
 
-class _LongestUnitsFirst:
-    """Puts the longest units first, after every other hook (pytest's own reordering by fixture
-    parameters included). Every worker sorts the same collection the same way, as xdist requires.
-    """
+class _LongUnitsFirst:
+    """Puts the units that hold a ``long_unit`` test first, after every other hook (pytest's own
+    reordering by fixture parameters included). Every worker sorts the same collection the same
+    way, as xdist requires."""
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items):
-        rank = {unit: position for position, unit in enumerate(LONGEST_UNITS_FIRST)}
-        items.sort(key=lambda item: rank.get(work_unit(item), len(rank)))  # stable
+        long_units = {work_unit(item) for item in items if item.get_closest_marker("long_unit")}
+        items.sort(key=lambda item: work_unit(item) not in long_units)  # stable
 
 
 def pytest_configure(config):
-    config.pluginmanager.register(_LongestUnitsFirst(), "cnnbook-longest-units-first")
+    config.addinivalue_line("markers", "long_unit: the test's work unit takes minutes (training, "
+                            "grading batches); such units are handed to the workers first")
+    config.pluginmanager.register(_LongUnitsFirst(), "cnnbook-long-units-first")
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbgrader_course import nbgrader_metadata, read_notebook, source_of
+from nbgrader_course import PARTLY_CORRECT, nbgrader_metadata, read_notebook, source_of
+from source_rule_cases import BYPASSES, relies_on
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,7 @@ class Assignment:
 
 
 def _partly_correct_sizing():
-    """The partly correct `sizing` submission of tests/test_course.py (kept in step with the
-    notebook there; imported when needed: test_course imports Keras)."""
-    from test_course import PARTLY_CORRECT
-
+    """The partly correct `sizing` submission of tests/test_course.py."""
     return PARTLY_CORRECT["sizing"]
 
 
@@ -814,7 +812,7 @@ def patched_keras(course):
             reason="could not be rebuilt"))
     return Submission(notebook, Expected(
         passing=_without(course.reference_passing, *course.partial_failing),
-        reason="it changes `keras.layers.Conv2D"))
+        reason=BYPASSES["patched Keras"].reason))
 
 
 @kind
@@ -824,7 +822,7 @@ def ipython_hook(course):
         "get_ipython().set_custom_exc((AssertionError,), lambda *args, **kwargs: None)\n"))
     return Submission(notebook, Expected(
         passing=_without(course.reference_passing, *course.partial_failing),
-        reason="it uses `get_ipython`"))
+        reason=BYPASSES["IPython hook"].reason))
 
 
 @kind
@@ -832,7 +830,7 @@ def shell_escape(course):
     name = course.assignment.name
     notebook = _insert_after(course.release, course.assignment.setup_cell,
                              f"!cp ../../../solutions/{name}/{name}.ipynb .\n%run {name}.ipynb\n")
-    return Submission(notebook, Expected(passing=(), reason="it uses `get_ipython`"))
+    return Submission(notebook, Expected(passing=(), reason=BYPASSES["shell escape"].reason))
 
 
 @kind
@@ -843,7 +841,7 @@ def replaces_check_written_here(course):
             + _own_function(course, f"    return {assignment.reference_function}("
                                     f"{assignment.arguments})"))
     return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, "it imports `cnnbook.grading.written_here`"))
+                      _bypass_expected(course, BYPASSES["check_written_here replaced"].reason))
 
 
 @kind
@@ -852,7 +850,7 @@ def eval_of_reference(course):
     code = _own_function(course, f'    return eval("{assignment.reference_function}")'
                                  f"({assignment.arguments})")
     return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, "it uses `eval`"))
+                      _bypass_expected(course, BYPASSES["eval"].reason))
 
 
 @kind
@@ -865,7 +863,7 @@ def dunder_import(course):
     # where it is graded the whole subpackage (cnnbook.counting, cnnbook.nets) is not there
     hidden_package = ".".join(module.split(".")[:2])
     return Submission(_with_own_function(course, code), _bypass_expected(
-        course, "it uses `__import__`", f"No module named '{hidden_package}'"))
+        course, BYPASSES["__import__"].reason, f"No module named '{hidden_package}'"))
 
 
 @kind
@@ -876,14 +874,14 @@ def reference_in_default_argument(course):
             f"        _rule=functools.partial({assignment.reference_function})):\n"
             f"    return _rule({assignment.arguments})\n")
     return Submission(_with_own_function(course, code),
-                      _bypass_expected(course, "it uses `cnnbook` from cnnbook"))
+                      _bypass_expected(course, BYPASSES["default argument"].reason))
 
 
 @kind
 def keras_lookup_table(course):
     assignment = course.assignment
     return Submission(_with_own_function(course, assignment.keras_answer), _bypass_expected(
-        course, f"`{assignment.bypassed_function}` must not rely on keras",
+        course, relies_on(assignment.bypassed_function),
         # judged: the table stays empty where Keras cannot be imported
         "KeyError"))
 

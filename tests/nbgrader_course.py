@@ -14,6 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ASSIGNMENTS = ("sizing", "parameters", "resnet")
+PARTLY_CORRECT = {
+    # assignment: (answer cell, text replaced, wrong text, test cells expected to fail)
+    "sizing": ("alexnet_answers", '"unused_rows": input_size - last_row_read',
+               '"unused_rows": 0', ("test_alexnet_first_layer",)),
+    "parameters": ("parameter_rules", "return 4 * channels", "return 2 * channels",
+                   ("test_batchnorm_params",)),
+}
+"""Partly correct submissions (tests/test_course.py, and the hostile corpus's ``good_partial``):
+one answer of the solution made wrong, and the test cells that must then fail."""
 BLOCK_MARKERS = {
     "solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
     "hidden": ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"),

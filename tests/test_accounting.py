@@ -26,6 +26,10 @@ from cnnbook.course.layers import ZeroPadShortcut
 from cnnbook.nets import models, published
 from cnnbook.nets.blocks import single_layer_model
 
+# the keras.applications models and ResNet-1202 (session fixtures, a minute or more to build) are
+# shared by test_accounting, test_blocks, test_keras_internals, test_models, test_resnet_chapter
+pytestmark = pytest.mark.xdist_group("keras_models")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

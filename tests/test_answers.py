@@ -469,7 +469,8 @@ def test_output_past_the_limit_keeps_what_fails_a_test_cell():
     hostile corpus's output_flood found failing tests passing after a flood)."""
     from nbgrader.utils import determine_grade
 
-    from cnnbook.grading.nbgrader_steps import GradingSandbox, SandboxedExecute
+    from cnnbook.grading.nbgrader_steps import SandboxedExecute
+    from cnnbook.grading.settings import GradingSandbox
 
     executor = SandboxedExecute()
     executor._settings = GradingSandbox(max_output_bytes=1_000)

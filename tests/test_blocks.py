@@ -14,6 +14,10 @@ from cnnbook.course import layers
 from cnnbook.nets import blocks, published
 from cnnbook.nets.blocks import block_model
 
+# the keras.applications models and ResNet-1202 (session fixtures, a minute or more to build) are
+# shared by test_accounting, test_blocks, test_keras_internals, test_models, test_resnet_chapter
+pytestmark = pytest.mark.xdist_group("keras_models")
+
 # (builder, input shape, arguments, expected output shape from the block's definition,
 #  the parameter formula's arguments)
 BLOCK_CASES = {

@@ -9,7 +9,8 @@ import re
 import pytest
 from book_build import build, toc_files
 
-pytestmark = pytest.mark.slow
+# the cold book build (built_book) is shared with test_site_browser.py: one work unit
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book"), pytest.mark.long_unit]
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from nbgrader_course import (
     ASSIGNMENTS,
     GRADE_ID,
     NO_TEST_PASSED,
+    PARTLY_CORRECT,
     VALIDATION_PASSED,
     Course,
     auto_points,
@@ -55,6 +56,16 @@ RESNET_EPOCHS = "6"
 """Epochs of the reference ResNet-20 on the 9,000 training images of the subset's split
 (CNNBOOK_EPOCHS): about two minutes on an idle 2-core CPU; the run that measured the subset's
 tiers (their source in nbgrader_config.py)."""
+
+
+def resnet_grading(test):
+    """The marks of a test that takes :func:`resnet_grades` (it trains): slow, and one work unit
+    with the others that take it (tests/conftest.py), apart from the module's sizing and
+    parameters grading, handed out first."""
+    for mark in (pytest.mark.slow, pytest.mark.xdist_group("test_course-resnet_grades"),
+                 pytest.mark.long_unit):
+        test = mark(test)
+    return test
 
 
 # --- The committed notebooks ----------------------------------------------------------------------
@@ -445,15 +456,6 @@ def test_unanswered_release_passes_no_test(course, released, assignment):
     assert NO_TEST_PASSED in output, output[-3000:]
 
 
-PARTLY_CORRECT = {
-    # assignment: (answer cell, text replaced, wrong text, test cells expected to fail)
-    "sizing": ("alexnet_answers", '"unused_rows": input_size - last_row_read',
-               '"unused_rows": 0', ("test_alexnet_first_layer",)),
-    "parameters": ("parameter_rules", "return 4 * channels", "return 2 * channels",
-                   ("test_batchnorm_params",)),
-}
-
-
 def _parameters_solution(repo_root) -> dict:
     notebook = read_notebook(repo_root / "solutions" / "parameters" / "parameters.ipynb")
     namespace = {"__name__": "__main__"}
@@ -718,13 +720,13 @@ def resnet_grades(course, released, tmp_path_factory, report_timing, repo_root, 
             "private_output": private_output, "source": source, "root": course.root}
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_release_refuses_a_source_folder_that_holds_a_trained_model(course, resnet_grades):
     with pytest.raises(AssertionError, match="never released"):
         course.python("-m", "cnnbook.grading.release", "resnet")
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_resnet_reference_gets_full_marks_from_its_saved_model(resnet_grades):
     source, scores = resnet_grades["source"], resnet_grades["scores"]
     reference = scores["reference"]
@@ -737,7 +739,7 @@ def test_resnet_reference_gets_full_marks_from_its_saved_model(resnet_grades):
     print(comment)
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_identical_submissions_are_reported_not_zeroed(resnet_grades):
     """The permuted copy holds other weights but computes the same function: reported with the
     plain copies."""
@@ -747,7 +749,7 @@ def test_identical_submissions_are_reported_not_zeroed(resnet_grades):
     assert twin[0] == resnet_grades["scores"]["reference"]["grades"]["resnet20_test_accuracy"][0]
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_a_network_measured_on_images_it_trained_on_is_left_for_review(resnet_grades):
     """On a private image set whose labels it knows by heart the network does far better than on
     the validation images: the grade is recorded, flagged for an instructor, and the feedback
@@ -763,7 +765,7 @@ def test_a_network_measured_on_images_it_trained_on_is_left_for_review(resnet_gr
     assert not reference["grades"]["resnet20_test_accuracy"][3], "an honest grade is not flagged"
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_resnet_without_a_model_keeps_its_architecture_points_only(resnet_grades):
     source, no_model = resnet_grades["source"], resnet_grades["scores"]["no_model"]
     needs_the_model = ("test_saved_model", "test_lesion_drops")
@@ -772,13 +774,13 @@ def test_resnet_without_a_model_keeps_its_architecture_points_only(resnet_grades
     assert "there is no resnet20.keras" in no_model["comments"]["resnet20_test_accuracy"]
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_resnet_blank_release_gets_zero(resnet_grades):
     blank = resnet_grades["scores"]["blank"]
     assert blank["score"] == 0 and blank["code_score"] == 0
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_resnet_constants_and_the_shipped_model_score_no_more_than_stated(resnet_grades):
     constants = resnet_grades["scores"]["constants"]
     print(f"resnet: the book's lesion drops and shipped model score {constants['score']:g} of "
@@ -787,7 +789,7 @@ def test_resnet_constants_and_the_shipped_model_score_no_more_than_stated(resnet
     assert "a model the course ships" in constants["comments"]["resnet20_test_accuracy"]
 
 
-@pytest.mark.slow
+@resnet_grading
 @pytest.mark.parametrize("student, reason", [
     ("corrupt", "could not be loaded with safe_mode=True"),
     ("unsafe", "could not be loaded with safe_mode=True"),
@@ -808,7 +810,7 @@ def test_broken_padded_copied_or_wrong_models_get_zero_with_a_reason(resnet_grad
     assert reason in comment
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_resnet_feedback_shows_the_accuracy_verdict(course, resnet_grades):
     for student in ("reference", "no_model"):
         html = (course.root / "feedback" / student / "resnet" / "resnet.html").read_text()
@@ -833,7 +835,7 @@ def guide_commands(repo_root) -> list[str]:
     return commands
 
 
-@pytest.mark.slow
+@resnet_grading
 def test_guide_collects_a_zip_and_grades_with_its_commands_verbatim(
     repo_root, cifar_subset_dir, tmp_path_factory, resnet_grades, course, report_timing
 ):

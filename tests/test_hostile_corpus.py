@@ -75,7 +75,11 @@ def _autograde(course: Course, assignment: str,
     return result, time.perf_counter() - start
 
 
-@pytest.fixture(scope="module", params=ASSIGNMENTS)
+@pytest.fixture(scope="module", params=[
+    # each batch is a work unit of its own (tests/conftest.py): the two run in parallel
+    pytest.param(assignment, marks=[pytest.mark.xdist_group(f"test_hostile_corpus-{assignment}"),
+                                    pytest.mark.long_unit])
+    for assignment in ASSIGNMENTS])
 def graded(request, repo_root, cifar_subset_dir, tmp_path_factory, report_timing):
     assignment = request.param
     environment = course_environment(repo_root, CNNBOOK_DATA=str(cifar_subset_dir))
@@ -100,6 +104,11 @@ def graded(request, repo_root, cifar_subset_dir, tmp_path_factory, report_timing
     report_timing(f"nbgrader autograde of the hostile corpus of {assignment} "
                   f"({len(corpus)} submissions)", seconds)
     scores = gradebook_scores(course.root, assignment)
+    # the graded notebooks of this run, before the second run replaces some of them
+    graded_texts = {kind: _graded_text(course, assignment, kind) for kind in corpus}
+    deferred = subprocess.run([sys.executable, "-m", "cnnbook.grading", "deferred", assignment],
+                              cwd=course.root, capture_output=True, text=True,
+                              env=course.environment, timeout=300)
     start = time.perf_counter()
     feedback = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback",
                                assignment], cwd=course.root, capture_output=True,
@@ -108,14 +117,17 @@ def graded(request, repo_root, cifar_subset_dir, tmp_path_factory, report_timing
                   time.perf_counter() - start)
     submitted_after_first = _snapshot(course.root / "submitted")
     others = sorted(set(corpus) - set(RERUN[assignment]))
+    # the second run without the feedback kernel: the grades must not change
     second, second_seconds = _autograde(course, assignment, "--force",
-                                        f"--CourseDirectory.student_id_exclude={','.join(others)}")
+                                        f"--CourseDirectory.student_id_exclude={','.join(others)}",
+                                        "--JudgeOutsideKernel.feedback_kernel=False")
     report_timing(f"second autograde run of {assignment}, {len(RERUN[assignment])} submissions "
-                  "(--force, one command)", second_seconds)
+                  "(--force, one command, no feedback kernel)", second_seconds)
     return {
         "assignment": corpus_module.ASSIGNMENTS[assignment],
         "course": course, "corpus": corpus, "first": first, "seconds": seconds,
-        "scores": scores, "feedback": feedback, "second": second,
+        "scores": scores, "feedback": feedback, "second": second, "deferred": deferred,
+        "graded_texts": graded_texts,
         "scores_again": gradebook_scores(course.root, assignment),
         "submitted_before": submitted_before, "submitted_after_first": submitted_after_first,
         "submitted_after": _snapshot(course.root / "submitted"),
@@ -209,7 +221,7 @@ def test_each_kind_gets_its_expected_score_and_reason(graded, kind):
             assert score == points_of(source, grade_id), (kind, grade_id)
         elif grade_id in assignment.tests:
             assert score == 0 and not needs_manual, (kind, grade_id, "a failed test scores 0")
-    text = _graded_text(graded["course"], assignment.name, kind)
+    text = graded["graded_texts"][kind]
     assert bool(text) == expected.graded, (kind, "graded notebook present?")
     if expected.reason:
         assert expected.reason in text, (kind, expected.reason)
@@ -224,8 +236,9 @@ def test_each_kind_gets_its_expected_score_and_reason(graded, kind):
         assert not os.path.lexists(folder / name), (kind, name, "reached the grading copy")
 
 
-def _outputs_text(course: Course, assignment: str, student: str) -> str:
-    text = _graded_text(course, assignment, student)
+def _outputs_text(graded: dict, student: str) -> str:
+    """The outputs of the first run's graded notebook of ``student``, as JSON text."""
+    text = graded["graded_texts"].get(student, "")
     if not text:
         return ""
     return json.dumps([cell.get("outputs", []) for cell in json.loads(text)["cells"]])
@@ -233,14 +246,12 @@ def _outputs_text(course: Course, assignment: str, student: str) -> str:
 
 @pytest.mark.slow
 def test_no_attack_reached_outside_its_sandbox(graded):
-    name = graded["assignment"].name
     for kind in graded["corpus"]:
-        outputs = _outputs_text(graded["course"], name, kind)
+        outputs = _outputs_text(graded, kind)
         for marker in ("NETWORK REACHED", "SHADOWED", "SOLUTIONS READ", "TEST IMAGES SEEN: 10000"):
             assert marker not in outputs, (kind, marker)
     if "network_connection" in graded["corpus"]:
-        assert "no network: gaierror" in _outputs_text(graded["course"], name,
-                                                        "network_connection")
+        assert "no network: gaierror" in _outputs_text(graded, "network_connection")
     else:  # graded in sizing's batch
         assert "network_connection" in graded["assignment"].graded_on_sizing_only
     # what writes_elsewhere and reads_solutions aimed at is unchanged (the gradebook and
@@ -292,7 +303,29 @@ def test_second_autograde_run_gives_identical_grades(graded):
         assert f"Removing existing assignment: autograded/{student}/" in (
             graded["second"].stderr.replace(str(graded["course"].root) + "/", "")), student
         assert graded["scores_again"][student] == graded["scores"][student], student
+        # without the feedback kernel, no cell but the failed tests' verdicts has an output
+        notebook = json.loads(_graded_text(graded["course"], graded["assignment"].name, student))
+        with_outputs = [cell for cell in notebook["cells"] if cell.get("outputs")]
+        assert all(output.get("ename") == "TestFailed" for cell in with_outputs
+                   for output in cell["outputs"]), (student, with_outputs)
+    assert any(cell.get("outputs") for cell in json.loads(graded["graded_texts"][
+        "good_reference"])["cells"]), "the first run's kernel gave the student their outputs"
     assert graded["scores_again"] == graded["scores"], "a submission not graded again changed"
+
+
+@pytest.mark.slow
+def test_deferred_command_lists_what_waits_for_an_instructor(graded):
+    """``python -m cnnbook.grading deferred``: every deferred test cell, and the test cells of
+    notebooks nbgrader could not read (no automatic score either); nothing else."""
+    corpus, name = graded["corpus"], graded["assignment"].name
+    listed = {tuple(line.split(" ")) for line in graded["deferred"].stdout.splitlines()
+              if line.count("/") == 2}
+    expected = {(f"{kind}/{name}/{name}", grade_id) for kind, submission in corpus.items()
+                for grade_id in submission.expected.deferred}
+    assert expected <= listed, sorted(expected - listed)
+    unreadable = {kind for kind, submission in corpus.items() if not submission.expected.graded}
+    assert {path.split("/")[0] for path, _ in listed - expected} <= unreadable, sorted(listed)
+    assert graded["deferred"].returncode == (2 if listed else 0), graded["deferred"].stderr
 
 
 @pytest.mark.slow

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from cnnbook import keras_internals
+
+# the keras.applications models and ResNet-1202 (session fixtures, a minute or more to build) are
+# shared by test_accounting, test_blocks, test_keras_internals, test_models, test_resnet_chapter
+pytestmark = pytest.mark.xdist_group("keras_models")
 
 
 def test_installed_versions_are_the_ones_the_internals_were_checked_on():

@@ -11,6 +11,10 @@ import pytest
 from cnnbook.course.layers import ZeroPadShortcut
 from cnnbook.nets import models, published
 
+# the keras.applications models and ResNet-1202 (session fixtures, a minute or more to build) are
+# shared by test_accounting, test_blocks, test_keras_internals, test_models, test_resnet_chapter
+pytestmark = [pytest.mark.xdist_group("keras_models"), pytest.mark.long_unit]
+
 PAPER_DEPTHS = (20, 32, 44, 56, 110)
 
 

@@ -16,6 +16,10 @@ from cnnbook.counting import accounting, formulas
 from cnnbook.nets import blocks, models, published
 from cnnbook.resnet import lesion, unrolled
 
+# the keras.applications models and ResNet-1202 (session fixtures, a minute or more to build) are
+# shared by test_accounting, test_blocks, test_keras_internals, test_models, test_resnet_chapter
+pytestmark = pytest.mark.xdist_group("keras_models")
+
 
 def trainable_from_accounting(model) -> int:
     return int(accounting.layer_stats(model).trainable_params.sum())

@@ -32,7 +32,8 @@ import pytest
 import yaml
 from book_build import toc_files
 
-pytestmark = pytest.mark.slow
+# the cold book build (built_book) is shared with test_book.py: one work unit
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

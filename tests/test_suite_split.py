@@ -13,51 +13,73 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
-from conftest import (
-    LONGEST_UNITS_FIRST,
-    SHARED_FIXTURE_GROUPS,
-    SPLIT_BY_FIXTURE,
-    SPLIT_BY_FIXTURE_PARAMETER,
-    work_unit,
-)
+from conftest import work_unit
+
+TESTS = Path(__file__).resolve().parent
 
 
-def _item(path: str, fixturenames=(), **params):
-    return SimpleNamespace(fspath=path, callspec=SimpleNamespace(params=params),
-                           fixturenames=list(fixturenames))
+def _collect(*arguments: str) -> dict[str, str]:
+    """``{test id: work unit}`` of the real collection of ``arguments`` (no test runs)."""
+    import pytest as runner  # this module's own pytest: collecting in-process, as xdist does
+
+    class Units:
+        def __init__(self):
+            self.units = {}
+
+        def pytest_collection_finish(self, session):
+            self.units = {item.nodeid: work_unit(item) for item in session.items}
+
+    plugin = Units()
+    status = runner.main(["--collect-only", "-q", "-p", "no:cacheprovider", *arguments],
+                         plugins=[plugin])
+    assert status == 0, status
+    return plugin.units
 
 
-def test_work_unit_is_the_module_its_shared_fixture_group_or_its_fixture_parameter():
-    assert work_unit(_item("/repo/tests/test_sizing.py")) == "test_sizing"
-    assert work_unit(_item("/repo/tests/test_sizing.py", case=3)) == "test_sizing"
-    assert work_unit(_item("/repo/tests/test_site_browser.py")) == "book"
-    assert work_unit(_item("/repo/tests/test_book.py")) == "book"
-    assert work_unit(_item("/repo/tests/test_models.py")) == "keras_models"
-    assert work_unit(_item("/repo/tests/test_hostile_corpus.py", graded="sizing",
-                           kind="os_exit")) == "test_hostile_corpus-sizing"
-    # its tests that do not take the batch fixture are one more unit
-    assert work_unit(_item("/repo/tests/test_hostile_corpus.py")) == "test_hostile_corpus"
+def test_work_unit_is_the_closest_group_mark_else_the_module(repo_root):
+    units = _collect(str(TESTS / "test_sizing.py"), str(TESTS / "test_book.py"),
+                     str(TESTS / "test_site_browser.py"), str(TESTS / "test_models.py"),
+                     str(TESTS / "test_hostile_corpus.py"), str(TESTS / "test_course.py"))
+    by_module = {}
+    for nodeid, unit in units.items():
+        by_module.setdefault(nodeid.split("::")[0].rsplit("/", 1)[-1], set()).add(unit)
+    # a module without a mark is its own unit; the book's two modules share the book build
+    assert by_module["test_sizing.py"] == {"test_sizing"}
+    assert by_module["test_book.py"] == by_module["test_site_browser.py"] == {"book"}
+    assert by_module["test_models.py"] == {"keras_models"}
+    # each hostile-corpus batch is a unit (the fixture parameter's mark), and the module's other
+    # tests one more
+    assert by_module["test_hostile_corpus.py"] == {
+        "test_hostile_corpus", "test_hostile_corpus-sizing", "test_hostile_corpus-architectures"}
+    corpus_units = {unit for nodeid, unit in units.items()
+                    if "test_each_kind_gets_its_expected_score_and_reason[sizing-" in nodeid}
+    assert corpus_units == {"test_hostile_corpus-sizing"}
     # test_course's tests that take the ResNet grading are a unit apart from the others
-    assert work_unit(_item("/repo/tests/test_course.py", ["course", "resnet_grades"])) == (
-        "test_course-resnet_grades")
-    assert work_unit(_item("/repo/tests/test_course.py", ["course", "quick_grades"])) == (
-        "test_course")
+    assert by_module["test_course.py"] == {"test_course", "test_course-resnet_grades"}
+    resnet = {nodeid.split("::")[1].split("[")[0] for nodeid, unit in units.items()
+              if unit == "test_course-resnet_grades"}
+    assert "test_resnet_reference_gets_full_marks_from_its_saved_model" in resnet
+    assert "test_reference_answers_get_full_marks" not in resnet
 
 
-def test_every_grouped_module_exists_and_unit_names_are_groups_to_xdist(repo_root):
-    for stem in SHARED_FIXTURE_GROUPS:
-        assert (repo_root / "tests" / f"{stem}.py").is_file(), stem
-    # xdist's own reading of a test id that carries its unit (a unit named "module[parameter]"
-    # once made it read no group at all, so every test was a unit of its own)
+def test_unit_names_are_groups_to_xdist():
+    """xdist's own reading of a test id that carries its unit (a unit named
+    "module[parameter]" once made it read no group at all, so every test was a unit of its
+    own)."""
     from xdist.scheduler import LoadGroupScheduling
 
-    for unit in (*SHARED_FIXTURE_GROUPS.values(), *LONGEST_UNITS_FIRST):
+    for unit in ("book", "keras_models", "test_hostile_corpus-sizing",
+                 "test_course-resnet_grades"):
         nodeid = f"tests/test_x.py::test_y[sizing-os_exit]@{unit}"
         assert LoadGroupScheduling._split_scope(None, nodeid) == unit, unit
-    for stem in (*SPLIT_BY_FIXTURE_PARAMETER, *SPLIT_BY_FIXTURE):
-        assert (repo_root / "tests" / f"{stem}.py").is_file(), stem
+
+
+def test_long_units_are_handed_out_first(repo_root):
+    collected = list(_collect(str(TESTS / "test_sizing.py"), str(TESTS / "test_book.py"),
+                              str(TESTS / "test_course.py")).values())
+    first_other = collected.index("test_sizing")
+    assert {"book", "test_course-resnet_grades"} == set(collected[:first_other])
 
 
 def test_two_workers_run_each_unit_whole_in_one_worker(repo_root):

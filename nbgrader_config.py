@@ -137,7 +137,8 @@ c.AccuracyGrader.assignments = {
                 "tiers": [[0.60, 4], [0.55, 3], [0.45, 2], [0.35, 1]],
                 "source": "solutions/resnet with CNNBOOK_EPOCHS=6 on the 9,000 training images of "
                           "the subset's load_training_split, 2-core CPU, 2026-11-30: 63.66% on "
-                          "the 10,000 test images (tests/test_course.py repeats this run)",
+                          "the 10,000 test images (benchmarks/reference_tiers.py repeats this run, "
+                          "recorded in results/reference_tiers/resnet.json)",
             },
         },
     },
@@ -148,7 +149,8 @@ c.AccuracyGrader.assignments = {
 _ARCHITECTURES_RUN = (
     "CNNBOOK_DATA=<the shared subset> CNNBOOK_EPOCHS=3 nbgrader validate "
     "solutions/architectures/architectures.ipynb (both networks 3 epochs on the split's 9,000 "
-    "images, 2-core CPU at load 12, 489 s; tests/test_course_architectures.py repeats it), then "
+    "images, 2-core CPU at load 12, 489 s; benchmarks/reference_tiers.py repeats it, recorded in "
+    "results/reference_tiers/), then "
     "python -m cnnbook.grading accuracy architectures-<model> --training-set cifar10-subset: ")
 ARCHITECTURES_SUBSET_TIERS = {  # the shared subset (solutions/README.md, "The architectures ...")
     "plain": {"tiers": [[0.50, 2], [0.35, 1]],

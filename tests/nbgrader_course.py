@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ASSIGNMENTS = ("sizing", "parameters", "resnet")
+WITHOUT_FEEDBACK_KERNEL = "--JudgeOutsideKernel.feedback_kernel=False"
+"""For ``nbgrader autograde`` runs whose tests read grades, comments and feedback pages but not the
+student's own outputs: the grades come from the judge either way (the hostile corpus's second run
+checks that they are the same), and the run takes about a third less CPU. The corpus's first run
+and the guide's verbatim commands keep the feedback kernel."""
+
 PARTLY_CORRECT = {
     # assignment: (answer cell, text replaced, wrong text, test cells expected to fail)
     "sizing": ("alexnet_answers", '"unused_rows": input_size - last_row_read',
@@ -239,3 +245,26 @@ def gradebook_scores(root: Path, assignment: str) -> dict[str, dict]:
 VALIDATION_PASSED = "Success! Your notebook passes all the tests."
 NO_TEST_PASSED = "Success! The notebook does not pass any tests."
 GRADE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def measured_accuracy(model_path, cifar_subset_dir) -> float:
+    """The test accuracy of a saved network, measured with Keras itself on the subset's 10,000
+    test images (the grader's own measurement builds its reference network and loads the weights
+    into it: an independent route to the same number)."""
+    import keras  # Keras loads in seconds: only the tests that grade trained networks need it
+    import numpy as np
+
+    with np.load(next(Path(cifar_subset_dir).glob("*.npz"))) as archive:
+        images, labels = archive["x_test"], archive["y_test"].reshape(-1)
+    network = keras.models.load_model(model_path, safe_mode=True)
+    logits = np.asarray(network.predict(images, batch_size=500, verbose=0))
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def accuracy_points(repo_root, entry: str, accuracy: float) -> float:
+    """The points of the subset's tier that ``accuracy`` reaches, from nbgrader_config.py."""
+    from cnnbook.grading import accuracy as grade  # with the function above: grading tests only
+
+    rule = grade.accuracy_rule(grade.load_course_config(repo_root), entry, "cifar10-subset",
+                               repo_root)
+    return grade.points_for(accuracy, rule.tiers)

@@ -20,11 +20,14 @@ from nbgrader_course import (
     GRADE_ID,
     NO_TEST_PASSED,
     VALIDATION_PASSED,
+    WITHOUT_FEEDBACK_KERNEL,
     Course,
+    accuracy_points,
     auto_points,
     course_environment,
     grade_cells,
     gradebook_scores,
+    measured_accuracy,
     nbgrader_metadata,
     points_of,
     read_notebook,
@@ -38,9 +41,11 @@ from cnnbook.grading import accuracy as grade
 from cnnbook.grading import reference_networks
 
 ASSIGNMENT = "architectures"
-ARCHITECTURES_EPOCHS = "3"
-"""Epochs of each reference network on the 9,000 training images of the subset's split
-(CNNBOOK_EPOCHS): the run that measured the subset's tiers (their source in nbgrader_config.py)."""
+ARCHITECTURES_EPOCHS = "1"
+"""Epochs the suite trains each reference network for (CNNBOOK_EPOCHS), on the 9,000 training
+images of the subset's split: real trained networks to grade end to end. Their points are the
+tier their own accuracy reaches, measured here with Keras; the run that set the tiers (3 epochs)
+is benchmarks/reference_tiers.py, whose record tests/test_course.py checks."""
 ENTRIES = {"plain": "architectures-plain", "separable": "architectures-separable"}
 MODEL_FILES = {"plain": "plain_cnn.keras", "separable": "separable_cnn.keras"}
 COST_TESTS = ("test_inception_costs", "test_bottleneck_costs", "test_separable_costs",
@@ -213,7 +218,7 @@ def architectures_course(repo_root, cifar_subset_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def graded(architectures_course, repo_root, report_timing):
+def graded(architectures_course, repo_root, report_timing, cifar_subset_dir):
     """Validate (trains both reference networks), release, autograde five submissions, grade
     both models' accuracy, generate feedback."""
     course = architectures_course
@@ -247,11 +252,10 @@ def graded(architectures_course, repo_root, report_timing):
     shipped = shipped_models[0]  # whichever the book ships now (results/ is regenerated at times)
     course.submit("hostile", ASSIGNMENT, with_solutions_replaced(release, hostile),
                   {"plain_cnn.keras": kept["separable"], "separable_cnn.keras": shipped})
-    timings = {}
-    for student in ("reference", "blank", "no_models", "constants", "hostile"):
-        _, timings[student] = course.nbgrader("autograde", ASSIGNMENT, "--student", student)
-        report_timing(f"nbgrader autograde architectures, one submission ({student})",
-                      timings[student])
+    _, seconds = course.nbgrader("autograde", ASSIGNMENT, WITHOUT_FEEDBACK_KERNEL)
+    report_timing("nbgrader autograde architectures, 5 submissions in one command (no feedback "
+                  "kernel)", seconds)
+    timings = {"5 submissions, one command": seconds}
     grader_output = {}
     for kind, entry in ENTRIES.items():
         grader_output[kind], seconds = course.python(
@@ -260,6 +264,8 @@ def graded(architectures_course, repo_root, report_timing):
         report_timing(f"python -m cnnbook.grading accuracy {entry} (5 submissions)", seconds)
     course.nbgrader("generate_feedback", ASSIGNMENT)
     return {"course": course, "source": source, "release_output": release_output,
+            "accuracy": {kind: measured_accuracy(path, cifar_subset_dir)
+                         for kind, path in kept.items()},
             "scores": gradebook_scores(course.root, ASSIGNMENT), "grader": grader_output,
             "timings": timings}
 
@@ -281,17 +287,20 @@ def test_unanswered_release_passes_no_test(graded):
 
 
 @pytest.mark.slow
-def test_reference_gets_full_automatic_marks_and_the_top_accuracy_tier(graded):
+def test_reference_gets_full_automatic_marks_and_the_tier_of_its_accuracy(graded, repo_root):
     source, reference = graded["source"], graded["scores"]["reference"]
     assert reference["code_score"] == reference["max_code_score"] == auto_points(source)
-    for kind in ENTRIES:
+    for kind, entry in ENTRIES.items():
         grade_id = f"{kind}_cnn_test_accuracy"
         points, _, manual, needs_manual = reference["grades"][grade_id]
         comment = reference["comments"][grade_id]
+        accuracy = graded["accuracy"][kind]  # measured with Keras, not by the grader
         print(f"{kind}: {comment}")
-        assert points == manual == points_of(source, grade_id) and not needs_manual, comment
+        assert points == manual == accuracy_points(repo_root, entry, accuracy), (accuracy, comment)
+        assert not needs_manual, comment
+        assert f"test accuracy of {accuracy:.2%} on 10,000" in comment, (accuracy, comment)
         assert f"grader's own {kind}_cnn" in comment
-    print("autograding one submission (s):", json.dumps(graded["timings"]))
+    print("autograding (s):", json.dumps(graded["timings"]))
 
 
 @pytest.mark.slow
@@ -354,5 +363,4 @@ def test_tiers_of_the_subset_were_measured(repo_root):
     config = grade.load_course_config(repo_root)
     for entry in ENTRIES.values():
         rule = grade.accuracy_rule(config, entry, "cifar10-subset", repo_root)
-        assert f"CNNBOOK_EPOCHS={ARCHITECTURES_EPOCHS}" in rule.tiers_source and "%" in (
-            rule.tiers_source)
+        assert "CNNBOOK_EPOCHS=3" in rule.tiers_source and "%" in rule.tiers_source

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import hostile_corpus as corpus_module
 import pytest
@@ -45,6 +46,23 @@ RERUN = {
 }
 """Submissions graded a second time, in one command (a full second batch would double the
 test's time)."""
+
+FEEDBACK_KERNEL_KINDS = frozenset({
+    # what attacks the kernel that runs for the student's feedback (its walls, its limits, its
+    # outputs, the files it leaves, the log it writes to, what it could learn)
+    "infinite_loop", "os_exit", "output_flood", "display_flood", "memory_bomb", "fork_bomb",
+    "network_connection", "reads_solutions", "writes_elsewhere", "reads_test_images",
+    "symlink_outside", "notebook_is_symlink", "shadowing_cnnbook_folder", "shadowing_numpy_file",
+    "oversized_file", "leaves_links_behind", "forges_log_lines", "shell_escape",
+    "prints_input_history",
+    # and, beside them, kinds whose test cells the kernel also runs, so that what it prints there
+    # is seen not to change a grade
+    "good_reference", "tests_edited_to_pass", "patched_keras",
+})
+"""Kinds graded with the feedback kernel (the course's default); the others, whose grade is all
+they test, are graded in a second command without it (``c.JudgeOutsideKernel.feedback_kernel =
+False``), which takes about a third less CPU and gives the same grades (the second run checks
+it)."""
 
 BATCH_BOUND_S = 20 * 60
 """Upper bound of one autograde run of one assignment's whole corpus, asserted: the 31
@@ -100,9 +118,21 @@ def graded(request, repo_root, cifar_subset_dir, tmp_path_factory, report_timing
     submitted_before = _snapshot(course.root / "submitted")
     solutions_before = _snapshot(course.root / "solutions")
 
-    first, seconds = _autograde(course, assignment)
+    with_kernel = sorted(set(corpus) & FEEDBACK_KERNEL_KINDS)
+    without_kernel = sorted(set(corpus) - FEEDBACK_KERNEL_KINDS)
+    runs = [_autograde(course, assignment,
+                       f"--CourseDirectory.student_id_exclude={','.join(without_kernel)}"),
+            _autograde(course, assignment,
+                       f"--CourseDirectory.student_id_exclude={','.join(with_kernel)}",
+                       "--JudgeOutsideKernel.feedback_kernel=False")]
+    first = SimpleNamespace(  # the two commands as one run: their status, their whole log
+        returncode=max(result.returncode for result, _ in runs),
+        stdout="".join(result.stdout for result, _ in runs),
+        stderr="".join(result.stderr for result, _ in runs))
+    seconds = sum(seconds for _, seconds in runs)
     report_timing(f"nbgrader autograde of the hostile corpus of {assignment} "
-                  f"({len(corpus)} submissions)", seconds)
+                  f"({len(corpus)} submissions: {len(with_kernel)} with the feedback kernel, "
+                  f"{len(without_kernel)} without, two commands)", seconds)
     scores = gradebook_scores(course.root, assignment)
     # the graded notebooks of this run, before the second run replaces some of them
     graded_texts = {kind: _graded_text(course, assignment, kind) for kind in corpus}
@@ -294,6 +324,14 @@ def test_command_exits_non_zero_with_a_summary_of_deferred_cells(graded):
             assert f"for student '{kind}'" in first.stderr + first.stdout, kind
         for grade_id in graded["corpus"][kind].expected.deferred:
             assert f"{kind}/{name}/{name} {grade_id}" in first.stderr, (kind, grade_id)
+
+
+def test_kinds_graded_with_the_feedback_kernel_exist_and_include_the_reruns():
+    assert FEEDBACK_KERNEL_KINDS <= set(KINDS), sorted(FEEDBACK_KERNEL_KINDS - set(KINDS))
+    for assignment, kinds in RERUN.items():
+        # the second run (without the kernel) regrades kinds the first graded with it
+        assert set(kinds) <= FEEDBACK_KERNEL_KINDS, (assignment, kinds)
+    assert set(KINDS) - FEEDBACK_KERNEL_KINDS, "some kinds are graded without the kernel"
 
 
 @pytest.mark.slow

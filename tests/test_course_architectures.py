@@ -40,6 +40,9 @@ from nbgrader_course import (
 from cnnbook.grading import accuracy as grade
 from cnnbook.grading import reference_networks
 
+# trains two networks and grades a batch: minutes, handed out first (tests/conftest.py)
+pytestmark = pytest.mark.long_unit
+
 ASSIGNMENT = "architectures"
 ARCHITECTURES_EPOCHS = "1"
 """Epochs the suite trains each reference network for (CNNBOOK_EPOCHS), on the 9,000 training

@@ -49,7 +49,7 @@ def _cpu_name() -> str:
 
 def _architecture(entry: str) -> str:
     # the grader's configuration, read as the grader reads it (cnnbook is installed in the venv)
-    from cnnbook.grading.accuracy import accuracy_rule, load_course_config
+    from cnnbook.grading.tiers import accuracy_rule, load_course_config
 
     return accuracy_rule(load_course_config(ROOT), entry, "cifar10-subset", ROOT).architecture
 

@@ -263,8 +263,8 @@ def measured_accuracy(model_path, cifar_subset_dir) -> float:
 
 def accuracy_points(repo_root, entry: str, accuracy: float) -> float:
     """The points of the subset's tier that ``accuracy`` reaches, from nbgrader_config.py."""
-    from cnnbook.grading import accuracy as grade  # with the function above: grading tests only
+    from cnnbook.grading import tiers  # with the function above: grading tests only
 
-    rule = grade.accuracy_rule(grade.load_course_config(repo_root), entry, "cifar10-subset",
+    rule = tiers.accuracy_rule(tiers.load_course_config(repo_root), entry, "cifar10-subset",
                                repo_root)
-    return grade.points_for(accuracy, rule.tiers)
+    return tiers.points_for(accuracy, rule.tiers)

@@ -49,8 +49,7 @@ from nbgrader_course import (
 )
 
 from cnnbook.course.layers import CUSTOM_LAYERS, ZeroPadShortcut
-from cnnbook.grading import accuracy as grade
-from cnnbook.grading import reference_networks, written_here
+from cnnbook.grading import evaluation, reference_networks, tiers, written_here
 from cnnbook.nets import published
 from cnnbook.nets.models import toy_cnn
 
@@ -71,15 +70,15 @@ def test_reference_runs_reach_the_top_tier_their_source_quotes(repo_root):
     """Each tier of the shared subset comes from a measured reference run: its committed record
     (benchmarks/reference_tiers.py) reaches the top tier, and the tier's source quotes its
     accuracy and epochs."""
-    config = grade.load_course_config(repo_root)
+    config = tiers.load_course_config(repo_root)
     entries = sorted(config.AccuracyGrader.assignments)
     assert entries == ["architectures-plain", "architectures-separable", "resnet"]
     for entry in entries:
         record = json.loads((REFERENCE_RUNS / f"{entry}.json").read_text())
-        rule = grade.accuracy_rule(config, entry, "cifar10-subset", repo_root)
+        rule = tiers.accuracy_rule(config, entry, "cifar10-subset", repo_root)
         assert record["entry"] == entry and record["test_images"] == 10_000, record
         assert record["accuracy"] >= max(threshold for threshold, _ in rule.tiers), (entry, record)
-        assert grade.points_for(record["accuracy"], rule.tiers) == rule.max_points
+        assert tiers.points_for(record["accuracy"], rule.tiers) == rule.max_points
         assert f"CNNBOOK_EPOCHS={record['epochs']}" in rule.tiers_source, rule.tiers_source
         assert f"{record['accuracy']:.2%}" in rule.tiers_source, (entry, rule.tiers_source)
 
@@ -150,10 +149,10 @@ def test_exercises_hold_no_solution_line_and_no_hidden_test(repo_root, assignmen
 
 
 def test_accuracy_cell_of_resnet_matches_the_grader_settings(repo_root):
-    config = grade.load_course_config(repo_root)
+    config = tiers.load_course_config(repo_root)
     notebook = read_notebook(repo_root / "solutions" / "resnet" / "resnet.ipynb")
     for training_set in config.AccuracyGrader.assignments["resnet"]["tiers"]:
-        rule = grade.accuracy_rule(config, "resnet", training_set, repo_root,
+        rule = tiers.accuracy_rule(config, "resnet", training_set, repo_root,
                                    accept_unmeasured=True)
         cell = grade_cells(notebook)[rule.grade_id]
         assert nbgrader_metadata(cell).get("task"), "the accuracy cell is a manually graded task"
@@ -216,32 +215,32 @@ def test_check_written_here_accepts_own_code_and_rejects_cnnbook_and_forbidden_p
 
 
 def test_points_for_gives_the_highest_tier_reached():
-    tiers = grade.checked_tiers([[0.5, 3], [0.55, 4], [0.35, 1]], "test")
-    assert tiers == ((0.55, 4.0), (0.5, 3.0), (0.35, 1.0))
-    assert [grade.points_for(accuracy, tiers) for accuracy in (0.9, 0.55, 0.54, 0.35, 0.1)] == [
+    checked = tiers.checked_tiers([[0.5, 3], [0.55, 4], [0.35, 1]], "test")
+    assert checked == ((0.55, 4.0), (0.5, 3.0), (0.35, 1.0))
+    assert [tiers.points_for(accuracy, checked) for accuracy in (0.9, 0.55, 0.54, 0.35, 0.1)] == [
         4, 4, 3, 1, 0]
     for bad in ([[1.5, 4]], [[0.5, -1]], [], [[0.9, 1], [0.5, 2]], [["high", 4]]):
         with pytest.raises(ValueError):
-            grade.checked_tiers(bad, "test")
+            tiers.checked_tiers(bad, "test")
 
 
 def test_accuracy_rule_needs_a_named_training_set_and_measured_tiers(repo_root):
-    config = grade.load_course_config(repo_root)
+    config = tiers.load_course_config(repo_root)
     assert not config.AccuracyGrader.get("training_set"), "the course names no default set"
     with pytest.raises(ValueError, match="--training-set cifar10"):
-        grade.accuracy_rule(config, "resnet", root=repo_root)
+        tiers.accuracy_rule(config, "resnet", root=repo_root)
     with pytest.raises(ValueError, match="never measured"):
-        grade.accuracy_rule(config, "resnet", "cifar10", repo_root)
-    assert grade.accuracy_rule(config, "resnet", "cifar10", repo_root,
+        tiers.accuracy_rule(config, "resnet", "cifar10", repo_root)
+    assert tiers.accuracy_rule(config, "resnet", "cifar10", repo_root,
                                accept_unmeasured=True).tiers_source is None
-    subset = grade.accuracy_rule(config, "resnet", "cifar10-subset", repo_root)
+    subset = tiers.accuracy_rule(config, "resnet", "cifar10-subset", repo_root)
     assert "CNNBOOK_EPOCHS=6" in subset.tiers_source and "%" in subset.tiers_source
     assert subset.shipped_models == tuple(sorted(
         str(path.resolve()) for path in repo_root.glob("results/*/*.keras"))) != ()
     with pytest.raises(ValueError, match="training set 'imagenet'"):
-        grade.accuracy_rule(config, "resnet", "imagenet", repo_root)
+        tiers.accuracy_rule(config, "resnet", "imagenet", repo_root)
     with pytest.raises(ValueError, match="no accuracy grading"):
-        grade.accuracy_rule(config, "sizing", "cifar10-subset", repo_root)
+        tiers.accuracy_rule(config, "sizing", "cifar10-subset", repo_root)
 
 
 def _resnet_solution(repo_root) -> dict:
@@ -291,7 +290,7 @@ def test_grader_rebuilds_the_papers_resnet20_with_the_notebooks_layer_names(repo
 def test_grader_loads_the_submitted_weights_by_layer_name_into_its_own_network(repo_root):
     student = _randomised(_resnet_solution(repo_root)["build_resnet20"]())
     reference = reference_networks.reference_resnet20()
-    assert grade.load_weights_by_name(reference, student) == []
+    assert evaluation.load_weights_by_name(reference, student) == []
     images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(reference(images, training=False)),
                                np.asarray(student(images, training=False)), atol=1e-4)
@@ -305,19 +304,19 @@ def test_grader_names_the_layers_of_a_padded_or_altered_model(repo_root):
         keras.layers.Flatten()(resnet20.get_layer("normalize").output))
     padded = keras.Model(resnet20.input,
                          keras.layers.Maximum(name="merge")([resnet20.output, hidden]))
-    problems = grade.load_weights_by_name(reference_networks.reference_resnet20(), padded)
+    problems = evaluation.load_weights_by_name(reference_networks.reference_resnet20(), padded)
     assert problems == [f"it has weights the network asked for does not have "
                         f"({32 * 32 * 3 * 10 + 10:,} values in memory)"]
-    option_b = grade.load_weights_by_name(reference_networks.reference_resnet20(),
+    option_b = evaluation.load_weights_by_name(reference_networks.reference_resnet20(),
                                           build_resnet20("B"))
     assert option_b == ["it has weights the network asked for does not have (2,944 values in "
                         "stage2_block1_shortcut_conv, stage2_block1_shortcut_bn, "
                         "stage3_block1_shortcut_conv, stage3_block1_shortcut_bn)"]
-    lesioned = grade.load_weights_by_name(reference_networks.reference_resnet20(),
+    lesioned = evaluation.load_weights_by_name(reference_networks.reference_resnet20(),
                                           build_resnet20(deleted_blocks=("stage1_block2",)))
     assert lesioned == ["it has no layer with weights named stage1_block2_conv1, "
                         "stage1_block2_bn1, stage1_block2_conv2, stage1_block2_bn2"]
-    wrong = grade.load_weights_by_name(reference_networks.reference_resnet20(), toy_cnn())
+    wrong = evaluation.load_weights_by_name(reference_networks.reference_resnet20(), toy_cnn())
     assert wrong[0].startswith("it has no layer with weights named stem_conv, stem_bn")
 
 
@@ -329,7 +328,7 @@ def shipped_20_layer_model(root):
 def _shipped_kernels_in(model, shipped_path):
     """``model`` whose kernels are taken from the shipped file, each the next unused stored
     array of the same shape (what a student who renames the book's network would do)."""
-    stored = [array for array in grade.keras_file_arrays(shipped_path) if array.size >= 256]
+    stored = [array for array in evaluation.keras_file_arrays(shipped_path) if array.size >= 256]
     for weight in model.weights:
         if math.prod(weight.shape) >= 256:
             match = next(index for index, array in enumerate(stored)
@@ -343,14 +342,14 @@ def test_grader_refuses_a_shipped_model_renamed_or_perturbed(repo_root):
     build_resnet20 = _resnet_solution(repo_root)["build_resnet20"]
     renamed = _shipped_kernels_in(build_resnet20(), shipped)
     arrays = [weight.numpy() for weight in renamed.weights]
-    verdict = grade.copied_from_shipped(arrays, [str(shipped)])
+    verdict = evaluation.copied_from_shipped(arrays, [str(shipped)])
     assert verdict.startswith(f"20 of its 20 weight arrays are those of {shipped.name}"), verdict
     random = np.random.default_rng(2)
     perturbed = [array + random.normal(0, 0.3 * array.std(), array.shape) for array in arrays]
-    assert shipped.name in grade.copied_from_shipped(perturbed, [str(shipped)])
+    assert shipped.name in evaluation.copied_from_shipped(perturbed, [str(shipped)])
     fresh = [weight.numpy() for weight in build_resnet20().weights]
-    assert grade.copied_from_shipped(fresh, [str(shipped)]) is None
-    assert grade.copied_from_shipped(arrays, []) is None
+    assert evaluation.copied_from_shipped(fresh, [str(shipped)]) is None
+    assert evaluation.copied_from_shipped(arrays, []) is None
 
 
 def _reparametrised_copy(model, seed=7):
@@ -386,15 +385,16 @@ def test_copies_are_found_by_the_function_they_compute_not_by_their_weights():
     original = models["ben"].get_layer("stage2_block2_conv1").kernel.numpy().reshape(-1)
     permuted = models["dee"].get_layer("stage2_block2_conv1").kernel.numpy().reshape(-1)
     assert abs(np.corrcoef(original, permuted)[0, 1]) < 0.5, "the weights no longer match"
-    probe = np.random.default_rng(5).uniform(0, 255, (grade.PROBE_IMAGES, 32, 32, 3)).astype(
+    probe = np.random.default_rng(5).uniform(0, 255, (evaluation.PROBE_IMAGES, 32, 32, 3)).astype(
         "float32")
-    signatures = {name: grade.function_signature(model, probe) for name, model in models.items()}
-    assert all(len(signature) == 10 * grade.PROBE_IMAGES for signature in signatures.values())
+    signatures = {name: evaluation.function_signature(model, probe)
+                  for name, model in models.items()}
+    assert all(len(signature) == 10 * evaluation.PROBE_IMAGES for signature in signatures.values())
     assert np.allclose(models["dee"](probe[:8], training=False),
                        models["ben"](probe[:8], training=False), atol=1e-3), "the same function"
-    assert grade.copy_groups(signatures) == [["ben", "dee"]]
+    assert evaluation.copy_groups(signatures) == [["ben", "dee"]]
     signatures["eve"] = signatures["dee"]
-    assert grade.copy_groups(signatures) == [["ben", "dee", "eve"]]
+    assert evaluation.copy_groups(signatures) == [["ben", "dee", "eve"]]
 
 
 def test_a_network_better_on_test_than_on_validation_images_is_flagged():
@@ -402,12 +402,12 @@ def test_a_network_better_on_test_than_on_validation_images_is_flagged():
     accuracies, computed here from the binomial variance written out."""
     # 1,000 validation and 10,000 test images at 80%: standard error of the difference
     spread = (0.8 * 0.2 / 10_000 + 0.8 * 0.2 / 1_000) ** 0.5
-    limit = grade.GENERALISATION_MARGIN + 3 * spread
-    assert not grade.seen_test_images(0.80, 10_000, 0.80, 1_000)
-    assert not grade.seen_test_images(0.80 + limit - 0.002, 10_000, 0.80, 1_000)
-    assert grade.seen_test_images(0.80 + limit + 0.002, 10_000, 0.80, 1_000)
-    assert grade.seen_test_images(0.99, 10_000, 0.81, 1_000)  # trained on the test images
-    assert not grade.seen_test_images(0.70, 10_000, 0.80, 1_000)  # worse on test: no flag
+    limit = evaluation.GENERALISATION_MARGIN + 3 * spread
+    assert not evaluation.seen_test_images(0.80, 10_000, 0.80, 1_000)
+    assert not evaluation.seen_test_images(0.80 + limit - 0.002, 10_000, 0.80, 1_000)
+    assert evaluation.seen_test_images(0.80 + limit + 0.002, 10_000, 0.80, 1_000)
+    assert evaluation.seen_test_images(0.99, 10_000, 0.81, 1_000)  # trained on the test images
+    assert not evaluation.seen_test_images(0.70, 10_000, 0.80, 1_000)  # worse on test: no flag
 
 
 def test_every_custom_layer_loads_through_the_grader_with_safe_mode(repo_root, tmp_path):
@@ -422,8 +422,8 @@ def test_every_custom_layer_loads_through_the_grader_with_safe_mode(repo_root, t
         keras.Model(images, logits).save(paths[-1])
     # the grader's evaluation in a fresh Python that imports nothing of the test's: each file
     # loads (safe_mode=True) and is then measured against the ResNet-20, which it is not
-    evaluate_each = ("import json, sys; from cnnbook.grading import accuracy; print(json.dumps("
-                     "[accuracy.evaluate_model(path, 'resnet20') for path in sys.argv[1:]]))")
+    evaluate_each = ("import json, sys; from cnnbook.grading import evaluation; print(json.dumps("
+                     "[evaluation.evaluate_model(path, 'resnet20') for path in sys.argv[1:]]))")
     result = subprocess.run([sys.executable, "-c", evaluate_each, *map(str, paths)],
                             capture_output=True, text=True, timeout=300, cwd=repo_root,
                             env=course_environment(repo_root))

@@ -37,8 +37,7 @@ from nbgrader_course import (
     without_volatile_metadata,
 )
 
-from cnnbook.grading import accuracy as grade
-from cnnbook.grading import reference_networks
+from cnnbook.grading import evaluation, reference_networks, tiers
 
 # trains two networks and grades a batch: minutes, handed out first (tests/conftest.py)
 pytestmark = pytest.mark.long_unit
@@ -121,11 +120,11 @@ def test_first_cell_links_the_architectures_chapter_and_the_chapter_links_back(r
 
 
 def test_accuracy_cells_match_the_grader_settings(repo_root):
-    config = grade.load_course_config(repo_root)
+    config = tiers.load_course_config(repo_root)
     notebook = _source(repo_root)
     for kind, entry in ENTRIES.items():
         for training_set in config.AccuracyGrader.assignments[entry]["tiers"]:
-            rule = grade.accuracy_rule(config, entry, training_set, repo_root,
+            rule = tiers.accuracy_rule(config, entry, training_set, repo_root,
                                        accept_unmeasured=True)
             assert (rule.assignment, rule.notebook, rule.model_file) == (
                 ASSIGNMENT, ASSIGNMENT, MODEL_FILES[kind])
@@ -170,11 +169,11 @@ def test_grader_loads_a_separable_networks_weights_by_name(repo_root):
                          else random.normal(0, 0.1, w.shape).astype("float32")
                          for w in student.weights])
     reference = reference_networks.REFERENCE_ARCHITECTURES["separable_cnn"]()
-    assert grade.load_weights_by_name(reference, student) == []
+    assert evaluation.load_weights_by_name(reference, student) == []
     images = random.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     assert np.allclose(np.asarray(reference(images)), np.asarray(student(images)), atol=1e-4)
     plain = reference_networks.REFERENCE_ARCHITECTURES["plain_cnn"]()
-    problems = grade.load_weights_by_name(plain, student)
+    problems = evaluation.load_weights_by_name(plain, student)
     assert problems and "block1_conv" in problems[0]
 
 
@@ -363,7 +362,7 @@ def test_identical_reference_and_constants_models_are_reported(graded):
 
 
 def test_tiers_of_the_subset_were_measured(repo_root):
-    config = grade.load_course_config(repo_root)
+    config = tiers.load_course_config(repo_root)
     for entry in ENTRIES.values():
-        rule = grade.accuracy_rule(config, entry, "cifar10-subset", repo_root)
+        rule = tiers.accuracy_rule(config, entry, "cifar10-subset", repo_root)
         assert "CNNBOOK_EPOCHS=3" in rule.tiers_source and "%" in rule.tiers_source

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from cnnbook.grading import accuracy as grade
+from cnnbook.grading import tiers
 from cnnbook.grading.__main__ import main as grader_command
 
 COURSE_CONFIG = """\
@@ -36,12 +36,12 @@ def _course(root: Path) -> Path:
 
 def test_rule_lists_the_files_found_and_the_patterns_that_found_none(tmp_path):
     shipped = _course(tmp_path)
-    rule = grade.accuracy_rule(grade.load_course_config(tmp_path), "resnet", "cifar10-subset",
+    rule = tiers.accuracy_rule(tiers.load_course_config(tmp_path), "resnet", "cifar10-subset",
                                tmp_path)
     assert rule.shipped_models == (str(shipped.resolve()),)
     assert rule.unmatched_shipped_patterns == ("models/removed/*.keras",)
     shipped.unlink()
-    rule = grade.accuracy_rule(grade.load_course_config(tmp_path), "resnet", "cifar10-subset",
+    rule = tiers.accuracy_rule(tiers.load_course_config(tmp_path), "resnet", "cifar10-subset",
                                tmp_path)
     assert rule.shipped_models == ()
     assert rule.unmatched_shipped_patterns == ("results/*/*.keras", "models/removed/*.keras")

@@ -4,7 +4,7 @@ Every layer here is registered with :func:`keras.saving.register_keras_serializa
 package name ``"cnnbook"``, so a model that holds one saves to ``.keras`` and loads back with
 ``keras.models.load_model(path, safe_mode=True)`` once ``cnnbook.course.layers`` has been imported
 (importing :mod:`cnnbook.nets.models`, :mod:`cnnbook.nets.blocks` or
-:mod:`cnnbook.grading.accuracy`'s evaluation
+:mod:`cnnbook.grading.evaluation`
 imports it). :data:`CUSTOM_LAYERS` lists them all; the accuracy grader and the tests load a model
 of each through ``safe_mode=True``.
 

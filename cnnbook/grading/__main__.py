@@ -16,15 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-from cnnbook.grading.accuracy import (
-    EVALUATION_TIMEOUT_S,
-    FUNCTION_COPY_CORRELATION,
-    PROBE_IMAGES,
-    evaluate_model,
-    grade_accuracy,
-    load_course_config,
-)
+from cnnbook.grading.accuracy import EVALUATION_TIMEOUT_S, grade_accuracy
+from cnnbook.grading.evaluation import FUNCTION_COPY_CORRELATION, PROBE_IMAGES, evaluate_model
 from cnnbook.grading.reference_networks import REFERENCE_ARCHITECTURES
+from cnnbook.grading.tiers import load_course_config
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -297,6 +297,8 @@ def test_reference_gets_full_automatic_marks_and_the_tier_of_its_accuracy(graded
         points, _, manual, needs_manual = reference["grades"][grade_id]
         comment = reference["comments"][grade_id]
         accuracy = graded["accuracy"][kind]  # measured with Keras, not by the grader
+        assert accuracy_points(repo_root, entry, accuracy) > 0, (
+            f"{accuracy:.2%} reaches no tier: train longer to test a graded network")
         print(f"{kind}: {comment}")
         assert points == manual == accuracy_points(repo_root, entry, accuracy), (accuracy, comment)
         assert not needs_manual, comment

@@ -9,6 +9,7 @@ outcomes come from what each variant does to which test, never from the judge's 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -585,3 +586,43 @@ def test_a_kernel_stopped_before_its_first_cell_notes_it_on_a_code_cell(tmp_path
     note = notebook.cells[1].outputs[0]["text"]
     assert "your notebook stopped here" in note and "missing-data" in note
     assert not resources.get(autograde.DEFERRED_KEY), "judged: the kernel's stop defers nothing"
+
+
+def test_a_judge_that_took_much_memory_is_not_reused():
+    """TensorFlow keeps what a notebook's networks took: a judge past a quarter of the memory
+    limit would start the next notebook near it, and an honest network would push it over."""
+    limits = verdicts.Limits()
+    judge = SimpleNamespace(process=SimpleNamespace(poll=lambda: None),
+                            watchdog=SimpleNamespace(peak_memory_bytes=0))
+    judge.watchdog.peak_memory_bytes = int(0.2 * limits.memory_bytes)
+    assert verdicts._reusable(judge, limits)
+    judge.watchdog.peak_memory_bytes = int(0.3 * limits.memory_bytes)
+    assert not verdicts._reusable(judge, limits)
+    judge.watchdog.peak_memory_bytes = 0
+    judge.process = SimpleNamespace(poll=lambda: 1)  # it ended
+    assert not verdicts._reusable(judge, limits)
+
+
+def test_a_reused_judge_that_blames_the_student_is_checked_by_a_fresh_one(monkeypatch):
+    """A judge that served other notebooks and passes a limit while it holds this student's
+    network is not believed: a fresh judge decides (and its verdicts stand either way)."""
+    too_big = verdicts.Verdict("test_block", False, "the Keras network in block's result could "
+                               "not be rebuilt or run within the grader's limits (memory)")
+    calls = []
+
+    def judge_once(*arguments, fresh):
+        calls.append(fresh)
+        if not fresh:
+            return [too_big], True
+        return [verdicts.Verdict("test_block", True, "")], False
+
+    monkeypatch.setattr(verdicts, "_judge_notebook", judge_once)
+    assert verdicts.judge_notebook([], [], [("test_block", "")]) == [
+        verdicts.Verdict("test_block", True, "")]
+    assert calls == [False, True]
+    # a fresh judge's own verdict is final, and a reused judge's other verdicts are not retried
+    calls.clear()
+    monkeypatch.setattr(verdicts, "_judge_notebook",
+                        lambda *arguments, fresh: (calls.append(fresh) or [too_big], False))
+    assert verdicts.judge_notebook([], [], [("test_block", "")]) == [too_big]
+    assert calls == [False]

@@ -59,7 +59,7 @@ def test_work_unit_is_the_closest_group_mark_else_the_module(repo_root):
     assert by_module["test_course.py"] == {"test_course", "test_course-resnet_grades"}
     resnet = {nodeid.split("::")[1].split("[")[0] for nodeid, unit in units.items()
               if unit == "test_course-resnet_grades"}
-    assert "test_resnet_reference_gets_full_marks_from_its_saved_model" in resnet
+    assert "test_resnet_reference_gets_every_test_and_the_tier_of_its_accuracy" in resnet
     assert "test_reference_answers_get_full_marks" not in resnet
 
 

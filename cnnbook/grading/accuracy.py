@@ -123,7 +123,7 @@ def _evaluate_in_child(path: Path, rule: AccuracyRule, timeout: float,
 
 def _flagged(outcome: dict) -> bool:
     """Whether an evaluated model did better on the test images than its validation accuracy
-    allows (:func:`seen_test_images`)."""
+    allows (:func:`~cnnbook.grading.evaluation.seen_test_images`)."""
     return bool(outcome.get("ok") and outcome.get("validation_accuracy") is not None
                 and seen_test_images(outcome["accuracy"], outcome["test_images"],
                                      outcome["validation_accuracy"],
@@ -167,12 +167,12 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
     """Grade the saved model of every submission of ``assignment`` (or of ``students``) under
     ``root`` and write points and comments into the gradebook; return one row per student
     (``student``, ``points``, ``accuracy`` or ``None``, ``comment``, ``same_function_as``: the
-    other students whose networks compute (nearly) the same function, :func:`copy_groups`;
-    ``flagged``: the test accuracy is higher than the validation accuracy allows,
-    :func:`seen_test_images`, and the grade waits for an instructor). With ``test_images`` (an
-    ``.npz`` of the instructor's own images, :func:`cnnbook.course.data.load_test_images`) the
-    accuracy
-    is measured there instead of on CIFAR-10's public test images.
+    other students whose networks compute (nearly) the same function,
+    :func:`~cnnbook.grading.evaluation.copy_groups`; ``flagged``: the test accuracy is higher
+    than the validation accuracy allows, :func:`~cnnbook.grading.evaluation.seen_test_images`,
+    and the grade waits for an instructor). With ``test_images`` (an ``.npz`` of the
+    instructor's own images, :func:`cnnbook.course.data.load_test_images`) the accuracy is
+    measured there instead of on CIFAR-10's public test images.
 
     The points go to the ``grade_id`` task cell as its manual score (autograding never touches a
     task cell's score, so re-running ``nbgrader autograde`` keeps them; a grader may still

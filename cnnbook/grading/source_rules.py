@@ -525,7 +525,7 @@ class Rule:
     """The kinds of subject it looks at: AST nodes of a student cell, or :class:`ImportedModule`,
     :class:`ImportedName`, :class:`Binding` or :class:`Reliance`."""
     message: str
-    """What the student reads: a :meth:`str.format` template of the fields that
+    """What the student reads: a ``str.format`` template of the fields that
     :attr:`broken_by` returns."""
     broken_by: Callable[[Any, Context], dict[str, str] | None]
     """``(subject, context) ->`` the fields of :attr:`message` where the subject breaks the rule,

@@ -401,11 +401,18 @@ judge's start (TensorFlow's import, seconds) once per command, not once per note
 _IDLE_LOCK = threading.Lock()
 
 
-def _idle_judge(limits: Limits) -> _Process:
-    """A waiting judge for these limits, or a new one."""
+JUDGE_REUSE_MEMORY_FRACTION = 0.25
+"""A judge whose resident memory ever passed this fraction of the memory limit is not reused
+for another notebook: TensorFlow does not give back what a notebook's networks took, so a judge
+that served heavy notebooks would start the next one near the limit, and a student's honest
+network would then push it over (the student's fault, as far as the limit can tell)."""
+
+
+def _idle_judge(limits: Limits, fresh: bool = False) -> _Process:
+    """A waiting judge for these limits, or a new one (always a new one when ``fresh``)."""
     with _IDLE_LOCK:
         waiting = _IDLE_JUDGES.get(limits, [])
-        while waiting:
+        while waiting and not fresh:
             judge = waiting.pop()
             if judge.process.poll() is None:
                 return judge
@@ -414,7 +421,14 @@ def _idle_judge(limits: Limits) -> _Process:
     judge = _Process([sys.executable, "-I", "-m", "cnnbook.grading.judge_side"], home,
                      limits, readonly_paths=limits.readonly_paths)
     judge.home = home
+    judge.notebooks = 0
     return judge
+
+
+def _reusable(judge: _Process, limits: Limits) -> bool:
+    """Whether a judge that finished a notebook may take the next one."""
+    return (judge.process.poll() is None and judge.watchdog.peak_memory_bytes
+            <= JUDGE_REUSE_MEMORY_FRACTION * limits.memory_bytes)
 
 
 @atexit.register
@@ -448,7 +462,27 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     import of Matplotlib in that folder would read, a folder of checkpoints, never reach a
     grading process). Returns one :class:`Verdict` per
     test (instructor cells have none), in order. Raises
-    :class:`cnnbook.grading.sandbox.SandboxUnavailable` when bubblewrap cannot run."""
+    :class:`cnnbook.grading.sandbox.SandboxUnavailable` when bubblewrap cannot run.
+
+    A judge that already served other notebooks and fails this one in a way that blames the
+    student (a limit passed while it held the student's network) is not believed: the notebook is
+    judged again by a fresh judge, whose verdicts stand."""
+    arguments = (student_cells, setup_cells, tests, files, limits, setup_count, answer_names,
+                 file_names)
+    verdicts, reused = _judge_notebook(*arguments, fresh=False)
+    if reused and any(verdict.message.startswith(_TOO_BIG_PREFIX) for verdict in verdicts):
+        verdicts, _ = _judge_notebook(*arguments, fresh=True)
+    return verdicts
+
+
+_TOO_BIG_PREFIX = "the Keras network in "
+"""How the verdicts of :class:`_StudentModelTooBig` begin."""
+
+
+def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_count, answer_names,
+                    file_names, fresh: bool) -> tuple[list[Verdict], bool]:
+    """:func:`judge_notebook` with one judge; also says whether that judge had served other
+    notebooks before this one."""
     limits = limits or Limits()
     graded = [(grade_id, source) for grade_id, source in tests if grade_id is not None]
     sandbox.require_sandbox()
@@ -456,6 +490,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
     verdicts: dict[str, Verdict] = {}
     students: dict[tuple[str, ...], _StudentProcess] = {}
     judge = None
+    reused = False
     folder = None
     deadline = time.monotonic() + limits.notebook_s
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="student-process")
@@ -480,7 +515,9 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
         modes = [value_forbid(declared), *(function_forbid(name, declared) for name in declared)]
         for forbid in dict.fromkeys(modes):
             student_process(forbid).start_loading(executor)
-        judge = _idle_judge(limits)
+        judge = _idle_judge(limits, fresh)
+        reused = judge.notebooks > 0
+        judge.notebooks += 1
         folder = None
         if files is not None:
             folder = Path(tempfile.mkdtemp(prefix="submission-", dir=judge.home))
@@ -548,7 +585,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
         if judge is not None:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-            if healthy:  # it waits for the next notebook
+            if healthy and _reusable(judge, limits):  # it waits for the next notebook
                 with _IDLE_LOCK:
                     _IDLE_JUDGES.setdefault(limits, []).append(judge)
             else:
@@ -556,7 +593,7 @@ def judge_notebook(student_cells: Sequence[str], setup_cells: Sequence[str],
         executor.shutdown(wait=True)
         shutil.rmtree(scratch, ignore_errors=True)
     return [verdicts.get(grade_id, Verdict(grade_id, None, "the judge gave no verdict"))
-            for grade_id, _ in graded]
+            for grade_id, _ in graded], reused
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ c.JudgeOutsideKernel.assignments = ["sizing", "parameters", "architectures", "re
 c.JudgeOutsideKernel.call_timeout = 60       # seconds for one call of a student's function
 c.JudgeOutsideKernel.notebook_timeout = 1200  # seconds for judging one notebook
 # The student's notebook also runs in a sandboxed kernel, for the feedback only (their own outputs
-# and figures beside the verdicts); False halves grading's CPU time and leaves the grades as
+# and figures beside the verdicts); False takes about a third less CPU and leaves the grades as
 # they are, with the verdicts alone in the feedback.
 c.JudgeOutsideKernel.feedback_kernel = True
 # The limits of autograding, in one place. Seconds per cell (validate keeps c.Execute.timeout):

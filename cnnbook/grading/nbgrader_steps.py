@@ -632,8 +632,9 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
     feedback_kernel = Bool(True, help="Also run the student's notebook in a sandboxed kernel, "
                            "for the feedback only: the student sees their own outputs and "
                            "figures beside the verdicts. False: the feedback shows the verdicts "
-                           "alone, and grading takes about half the CPU time. The grades are "
-                           "the same either way.").tag(config=True)
+                           "alone, and grading takes about a third less CPU time (6 sizing "
+                           "submissions: 42 s against 65 s). The grades are the same either "
+                           "way.").tag(config=True)
 
     def start(self, nb, resources) -> Future:
         """Start judging ``nb`` in the background (:class:`SandboxedExecute` calls this before

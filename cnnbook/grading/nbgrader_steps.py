@@ -316,15 +316,14 @@ class SandboxedExecute(HookedExecute):
         judged = assignment in judged_assignments(self)
         hidden = {}
         if judged:  # the judge starts first and runs beside the kernel
-            resources[JUDGING_KEY] = JudgeOutsideKernel(parent=self).start(nb, resources)
+            judge = JudgeOutsideKernel(parent=self)
+            resources[JUDGING_KEY] = judge.start(nb, resources)
+            if not judge.feedback_kernel:  # the verdicts alone make the feedback
+                return nb, resources
             for index, cell in enumerate(nb.cells):
                 if _is_graded(cell) and not cell.metadata.nbgrader.get("solution"):
                     hidden[index] = cell.source
                     cell.source = without_hidden_tests(cell.source)
-        if judged and not JudgeOutsideKernel(parent=self).feedback_kernel:
-            for index, source in hidden.items():
-                nb.cells[index].source = source
-            return nb, resources
         metadata = resources.setdefault("metadata", {})
         graded_folder = metadata.get("path")
         scratch = tempfile.mkdtemp(prefix="cnnbook-kernel-cwd-")

@@ -62,7 +62,8 @@ FEEDBACK_KERNEL_KINDS = frozenset({
 """Kinds graded with the feedback kernel (the course's default); the others, whose grade is all
 they test, are graded in a second command without it (``c.JudgeOutsideKernel.feedback_kernel =
 False``), which takes about a third less CPU and gives the same grades (the second run checks
-it)."""
+it). A new kind that attacks the kernel, its limits or its outputs belongs here, or its test
+checks nothing."""
 
 BATCH_BOUND_S = 20 * 60
 """Upper bound of one autograde run of one assignment's whole corpus, asserted: the 31

@@ -588,19 +588,48 @@ def test_a_kernel_stopped_before_its_first_cell_notes_it_on_a_code_cell(tmp_path
     assert not resources.get(autograde.DEFERRED_KEY), "judged: the kernel's stop defers nothing"
 
 
-def test_a_judge_that_took_much_memory_is_not_reused():
-    """TensorFlow keeps what a notebook's networks took: a judge past a quarter of the memory
-    limit would start the next notebook near it, and an honest network would push it over."""
-    limits = verdicts.Limits()
-    judge = SimpleNamespace(process=SimpleNamespace(poll=lambda: None),
+def test_a_judge_whose_memory_grew_much_is_not_reused():
+    """TensorFlow keeps what a notebook's networks took: a judge that grew by more than a quarter
+    of the memory limit since it was new would start the next notebook that much nearer the limit
+    than a fresh judge, and an honest network would push it over. Its size alone does not count:
+    TensorFlow's own 600 MiB is in every judge."""
+    limits = verdicts.Limits(memory_bytes=1536 * 2**20)  # the hostile corpus' limit
+    tensorflow_loaded = 600 * 2**20
+    judge = SimpleNamespace(process=SimpleNamespace(poll=lambda: None), new_bytes=tensorflow_loaded,
                             watchdog=SimpleNamespace(peak_memory_bytes=0))
-    judge.watchdog.peak_memory_bytes = int(0.2 * limits.memory_bytes)
-    assert verdicts._reusable(judge, limits)
-    judge.watchdog.peak_memory_bytes = int(0.3 * limits.memory_bytes)
+    judge.watchdog.peak_memory_bytes = tensorflow_loaded + int(0.2 * limits.memory_bytes)
+    assert verdicts._reusable(judge, limits)  # 907 MiB: more than a quarter, but mostly TF
+    judge.watchdog.peak_memory_bytes = tensorflow_loaded + int(0.3 * limits.memory_bytes)
     assert not verdicts._reusable(judge, limits)
-    judge.watchdog.peak_memory_bytes = 0
+    judge.watchdog.peak_memory_bytes = tensorflow_loaded
+    judge.new_bytes = None  # its set-up never finished: nothing to measure growth from
+    assert not verdicts._reusable(judge, limits)
+    judge.new_bytes = tensorflow_loaded
     judge.process = SimpleNamespace(poll=lambda: 1)  # it ended
     assert not verdicts._reusable(judge, limits)
+
+
+@pytest.mark.slow
+def test_one_judge_serves_a_batch_of_small_notebooks():
+    """Under the hostile corpus' limits (1.5 GiB), notebooks judged one after another share one
+    judge: the grader pays TensorFlow's import once per command, not once per notebook."""
+    try:
+        sandbox.require_sandbox()
+    except sandbox.SandboxUnavailable as error:
+        pytest.fail(f"the judge needs bubblewrap: {error} (make system installs it)")
+    limits = verdicts.Limits(memory_bytes=1536 * 2**20)
+    verdicts.close_idle_judges()
+    setup = ["import keras"]
+    tests = [("test_size", "assert size(5) == 3")]
+    pids = []
+    for _ in range(3):
+        assert verdicts.judge_notebook(["def size(n):\n    return n - 2"], setup, tests,
+                                       limits=limits) == [verdicts.Verdict("test_size", True, "")]
+        (judge,) = verdicts._IDLE_JUDGES[limits]
+        pids.append(judge.process.pid)
+        assert judge.new_bytes > 300 * 2**20  # measured after the set-up: Keras imported
+    assert len(set(pids)) == 1, pids
+    verdicts.close_idle_judges()
 
 
 def test_a_reused_judge_that_blames_the_student_is_checked_by_a_fresh_one(monkeypatch):

@@ -346,6 +346,8 @@ class Watchdog:
         self.max_folder_bytes = max_folder_bytes
         self.interval = interval
         self.reason: str | None = None
+        self.memory_bytes = 0
+        """The summed resident memory at the latest poll."""
         self.peak_memory_bytes = 0
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"watchdog-{pid}", daemon=True)
@@ -406,6 +408,7 @@ class Watchdog:
                 memory, count, threads = self._measure()
             except psutil.Error:  # the process has ended
                 return
+            self.memory_bytes = memory
             self.peak_memory_bytes = max(self.peak_memory_bytes, memory)
             self.reason = self._over_a_limit(memory, count, threads, tick)
             if self.reason:

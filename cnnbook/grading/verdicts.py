@@ -401,11 +401,15 @@ judge's start (TensorFlow's import, seconds) once per command, not once per note
 _IDLE_LOCK = threading.Lock()
 
 
-JUDGE_REUSE_MEMORY_FRACTION = 0.25
-"""A judge whose resident memory ever passed this fraction of the memory limit is not reused
-for another notebook: TensorFlow does not give back what a notebook's networks took, so a judge
-that served heavy notebooks would start the next one near the limit, and a student's honest
-network would then push it over (the student's fault, as far as the limit can tell)."""
+JUDGE_REUSE_GROWTH_FRACTION = 0.25
+"""A judge whose resident memory ever grew by more than this fraction of the memory limit above
+what it held when it was new (measured once its first set-up had run: TensorFlow imported) is
+not reused for another notebook: TensorFlow does not give back what a notebook's networks took,
+so a judge that served heavy notebooks would start the next one near the limit, and a student's
+honest network would then push it over (the student's fault, as far as the limit can tell). The
+growth is what counts, not the size: TensorFlow alone is about 600 MiB, which a rule on the size
+would have to allow for (under a 1.5 GiB limit, a rule of a quarter of the limit retired every
+judge after its first notebook, and each notebook paid TensorFlow's import again)."""
 
 
 def _idle_judge(limits: Limits, fresh: bool = False) -> _Process:
@@ -422,13 +426,18 @@ def _idle_judge(limits: Limits, fresh: bool = False) -> _Process:
                      limits, readonly_paths=limits.readonly_paths)
     judge.home = home
     judge.notebooks = 0
+    judge.new_bytes = None  # its memory once its first set-up has run
     return judge
 
 
 def _reusable(judge: _Process, limits: Limits) -> bool:
-    """Whether a judge that finished a notebook may take the next one."""
-    return (judge.process.poll() is None and judge.watchdog.peak_memory_bytes
-            <= JUDGE_REUSE_MEMORY_FRACTION * limits.memory_bytes)
+    """Whether a judge that finished a notebook may take the next one: it is alive, and its
+    memory never grew past :data:`JUDGE_REUSE_GROWTH_FRACTION` of the limit above what it held
+    when new (unknown: never reused)."""
+    if judge.process.poll() is not None or judge.new_bytes is None:
+        return False
+    growth = judge.watchdog.peak_memory_bytes - judge.new_bytes
+    return growth <= JUDGE_REUSE_GROWTH_FRACTION * limits.memory_bytes
 
 
 @atexit.register
@@ -530,6 +539,8 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
         if "setup_failed" in first:
             raise GraderFailure(f"the instructor's set-up cells failed in the judge: "
                                 f"{str(first['setup_failed'])[:500]}")
+        if judge.new_bytes is None:  # a new judge, its set-up run: what reuse is measured from
+            judge.new_bytes = judge.watchdog.memory_bytes
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 and student_seconds > limits.notebook_s / 2:

@@ -328,14 +328,18 @@ ARCHITECTURES = Assignment(
                      "test_se_costs", "test_inverted_residual", "test_inverted_residual_costs"),
     # the grader's own walls, whatever the assignment: the time limit (waited out, 60 s), the
     # output limit, fork, the network, files outside the submission, symlinks, a module's name
-    # taken by a file, the file size limit. Kept here: the good submissions, tampered structure,
-    # the kernel's death (its memory is the assignment's), the cnnbook folder (check_written_here)
-    # and every answer the source analysis refuses
+    # taken by a file, the file size limit, what the kernel's input history shows; and nbgrader's
+    # own handling of a notebook's structure (test cells deleted or renamed, an older nbformat),
+    # which restores cells by grade id from the source whatever they hold. Kept here: the good
+    # submissions, test cells edited to pass (the judge reads this assignment's tests from the
+    # source), the kernel's death (its memory is the assignment's), the cnnbook folder
+    # (check_written_here) and every answer the source analysis refuses
     graded_on_sizing_only=("infinite_loop", "output_flood", "fork_bomb", "network_connection",
                            "reads_solutions", "writes_elsewhere", "symlink_outside",
                            "notebook_is_symlink", "shadowing_numpy_file", "oversized_file",
                            "forges_log_lines", "leaves_links_behind", "display_flood",
-                           "reads_test_images"),
+                           "reads_test_images", "prints_input_history", "tests_deleted",
+                           "grade_ids_renamed", "other_nbformat_minor"),
     honest_answers=ARCHITECTURES_HONEST,
     judged=True,
 )

@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The suite runs in two pytest-xdist workers (tests/conftest.py says how tests are grouped into
-# work units): in a fresh clone on a quiet 2-core AMD EPYC it took 24 min 41 s (2026-12-05, 881
+# work units): in a fresh clone on a 2-core AMD EPYC it took 23 min 15 s (2026-12-05, 882
 # tests; README.md says where the time goes). TEST_WORKERS=0 runs it in one process; three
 # workers were no faster on two cores.
 TEST_WORKERS ?= 2

@@ -246,3 +246,35 @@ def test_fast_precision_sets_and_restores_the_dtype_policy():
     # the logits stay float32 whatever the policy
     assert model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0).dtype == np.float32
     assert train.fast_dtype_policy() in ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_float32_copy_computes_what_the_network_built_in_float32_computes(precision):
+    """A network built (and trained) in mixed precision, copied to float32: every layer and the
+    tensors between them are float32, the weights are the same, and its outputs are those of the
+    same network built in float32 with those weights (the oracle: Keras' own float32 network)."""
+    keras.utils.set_random_seed(3)
+    with train.fast_precision(precision):
+        mixed = models.resnet_cifar(8, preact=True)  # the course's zero-padding shortcut inside
+    copy = evaluation.float32_copy(mixed)
+    assert {layer.dtype_policy.name for layer in models_and_layers(copy)} == {"float32"}
+    assert all(np.array_equal(a, b)
+               for a, b in zip(copy.get_weights(), mixed.get_weights(), strict=True))
+    reference = models.resnet_cifar(8, preact=True)
+    reference.set_weights(mixed.get_weights())
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    expected = np.asarray(reference(images, training=False))
+    assert np.asarray(copy(images, training=False)).dtype == np.float32
+    np.testing.assert_allclose(np.asarray(copy(images, training=False)), expected, rtol=1e-5,
+                               atol=1e-5)
+    # the mixed network itself does not compute that (its convolutions round to 8 or 11 bits)
+    assert not np.allclose(np.asarray(mixed(images, training=False)), expected, rtol=1e-5,
+                           atol=1e-5)
+
+
+def models_and_layers(model):
+    """Every layer of ``model``, those inside its blocks (nested models) included."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from models_and_layers(layer)

@@ -5,6 +5,12 @@ Every run writes, next to its results, a ``provenance.json`` that says what data
 which device and which software produced them, and the command that reproduces them::
 
     python -m cnnbook.resnet.experiments resnet [--tiny] [--epochs N] [--out results/resnet]
+    python -m cnnbook.resnet.experiments reevaluate [--out results/resnet]
+
+``reevaluate`` measures again, in float32, every number of a finished run that its saved networks
+can give (test and training accuracy, lesion studies) and saves those networks as float32 copies:
+for results whose networks were evaluated in mixed precision (``evaluation_dtype_policy`` in
+``histories.json`` and ``lesion.json`` says how each number was measured).
 
 ``resnet`` (chapter "Residual networks", ``book/resnet.md``):
 
@@ -16,7 +22,11 @@ which device and which software produced them, and the command that reproduces t
    residual networks are the pre-activation ones (``resnet_cifar(preact=True)``, He et al.
    2016), in which nothing follows the addition, so that the unrolled view of Veit et al. is
    exact for the very networks whose degradation curves the chapter shows;
-2. saves the trained networks (``{network}.keras``; only those the chapter loads are committed);
+2. saves the trained networks (``{network}.keras``; only those the chapter loads are committed)
+   as float32 copies (:func:`cnnbook.training.evaluation.float32_copy`), and measures every
+   accuracy it records with them: trained in bfloat16 where that is faster, evaluated in float32,
+   so that the committed numbers do not depend on the CPU's bfloat16 path (AMX on Intel and
+   AVX-512 BF16 on AMD round differently);
 3. runs the lesion studies of Veit et al. 2016 on the 56-layer pre-activation and plain networks
    with :mod:`cnnbook.resnet.lesion` (``lesion.json``): delete each block in turn, delete ``k``
    random
@@ -70,6 +80,7 @@ __all__ = [
     "dataset_description",
     "provenance",
     "run_resnet",
+    "reevaluate_resnet",
     "load_resnet_results",
     "main",
 ]
@@ -287,6 +298,10 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+EVALUATION_DTYPE_POLICY = "float32"
+"""The precision every recorded accuracy is measured in (see ``reevaluate``)."""
+
+
 def _history(model, history, test_accuracy: float, train_accuracy: float, seconds: float,
              config: ResnetConfig) -> dict:
     return {
@@ -297,6 +312,7 @@ def _history(model, history, test_accuracy: float, train_accuracy: float, second
         **{key: [float(value) for value in values] for key, values in history.items()},
         "test_accuracy": float(test_accuracy),
         "train_accuracy_unaugmented": float(train_accuracy),
+        "evaluation_dtype_policy": EVALUATION_DTYPE_POLICY,
         "train_seconds": round(seconds, 1),
     }
 
@@ -351,6 +367,7 @@ def _lesion_record(model, images, labels, config: ResnetConfig) -> dict:
         "deletion_summary": lesion.curve_summary(deletion, "num_deleted"),
         "reorder_curve": reorder,
         "reorder_summary": lesion.curve_summary(reorder, "num_swaps") if reorder else [],
+        "evaluation_dtype_policy": model.dtype_policy.name,
     }
 
 
@@ -365,6 +382,7 @@ def run_resnet(config: ResnetConfig = FULL_RESNET, out: Path | str = RESULTS_DIR
     import keras
 
     from cnnbook.training import train  # imports Keras, as above
+    from cnnbook.training.evaluation import float32_copy  # imports Keras, as above
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -419,17 +437,16 @@ def run_resnet(config: ResnetConfig = FULL_RESNET, out: Path | str = RESULTS_DIR
             callbacks=[_epoch_logger(name, log)],
         )
         train_seconds = time.perf_counter() - start
-        test_accuracy = lesion.accuracy(model, x_test, y_test)
-        train_accuracy = lesion.accuracy(model, x_train, y_train)
+        # A fresh, uncompiled float32 copy (the weights without the optimizer's state): what is
+        # measured and saved, whatever precision the network trained in.
+        trained = float32_copy(model)
+        test_accuracy = lesion.accuracy(trained, x_test, y_test)
+        train_accuracy = lesion.accuracy(trained, x_train, y_train)
         histories[name] = _history(model, _as_dict(history), test_accuracy, train_accuracy,
                                    train_seconds, config)
         seconds[f"train_{name}"] = round(train_seconds, 1)
         if name in config.save_weights or name in config.lesion_networks:
-            # A fresh, uncompiled copy: the weights without the optimizer's state.
-            with train.fast_precision(policy):
-                inference_copy = build_network(kind, depth)
-            inference_copy.set_weights(model.get_weights())
-            inference_copy.save(weights)
+            trained.save(weights)
         _write_json(out / "histories.json", histories)
         record(False)
         log(f"{name}: test accuracy {test_accuracy:.4f}, training accuracy (unaugmented) "
@@ -439,7 +456,7 @@ def run_resnet(config: ResnetConfig = FULL_RESNET, out: Path | str = RESULTS_DIR
         if name in lesions and lesions[name].get("images") == len(y_lesion):
             log(f"lesions of {name}: already done, skipped")
             continue
-        model = keras.models.load_model(out / f"{name}.keras", safe_mode=True)
+        model = float32_copy(keras.models.load_model(out / f"{name}.keras", safe_mode=True))
         log(f"lesions of {name}: running")
         start = time.perf_counter()
         lesions[name] = _lesion_record(model, x_lesion, y_lesion, config)
@@ -450,6 +467,77 @@ def run_resnet(config: ResnetConfig = FULL_RESNET, out: Path | str = RESULTS_DIR
     _write_json(out / "lesion.json", lesions)
     entry = record(True)
     log("complete")
+    return {"histories": histories, "lesion": lesions, "provenance": entry}
+
+
+def reevaluate_resnet(out: Path | str = RESULTS_DIR / "resnet", verbose: int = 0) -> dict:
+    """Measure again in float32 the numbers of the run in ``out`` that its saved networks give:
+    each saved network's test accuracy and training accuracy (``histories.json``) and its lesion
+    study (``lesion.json``), on the images of the run's configuration; save each network as its
+    float32 copy. A number replaced keeps its old value under ``"before_reevaluation"``; numbers
+    of networks without saved weights stay as they were, with the precision they were measured
+    in. ``provenance.json`` records the re-evaluation (command, date, code, machine). Returns the
+    results as :func:`load_resnet_results` reads them."""
+    # slow to import (Keras): only when networks are loaded (see run_resnet)
+    import keras
+
+    import cnnbook.course.layers  # noqa: F401 (as above; registers the saved networks' layers)
+    from cnnbook.training.evaluation import float32_copy  # imports Keras, as above
+
+    out = Path(out)
+    results = load_resnet_results(out)
+    histories, lesions, entry = results["histories"], results["lesion"], results["provenance"]
+    config = ResnetConfig(**{  # the run's own configuration, its lists as tuples
+        key: tuple(tuple(item) if isinstance(item, list) else item for item in value)
+        if isinstance(value, list) else value for key, value in entry["config"].items()})
+    log = _Log(out / "progress.log", verbose)
+    trained_in = entry.get("dtype_policy", "unknown")
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10()
+    x_train, y_train = x_train[: config.train_images], y_train[: config.train_images]
+    x_test, y_test = x_test[: config.test_images], y_test[: config.test_images]
+    x_lesion, y_lesion = x_test[: config.lesion_images], y_test[: config.lesion_images]
+    log(f"reevaluate: networks of {out.name} in {EVALUATION_DTYPE_POLICY}")
+    for name, history in histories.items():
+        history.setdefault("evaluation_dtype_policy", trained_in)
+        weights = out / f"{name}.keras"
+        if not weights.is_file():
+            continue
+        model = float32_copy(keras.models.load_model(weights, safe_mode=True))
+        before = {key: history[key] for key in ("test_accuracy", "train_accuracy_unaugmented",
+                                                "evaluation_dtype_policy")}
+        history["test_accuracy"] = lesion.accuracy(model, x_test, y_test)
+        history["train_accuracy_unaugmented"] = lesion.accuracy(model, x_train, y_train)
+        history["evaluation_dtype_policy"] = EVALUATION_DTYPE_POLICY
+        history.setdefault("before_reevaluation", before)
+        model.save(weights)
+        _write_json(out / "histories.json", histories)
+        log(f"{name}: test accuracy {before['test_accuracy']:.4f} -> "
+            f"{history['test_accuracy']:.4f}, training accuracy "
+            f"{before['train_accuracy_unaugmented']:.4f} -> "
+            f"{history['train_accuracy_unaugmented']:.4f}")
+        if name in lesions:
+            start = time.perf_counter()
+            previous = lesions[name]
+            lesions[name] = _lesion_record(model, x_lesion, y_lesion, config)
+            lesions[name]["before_reevaluation"] = previous.get("before_reevaluation", {
+                "baseline": previous["baseline"],
+                "single_block": [row["accuracy"] for row in previous["single_block"]],
+                "evaluation_dtype_policy": previous.get("evaluation_dtype_policy", trained_in)})
+            _write_json(out / "lesion.json", lesions)
+            log(f"lesions of {name}: baseline {previous['baseline']:.4f} -> "
+                f"{lesions[name]['baseline']:.4f}, {time.perf_counter() - start:.0f} s")
+    for study in lesions.values():
+        study.setdefault("evaluation_dtype_policy", trained_in)
+    _write_json(out / "lesion.json", lesions)
+    entry.setdefault("reevaluations", []).append({
+        "command": "python -m cnnbook.resnet.experiments reevaluate",
+        "evaluation_dtype_policy": EVALUATION_DTYPE_POLICY,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code": code_state(), "device": {key: machine_description()[key] for key in (
+            "device", "gpus", "cpu", "cores", "system")},
+    })
+    _write_json(out / "provenance.json", entry)
+    log("reevaluate: complete")
     return {"histories": histories, "lesion": lesions, "provenance": entry}
 
 
@@ -489,12 +577,20 @@ def _parser() -> argparse.ArgumentParser:
                         help="output folder (default: results/resnet; with --tiny a folder "
                              "in the temporary directory, never the repository)")
     resnet.add_argument("--verbose", type=int, default=1, help="0: quiet; 1: a line per step")
+    again = commands.add_parser("reevaluate", help="measure a finished run's numbers again in "
+                                "float32 from its saved networks")
+    again.add_argument("--out", type=Path, default=RESULTS_DIR / "resnet",
+                       help="the run's folder (default: results/resnet)")
+    again.add_argument("--verbose", type=int, default=1, help="0: quiet; 1: a line per step")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     arguments = _parser().parse_args(argv)
+    if arguments.experiment == "reevaluate":
+        reevaluate_resnet(arguments.out, verbose=arguments.verbose)
+        return 0
     config = TINY_RESNET if arguments.tiny else FULL_RESNET
     if arguments.epochs is not None:
         if arguments.epochs < 1:

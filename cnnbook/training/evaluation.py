@@ -4,7 +4,9 @@
 :func:`cnnbook.training.train.fit_cifar`'s
 callers report: the top-1 accuracy (:func:`cnnbook.training.metrics.top1_accuracy`) of the softmax
 of the
-model's logits, optionally averaged with those of the mirrored images.
+model's logits, optionally averaged with those of the mirrored images. :func:`float32_copy` turns
+a network trained in mixed precision into one that computes in float32, whose results do not
+depend on the CPU's bfloat16 path.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 from cnnbook.training import metrics
 
-__all__ = ["predict_probabilities", "evaluate", "check_images"]
+__all__ = ["predict_probabilities", "evaluate", "check_images", "float32_copy"]
 
 
 def check_images(part: str, pair, model: keras.Model):
@@ -53,3 +55,37 @@ def evaluate(model: keras.Model, test, batch_size: int = 500, flip: bool = False
     (:func:`cnnbook.training.metrics.top1_accuracy`)."""
     images, labels = check_images("test", test, model)
     return metrics.top1_accuracy(predict_probabilities(model, images, batch_size, flip), labels)
+
+
+_MIXED_TENSOR_DTYPES = ("bfloat16", "float16")
+
+
+def _float32_config(config):
+    """``config`` (a serialized Keras object) with every mixed dtype policy made ``float32`` and
+    every bfloat16 or float16 tensor between layers made float32."""
+    if isinstance(config, list):
+        return [_float32_config(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    config = {key: _float32_config(value) for key, value in config.items()}
+    inner = config.get("config")
+    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
+            inner, dict) and str(inner.get("name", "")).startswith("mixed_"):
+        config["config"] = {**inner, "name": "float32"}
+    elif config.get("class_name") == "__keras_tensor__" and isinstance(inner, dict) and (
+            inner.get("dtype") in _MIXED_TENSOR_DTYPES):
+        config["config"] = {**inner, "dtype": "float32"}
+    return config
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` that computes in float32: the same layers and weights, every mixed
+    dtype policy (``mixed_bfloat16``, ``mixed_float16``) replaced by ``float32``. A network
+    trained in mixed precision keeps its weights in float32 already, so nothing is lost; what
+    changes is that its convolutions no longer round their inputs to 8 bits of mantissa, a
+    rounding that differs between CPUs (AMX on Intel, AVX-512 BF16 on AMD) and between a CPU
+    and a GPU. The results then agree to float32 rounding wherever they are computed."""
+    serialized = keras.saving.serialize_keras_object(model)
+    copy = keras.saving.deserialize_keras_object(_float32_config(serialized))
+    copy.set_weights(model.get_weights())
+    return copy

@@ -160,10 +160,15 @@ def test_results_sections_state_no_measured_figure_in_fixed_words(section):
             f"fixed figure in {section!r}: ...{context!r}...")
 
 
-def test_the_page_states_where_the_unrolled_view_is_exact():
-    text = PAGE.read_text()
-    assert "exact only for pre-activation blocks" in text
-    assert "preact=True" in text  # the runs' residual networks are said to be pre-activation
+def test_the_page_states_where_the_unrolled_view_is_exact_and_what_it_is_not():
+    """Exact as a graph for pre-activation blocks; never a sum of per-path outputs, since each
+    branch is nonlinear (issue 24: the page once called the view itself exact)."""
+    box = PAGE.read_text().split("What the unrolled view is, and what it is not", 1)[1]
+    box = box.split("```", 1)[0]
+    assert "pre-activation block" in box and "is exactly that" in box
+    assert "$f_2(y_0 + f_1(y_0))$ does not split into $f_2(y_0) + f_2(f_1(y_0))$" in box
+    assert "Exact graph is not exact ensemble" in box
+    assert "preact=True" in PAGE.read_text()  # the runs' residual networks are pre-activation
 
 
 # --- Fixed words of the page about the committed runs, checked against them --------------------

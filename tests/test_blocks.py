@@ -215,6 +215,28 @@ def test_block_formulas_match_the_same_block_in_keras_applications(
     assert _params_of_layers_named(model, layer_names) == formula()
 
 
+def test_mobilenet_v3_squeeze_excitation_gates_with_the_hard_sigmoid(keras_application):
+    """MobileNetV3's gate is relu6(x + 3) / 6 (Howard et al. 2019, section 5.2), not the sigmoid
+    of SENet: the block's gate against that formula, and against what Keras' MobileNetV3-Large
+    computes in the same place (its gate is built from ReLU(6), add and multiply layers)."""
+    block = block_model(blocks.inverted_residual_block, (8, 8, 24), filters=40, expansion=3,
+                        kernel_size=5, squeeze_ratio=3, activation="relu",
+                        se_gate="hard_sigmoid")
+    (expand,) = [layer for layer in block.layers if layer.name.endswith("_se_expand")]
+    gate = expand.activation
+    x = np.linspace(-5, 5, 41).astype("float32")
+    paper = np.minimum(np.maximum(x + 3, 0), 6) / 6
+    np.testing.assert_allclose(np.asarray(gate(x)), paper, atol=1e-6)
+    application = keras_application("MobileNetV3Large", input_shape=(224, 224, 3))
+    squeezed = application.get_layer("expanded_conv_3_squeeze_excite_conv_1")  # before the gate
+    gated = application.get_layer("expanded_conv_3_squeeze_excite_mul")
+    probe = keras.Model(application.input, [squeezed.output, gated.input[1]])
+    before, after = probe(np.zeros((1, 224, 224, 3), "float32") + 0.5)
+    np.testing.assert_allclose(np.asarray(after), np.asarray(gate(before)), atol=1e-5)
+    with pytest.raises(ValueError, match="gate must be one of"):
+        block_model(blocks.squeeze_excitation, (4, 4, 8), ratio=2, gate="tanh")
+
+
 def test_depthwise_separable_block_costs_one_over_f_plus_one_ninth_of_a_convolution():
     """Howard et al. 2017, section 3.1: a depthwise separable convolution costs
     ``1/F + 1/k^2`` of a full ``k x k`` convolution. The block's convolution weights (its formula

@@ -58,6 +58,7 @@ __all__ = [
     "channel_shuffle",
     "shufflenet_unit",
     "shufflenet_unit_params",
+    "SE_GATES",
     "squeeze_excitation",
     "squeeze_excitation_params",
     "convnext_block",
@@ -562,17 +563,26 @@ def _squeeze_channels(channels: int, ratio) -> int:
     return squeezed
 
 
-def squeeze_excitation(inputs, ratio: float = 16, name: str | None = None):
+SE_GATES = ("sigmoid", "hard_sigmoid")
+"""The gates of squeeze-and-excitation: the sigmoid of SENet and EfficientNet, and the hard
+sigmoid ``relu6(x + 3) / 6`` of MobileNetV3 (Howard et al. 2019), cheaper on a phone."""
+
+
+def squeeze_excitation(inputs, ratio: float = 16, name: str | None = None,
+                       gate: str = "sigmoid"):
     """Squeeze-and-excitation (Hu, Shen and Sun 2018): global average pooling "squeezes" each
     channel to one number; a two-layer gate (dense to ``C // ratio`` + ReLU, dense to ``C`` +
-    sigmoid) turns them into one weight in (0, 1) per channel, which rescales the input's
-    channels. Output: the input's shape."""
+    ``gate``, a sigmoid or MobileNetV3's hard sigmoid ``relu6(x + 3) / 6``) turns them into one
+    weight in [0, 1] per channel, which rescales the input's channels. Output: the input's
+    shape."""
+    if gate not in SE_GATES:
+        raise ValueError(f"gate must be one of {SE_GATES}, got {gate!r}")
     channels = _channels(inputs)
     squeezed = _squeeze_channels(channels, ratio)
     name = _block_name(name, "se")
     x = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_squeeze")(inputs)
     x = keras.layers.Dense(squeezed, activation="relu", name=f"{name}_reduce")(x)
-    x = keras.layers.Dense(channels, activation="sigmoid", name=f"{name}_expand")(x)
+    x = keras.layers.Dense(channels, activation=gate, name=f"{name}_expand")(x)
     return keras.layers.Multiply(name=f"{name}_scale")([inputs, x])
 
 
@@ -597,6 +607,7 @@ def inverted_residual_block(
     squeeze_ratio: float | None = None,
     activation: str = "relu6",
     name: str | None = None,
+    se_gate: str = "sigmoid",
 ):
     """MobileNetV2's inverted residual (Sandler et al. 2018): a 1x1 convolution *expands* ``C``
     channels to ``t C`` (``t = expansion``; left out when ``t = 1``) -> BN -> activation; a
@@ -605,8 +616,10 @@ def inverted_residual_block(
     added back when the shape is unchanged (stride 1 and ``C == filters``).
 
     ``squeeze_ratio`` inserts squeeze-and-excitation on the ``t C`` expanded channels after the
-    depthwise convolution (MobileNetV3, EfficientNet's MBConv); ``activation`` is ``"relu6"``
-    (V2), ``"relu"`` or ``"hard_swish"`` (V3) or ``"swish"`` (EfficientNet).
+    depthwise convolution (MobileNetV3, EfficientNet's MBConv), gated by ``se_gate``
+    (:data:`SE_GATES`: ``"hard_sigmoid"`` in MobileNetV3, ``"sigmoid"`` in EfficientNet);
+    ``activation`` is ``"relu6"`` (V2), ``"relu"`` or ``"hard_swish"`` (V3) or ``"swish"``
+    (EfficientNet).
     Output: ``(ceil(H/s), ceil(W/s), filters)``.
     """
     filters = _check_int("filters", filters)
@@ -635,7 +648,7 @@ def inverted_residual_block(
     )(x)
     x = activate(_batch_norm(f"{name}_depthwise_bn")(x), "depthwise")
     if squeeze_ratio is not None:
-        x = squeeze_excitation(x, squeeze_ratio, name=f"{name}_se")
+        x = squeeze_excitation(x, squeeze_ratio, name=f"{name}_se", gate=se_gate)
     x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
     x = _batch_norm(f"{name}_project_bn")(x)
     if strides == 1 and in_channels == filters:

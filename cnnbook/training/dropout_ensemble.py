@@ -27,13 +27,25 @@ from cnnbook.training import metrics
 __all__ = ["sampled_logits", "weight_scaled_logits", "mask_average_curve"]
 
 
+_OTHER_NOISE = (keras.layers.GaussianDropout, keras.layers.AlphaDropout,
+                keras.layers.GaussianNoise, keras.layers.SpatialDropout1D,
+                keras.layers.SpatialDropout2D, keras.layers.SpatialDropout3D)
+"""Layers that add noise in training other than by dropping single units; not sampled here."""
+
+
 def _check_model(model) -> None:
     if not isinstance(model, keras.Sequential):
         raise ValueError(
             f"model must be a keras.Sequential network (got {type(model).__name__}): its layers "
             "are run one after another, each dropout layer with a mask of its own; build the "
             "network with keras.Sequential([...])")
-    if not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers):
+    for layer in model.layers:
+        if isinstance(layer, _OTHER_NOISE) or isinstance(layer, keras.Model):
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}) is not sampled here: only "
+                "keras.layers.Dropout at the top level of the Sequential network is (one mask "
+                "value per unit); build the network with Dropout layers only")
+    if not any(type(layer) is keras.layers.Dropout for layer in model.layers):
         raise ValueError("model has no Dropout layer: there is no ensemble to sample")
 
 
@@ -93,9 +105,11 @@ def mask_average_curve(model, images, labels, counts: Iterable[int], seed: int =
     ``agreement``, the share of images on which that average picks the class the weight-scaled
     network picks, and ``single_mean``, the mean accuracy of the :math:`N` thinned networks on
     their own. Rows also carry ``weight_scaled``, the full network's accuracy."""
+    counts = list(counts)
+    if not counts or not all(isinstance(count, int) and not isinstance(count, bool)
+                             and count >= 1 for count in counts):
+        raise ValueError(f"counts must be a non-empty list of positive integers, got {counts}")
     counts = sorted(set(counts))
-    if not counts or counts[0] < 1:
-        raise ValueError(f"counts must be positive integers, got {counts}")
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):
         raise ValueError(f"images and labels differ in length: {len(images)} and {len(labels)}")

@@ -4,6 +4,8 @@ tables show no index column, no second header row and no truncated cells."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -51,14 +53,40 @@ def test_table_hides_index_and_column_name_and_keeps_long_cells():
         pages.table(frame, formats={"missing": "{:.1f}"})
 
 
-def test_show_source_shows_the_code_python_runs():
+def test_show_source_shows_the_code_python_runs_without_its_docstring():
     from cnnbook.counting import sizing
 
     shown = pages.show_source(sizing.conv_output_size).data
     assert shown.startswith("```python\ndef conv_output_size(") and shown.endswith("```")
-    # The oracle: the function's own file holds every shown line, in the same order.
-    module_text = open(sizing.__file__).read()
     body = shown.removeprefix("```python\n").removesuffix("```")
-    assert body in module_text
+    # The oracle: the function's own file holds every shown line, in the same order, and the
+    # shown lines are the file's without the docstring's (which Python's ast locates).
+    module_text = open(sizing.__file__).read()
+    full = pages.show_source(sizing.conv_output_size, docstring=True).data
+    full = full.removeprefix("```python\n").removesuffix("```")
+    assert full in module_text
+    lines = full.splitlines(keepends=True)  # the docstring's lines, found by its quotes
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(('"""', 'r"""')))
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith('"""')
+               and (i > start or lines[i].count('"""') == 2))
+    assert end > start and body == "".join(lines[:start] + lines[end + 1:])
+    # a function that is nothing but its docstring keeps it (an empty body would not be Python)
+    assert pages.without_docstring('def f():\n    """Only this."""\n') == (
+        'def f():\n    """Only this."""\n')
     with pytest.raises(ValueError, match="function"):
         pages.show_source(42)
+
+
+def test_visible_code_cells_show_the_lesson_not_the_glue(repo_root):
+    """Every glue_value call sits in a cell whose input the reader does not see (remove-cell,
+    remove-input or hide-input): the visible code is the lesson, not the page's plumbing."""
+    shown_glue = []
+    for page in sorted((repo_root / "book").glob("*.md")):
+        text = page.read_text()
+        for match in re.finditer(r"```\{code-cell\}[^\n]*\n(.*?)```", text, re.S):
+            cell = match.group(1)
+            options = "".join(line for line in cell.splitlines(True) if line.startswith(":"))
+            hidden = any(tag in options for tag in ("remove-cell", "remove-input", "hide-input"))
+            if "glue_value(" in cell and not hidden:
+                shown_glue.append(f"{page.name}:{text[:match.start()].count(chr(10)) + 1}")
+    assert not shown_glue, f"visible cells that call glue_value: {shown_glue}"

@@ -5,7 +5,8 @@
   parentheses), which a page would print and which ``{glue:text}``'s format specifications
   (``:.1f``, ``:,``) cannot format, so NumPy scalars become plain Python numbers first.
 * :func:`show_source` shows the source of a ``cnnbook`` function on a page, so a chapter prints
-  the very code that builds its blocks instead of a copy that could drift from it.
+  the very code that builds its blocks instead of a copy that could drift from it (without its
+  docstring, which the API page shows).
 * :func:`table` shows a ``pandas.DataFrame`` as a page's table: no 0..n index column, no second
   header row from a named column axis, thousands separators, and cells never truncated (pandas'
   plain HTML cuts text longer than ``display.max_colwidth`` with "...").
@@ -13,8 +14,10 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import numbers
+import textwrap
 
 import numpy as np
 
@@ -58,14 +61,29 @@ def glue_value(name: str, value) -> None:
     glue(name, plain_value(value), display=False)
 
 
-def show_source(function):
+def without_docstring(source: str) -> str:
+    """``source`` (one function or class) without its docstring: the lines of the first
+    statement of its body when that is a string, left out whole. The code a page shows is the
+    lesson; the docstring is on the API page."""
+    definition = ast.parse(textwrap.dedent(source)).body[0]
+    first = definition.body[0] if getattr(definition, "body", None) else None
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)) or len(definition.body) == 1:
+        return source
+    lines = source.splitlines(keepends=True)
+    return "".join(lines[: first.lineno - 1] + lines[first.end_lineno:])
+
+
+def show_source(function, docstring: bool = False):
     """The source code of ``function`` (as Python runs it, from ``inspect.getsource``) as a
-    Markdown code block that a page's cell displays with syntax highlighting."""
+    Markdown code block that a page's cell displays with syntax highlighting; without its
+    docstring unless ``docstring`` (:func:`without_docstring`)."""
     from IPython.display import Markdown  # book environment only, as in glue_value
 
     if not callable(function):
         raise ValueError(f"function must be a function or a class, got {type(function).__name__}")
-    return Markdown(f"```python\n{inspect.getsource(function)}```")
+    source = inspect.getsource(function)
+    return Markdown(f"```python\n{source if docstring else without_docstring(source)}```")
 
 
 def table(frame, formats=None, precision: int = 2, thousands: str = ",", na_rep: str = ""):

@@ -351,6 +351,16 @@ def _same_run(history: dict, config: ResnetConfig) -> bool:
             and history.get("batch_size") == config.batch_size)
 
 
+def _run_images(config: ResnetConfig):
+    """The training, test and lesion images (with labels) of a run of ``config``: prefixes of
+    what :func:`cnnbook.course.data.load_cifar10` loads."""
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10()
+    x_train, y_train = x_train[: config.train_images], y_train[: config.train_images]
+    x_test, y_test = x_test[: config.test_images], y_test[: config.test_images]
+    return ((x_train, y_train), (x_test, y_test),
+            (x_test[: config.lesion_images], y_test[: config.lesion_images]))
+
+
 def _lesion_record(model, images, labels, config: ResnetConfig) -> dict:
     candidates = len(lesion.deletable_blocks(model, include_downsampling=False))
     deletion_counts = [count for count in config.deletion_counts if count <= candidates]
@@ -367,7 +377,7 @@ def _lesion_record(model, images, labels, config: ResnetConfig) -> dict:
         "deletion_summary": lesion.curve_summary(deletion, "num_deleted"),
         "reorder_curve": reorder,
         "reorder_summary": lesion.curve_summary(reorder, "num_swaps") if reorder else [],
-        "evaluation_dtype_policy": model.dtype_policy.name,
+        "evaluation_dtype_policy": EVALUATION_DTYPE_POLICY,  # callers pass a float32_copy
     }
 
 
@@ -388,11 +398,8 @@ def run_resnet(config: ResnetConfig = FULL_RESNET, out: Path | str = RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     log = _Log(out / "progress.log", verbose)
     command = command or "python -m cnnbook.resnet.experiments resnet"
-    (x_train, y_train), (x_test, y_test) = data.load_cifar10()
-    x_train, y_train = x_train[: config.train_images], y_train[: config.train_images]
-    x_test, y_test = x_test[: config.test_images], y_test[: config.test_images]
+    (x_train, y_train), (x_test, y_test), (x_lesion, y_lesion) = _run_images(config)
     x_eval, y_eval = x_test[: config.eval_images], y_test[: config.eval_images]
-    x_lesion, y_lesion = x_test[: config.lesion_images], y_test[: config.lesion_images]
     dataset = dataset_description(len(x_train), len(x_test))
     dataset.update(eval_images=int(len(x_eval)), lesion_images=int(len(x_lesion)))
     policy = train.fast_dtype_policy() if config.precision == "auto" else config.precision
@@ -492,10 +499,7 @@ def reevaluate_resnet(out: Path | str = RESULTS_DIR / "resnet", verbose: int = 0
         if isinstance(value, list) else value for key, value in entry["config"].items()})
     log = _Log(out / "progress.log", verbose)
     trained_in = entry.get("dtype_policy", "unknown")
-    (x_train, y_train), (x_test, y_test) = data.load_cifar10()
-    x_train, y_train = x_train[: config.train_images], y_train[: config.train_images]
-    x_test, y_test = x_test[: config.test_images], y_test[: config.test_images]
-    x_lesion, y_lesion = x_test[: config.lesion_images], y_test[: config.lesion_images]
+    (x_train, y_train), (x_test, y_test), (x_lesion, y_lesion) = _run_images(config)
     log(f"reevaluate: networks of {out.name} in {EVALUATION_DTYPE_POLICY}")
     for name, history in histories.items():
         history.setdefault("evaluation_dtype_policy", trained_in)

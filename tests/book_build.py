@@ -11,6 +11,11 @@ from pathlib import Path
 
 import yaml
 
+COURSE_LAUNCH_SETTINGS = {"repository_url": "https://github.com/example-course/cnnbook",
+                          "branch": "fall-2026", "jupyterhub_url": "https://hub.example.edu"}
+"""What a course sets in ``_config.yml`` before publishing (README, "Quick start"): the
+``configured_book`` fixture (tests/conftest.py) builds with them in place of the placeholder."""
+
 
 def toc_files(repo_root: Path) -> list[str]:
     """The documents of ``_toc.yml`` (``book/intro``, ``book/sizing``, ...), root first."""

@@ -160,6 +160,34 @@ def built_book(repo_root, tmp_path_factory, report_timing) -> BuiltBook:
     return BuiltBook(output=output, html_dir=output / "_build" / "html", log=log)
 
 
+@pytest.fixture(scope="session")
+def configured_book(built_book, repo_root, tmp_path_factory, report_timing) -> BuiltBook:
+    """The book as a course publishes it: a copy of :func:`built_book`'s output rebuilt with
+    ``--all`` (every page re-read, notebooks from the copied jupyter-cache) and a ``_config.yml``
+    that names :data:`COURSE_LAUNCH_SETTINGS` instead of the placeholder."""
+    import shutil
+
+    import yaml
+    from book_build import COURSE_LAUNCH_SETTINGS, build
+
+    output = tmp_path_factory.mktemp("configured-book")
+    shutil.copytree(built_book.output, output, dirs_exist_ok=True, symlinks=True)
+    config = yaml.safe_load((repo_root / "_config.yml").read_text())
+    config["repository"].update(url=COURSE_LAUNCH_SETTINGS["repository_url"],
+                                branch=COURSE_LAUNCH_SETTINGS["branch"])
+    config["launch_buttons"]["jupyterhub_url"] = COURSE_LAUNCH_SETTINGS["jupyterhub_url"]
+    # paths in the file are relative to the file's folder: name them from the repository
+    extensions = config["sphinx"]["local_extensions"]
+    config["sphinx"]["local_extensions"] = {name: str(repo_root / path)
+                                            for name, path in extensions.items()}
+    config_file = output / "_config.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    seconds, log = build(repo_root, output, "--all", "--config", str(config_file))
+    report_timing("book rebuild --all with a course's launch settings (pages re-read, notebooks "
+                  "from the copied jupyter-cache)", seconds)
+    return BuiltBook(output=output, html_dir=output / "_build" / "html", log=log)
+
+
 def pytest_sessionfinish(session):
     """In an xdist worker: hand this worker's timings to the controller, which prints them."""
     worker_output = getattr(session.config, "workeroutput", None)

@@ -3,9 +3,11 @@ Chromium driven by Playwright, no browser download) from a local HTTP server on 
 
 Every page loads with no console error and no failed request, its mathematics is typeset by the
 MathJax served with the site, its images load, its internal links resolve, and no code cell needs a
-horizontal scroll bar at a 1280-pixel window. Search finds the sizing chapter for "padding". The
-launch links of each assignment are well-formed nbgitpuller, Colab and Binder URLs built from the
-settings of ``_config.yml``. Nothing of ``solutions/`` (solution code, hidden tests) is on the site.
+horizontal scroll bar at a 1280-pixel window. Search finds the sizing chapter for "padding". With
+the shipped placeholder repository no page links to it or to a local hub; in the site a course
+publishes (``configured_book``: its repository and hub set) the launch links of each assignment are
+well-formed nbgitpuller, Colab and Binder URLs built from those settings. Nothing of
+``solutions/`` (solution code, hidden tests) is on the site.
 A screenshot of every page, whole (JPEG, in parts of 16,000 pixels for long pages), is kept in
 ``test-artifacts/site/`` (or ``$CNNBOOK_TEST_ARTIFACTS/site``), named in the run's summary.
 """
@@ -30,7 +32,7 @@ from urllib.parse import parse_qs, urldefrag, urlsplit
 
 import pytest
 import yaml
-from book_build import toc_files
+from book_build import COURSE_LAUNCH_SETTINGS, toc_files
 
 # the cold book build (built_book) is shared with test_book.py: one work unit
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
@@ -329,10 +331,12 @@ def test_search_finds_the_sizing_chapter_for_padding(browser, site_url):
 
 
 def _launch_settings(repo_root: Path) -> dict:
+    """The launch settings of the ``configured_book`` build: a course's own repository and hub
+    (``book_build.COURSE_LAUNCH_SETTINGS``), the rest from ``_config.yml``."""
     config = yaml.safe_load((repo_root / "_config.yml").read_text())
-    return {"repository": config["repository"]["url"].rstrip("/"),
-            "branch": config["repository"]["branch"],
-            "hub": config["launch_buttons"]["jupyterhub_url"].rstrip("/"),
+    return {"repository": COURSE_LAUNCH_SETTINGS["repository_url"],
+            "branch": COURSE_LAUNCH_SETTINGS["branch"],
+            "hub": COURSE_LAUNCH_SETTINGS["jupyterhub_url"],
             "binder": config["launch_buttons"]["binderhub_url"].rstrip("/")}
 
 
@@ -351,13 +355,15 @@ def _assignment_links(page_html: str) -> dict[str, dict[str, str]]:
     return boxes
 
 
-def test_each_assignment_has_well_formed_launch_links_on_its_chapter(built_book, repo_root):
+def test_each_assignment_has_well_formed_launch_links_on_its_chapter(configured_book, repo_root):
+    """In the site a course publishes (its repository and hub set), each assignment's box links
+    its notebook on the hub, Colab and Binder in the forms those services document."""
     settings = _launch_settings(repo_root)
     repository_path = urlsplit(settings["repository"]).path.strip("/")
     repository_name = repository_path.split("/")[-1]
     chapters = _assignment_chapters(repo_root)
     assert chapters, "exercises/ holds no released assignment"
-    boxes_by_page = {doc: _assignment_links((built_book.html_dir / f"{doc}.html").read_text())
+    boxes_by_page = {doc: _assignment_links((configured_book.html_dir / f"{doc}.html").read_text())
                      for doc in toc_files(repo_root)}
     for assignment, chapter in chapters.items():
         pages = [doc for doc, boxes in boxes_by_page.items() if assignment in boxes]
@@ -387,13 +393,13 @@ def test_each_assignment_has_well_formed_launch_links_on_its_chapter(built_book,
         assert parse_qs(binder.query) == {"urlpath": [f"lab/tree/{notebook}"]}
 
 
-def test_chapter_pages_open_as_notebooks_on_the_hub(built_book, repo_root):
-    """The theme's launch menu of a chapter opens its MyST source on the hub (jupytext there opens
-    it as a notebook)."""
+def test_chapter_pages_open_as_notebooks_on_the_hub(configured_book, repo_root):
+    """In the site a course publishes, the theme's launch menu of a chapter opens its MyST source
+    on the hub (jupytext there opens it as a notebook)."""
     settings = _launch_settings(repo_root)
     repository_name = urlsplit(settings["repository"]).path.strip("/").split("/")[-1]
     for chapter in _assignment_chapters(repo_root).values():
-        page_html = (built_book.html_dir / f"{chapter}.html").read_text()
+        page_html = (configured_book.html_dir / f"{chapter}.html").read_text()
         hub_links = [html.unescape(url) for url in re.findall(
             r'href="([^"]*/hub/user-redirect/git-pull\?[^"]*)"', page_html)]
         menu_links = [url for url in hub_links
@@ -403,6 +409,32 @@ def test_chapter_pages_open_as_notebooks_on_the_hub(built_book, repo_root):
         assert query["urlpath"] == [f"lab/tree/{repository_name}/{chapter}.md"]
         assert query["repo"] == [settings["repository"]]
         assert (repo_root / f"{chapter}.md").is_file()
+
+
+PLACEHOLDER_MARKS = ("YOUR-ORGANISATION", "127.0.0.1", "localhost")
+"""What a link of the shipped configuration would lead to: the placeholder repository, or the local
+demonstration hub, which no reader of a published site can reach."""
+
+
+def test_default_build_links_nowhere_it_cannot_reach(visits, built_book, site_url, repo_root):
+    """With the shipped placeholder repository, no page links to it or to a local hub (in the
+    browser, every link of every page; in the HTML, any mention at all), and each assignment box
+    says what a course sets instead of offering links."""
+    dead = {path: [url for url in visit.links if not url.startswith(site_url)
+                   and any(mark in url for mark in PLACEHOLDER_MARKS)]
+            for path, visit in visits.items()}
+    assert not any(dead.values()), json.dumps(dead, indent=1)
+    for page in sorted(built_book.html_dir.rglob("*.html")):
+        text = page.read_text()
+        assert "YOUR-ORGANISATION" not in text, f"{page} names the placeholder repository"
+    for assignment, chapter in _assignment_chapters(repo_root).items():
+        page_html = (built_book.html_dir / f"{chapter}.html").read_text()
+        boxes = _assignment_links(page_html)
+        assert boxes == {assignment: {}}, (chapter, boxes)
+        box = re.search(rf'id="launch-{assignment}"(.*?)</div>', page_html, flags=re.DOTALL)
+        text = html.unescape(re.sub(r"<[^>]+>", "", box.group(1)))
+        assert "names no course repository" in text and "repository: url" in text, text
+        assert "git-pull" not in page_html and "mybinder.org/v2" not in page_html, chapter
 
 
 def test_no_code_cell_needs_horizontal_scrolling_at_1280_pixels(visits):

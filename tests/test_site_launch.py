@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
-from cnnbook_site import assignment_launch_urls  # noqa: E402
+from cnnbook_site import assignment_launch_urls, repository_is_set  # noqa: E402
 
 SETTINGS = {
     "repository_url": "https://github.com/example-org/cnnbook",
@@ -62,10 +62,26 @@ def test_no_binder_link_without_a_binderhub():
     assert sorted(urls) == ["colab", "hub"]
 
 
+def test_no_hub_link_without_a_hub():
+    urls = assignment_launch_urls(notebook_path="exercises/sizing/sizing.ipynb",
+                                  **dict(SETTINGS, jupyterhub_url=""))
+    assert sorted(urls) == ["binder", "colab"]
+
+
+@pytest.mark.parametrize(("url", "is_set"), [
+    ("https://github.com/YOUR-ORGANISATION/cnnbook", False),  # the shipped placeholder
+    ("", False),
+    ("  ", False),
+    ("https://github.com/example-org/cnnbook", True),
+    ("https://git.example.edu/course/cnnbook.git", True),
+])
+def test_only_a_courses_own_repository_counts_as_set(url, is_set):
+    assert repository_is_set(url) is is_set
+
+
 @pytest.mark.parametrize(("setting", "value", "named"), [
     ("repository_url", "github.com/example-org/cnnbook", "repository.url"),
     ("repository_url", "https://github.com/example-org", "repository.url"),
-    ("jupyterhub_url", "", "launch_buttons.jupyterhub_url"),
     ("jupyterhub_url", "hub.example.edu", "launch_buttons.jupyterhub_url"),
     ("binderhub_url", "mybinder.org", "launch_buttons.binderhub_url"),
     ("branch", "", "repository.branch"),

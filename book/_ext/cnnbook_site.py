@@ -12,7 +12,10 @@ Loaded by ``_config.yml`` (``sphinx: local_extensions``). It does three things:
    through nbgitpuller, with Colab and Binder as alternatives. Every URL comes from the settings
    that ``_config.yml`` holds once: ``repository: url/branch`` and ``launch_buttons:
    jupyterhub_url/binderhub_url/notebook_interface`` (the same settings give the theme's launch
-   menu on every chapter page). :func:`assignment_launch_urls` writes the URLs.
+   menu on every chapter page). :func:`assignment_launch_urls` writes the URLs. A link appears
+   only for what is set: while ``repository.url`` is the shipped placeholder
+   (:func:`repository_is_set`) the box and the theme's menu have no link (the box says what a
+   course sets), and without ``jupyterhub_url`` there is no hub link.
 2. MathJax 3 is copied from ``node_modules/mathjax/es5`` (the npm package of ``package.json``)
    into the site's ``_static/mathjax/``, so that ``mathjax_path: mathjax/tex-mml-chtml.js`` serves
    it with the site: pages typeset their mathematics offline, without a CDN.
@@ -37,6 +40,10 @@ from sphinx.util.docutils import SphinxDirective
 
 #: Where Colab opens a notebook from a public GitHub repository.
 COLAB_URL = "https://colab.research.google.com"
+
+#: The organisation of the placeholder ``repository.url`` in the shipped ``_config.yml``: a build
+#: with it renders no launch link (it would lead nowhere).
+PLACEHOLDER_ORGANISATION = "YOUR-ORGANISATION"
 
 _NOTEBOOK_INTERFACE_PREFIX = {"classic": "tree", "jupyterlab": "lab/tree"}
 _ASSIGNMENT_ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -71,13 +78,13 @@ def assignment_launch_urls(
     repository_url: str,
     branch: str,
     notebook_path: str,
-    jupyterhub_url: str,
+    jupyterhub_url: str = "",
     binderhub_url: str = "",
     notebook_interface: str = "jupyterlab",
 ) -> dict[str, str]:
     """The URLs that open ``notebook_path`` (relative to the repository root) from the repository.
 
-    * ``"hub"``: nbgitpuller on the course's JupyterHub,
+    * ``"hub"`` (when ``jupyterhub_url`` is set): nbgitpuller on the course's JupyterHub,
       ``{jupyterhub_url}/hub/user-redirect/git-pull?repo={repository_url}&branch={branch}``
       ``&urlpath={interface}/{repository name}/{notebook_path}``; nbgitpuller clones the
       repository into a folder named after it, so ``urlpath`` starts with that name.
@@ -90,7 +97,8 @@ def assignment_launch_urls(
     Raises ``ValueError`` naming the setting when a URL, the branch or the interface is not valid.
     """
     repository_url = _check_http_url("repository.url", repository_url)
-    jupyterhub_url = _check_http_url("launch_buttons.jupyterhub_url", jupyterhub_url)
+    if jupyterhub_url:
+        jupyterhub_url = _check_http_url("launch_buttons.jupyterhub_url", jupyterhub_url)
     if not branch or any(char.isspace() for char in branch):
         raise ValueError(f"repository.branch must be a branch name, got {branch!r}")
     if notebook_interface not in _NOTEBOOK_INTERFACE_PREFIX:
@@ -110,7 +118,7 @@ def assignment_launch_urls(
          "urlpath": f"{prefix}/{repository_name}/{notebook_path}"},
         safe="/",
     )
-    urls = {"hub": f"{jupyterhub_url}/hub/user-redirect/git-pull?{query}"}
+    urls = {"hub": f"{jupyterhub_url}/hub/user-redirect/git-pull?{query}"} if jupyterhub_url else {}
     github = _github_org_repo(repository_url)
     if github:
         org, repo = github
@@ -139,6 +147,13 @@ def _launch_settings(config) -> dict[str, str]:
     }
 
 
+def repository_is_set(repository_url: str) -> bool:
+    """Whether ``repository.url`` names a course's own repository: not empty and not the
+    placeholder ``https://github.com/YOUR-ORGANISATION/...`` that the project ships with. Every
+    launch link opens a notebook from that repository, so without it the site renders none."""
+    return bool(repository_url.strip()) and PLACEHOLDER_ORGANISATION not in repository_url
+
+
 class LaunchAssignment(SphinxDirective):
     """``{launch-assignment} <id>``: links that open ``exercises/<id>/<id>.ipynb``."""
 
@@ -160,11 +175,7 @@ class LaunchAssignment(SphinxDirective):
                 f"first (python -m cnnbook.grading.release {assignment}) or fix the id"
             )
         self.env.note_dependency(str(repo_root / "_config.yml"))
-        try:
-            urls = assignment_launch_urls(notebook_path=notebook_path,
-                                          **_launch_settings(self.config))
-        except ValueError as error:
-            raise self.error(f"launch-assignment: {error}") from error
+        settings = _launch_settings(self.config)
 
         box = nodes.container(classes=["cnnbook-launch"], ids=[f"launch-{assignment}"])
         title = nodes.paragraph(classes=["cnnbook-launch-title"])
@@ -175,24 +186,47 @@ class LaunchAssignment(SphinxDirective):
         box += title
 
         links = nodes.paragraph(classes=["cnnbook-launch-links"])
-        links += self._link("Open it on the course hub", urls["hub"], "hub")
-        alternatives = [(name, urls[key])
-                        for name, key in (("Colab", "colab"), ("Binder", "binder")) if key in urls]
-        if alternatives:
-            links += nodes.Text(", or try it on ")
-            for index, (name, url) in enumerate(alternatives):
-                if index:
-                    links += nodes.Text(" or ")
-                links += self._link(name, url, name.lower())
+        box += links
+        if not repository_is_set(settings["repository_url"]):
+            # the shipped placeholder: a link would lead nowhere, so the box says what to set
+            links += nodes.Text("This build of the site names no course repository, so it has no "
+                                "launch links. A course sets ")
+            links += nodes.literal(text="repository: url")
+            links += nodes.Text(" (its public copy without solutions) and ")
+            links += nodes.literal(text="launch_buttons: jupyterhub_url")
+            links += nodes.Text(" in ")
+            links += nodes.literal(text="_config.yml")
+            links += nodes.Text("; students then open the notebook from here on the course hub. "
+                                "Meanwhile, fetch it from the hub's ")
+            links += nodes.emphasis(text="Assignments")
+            links += nodes.Text(" page (nbgrader), or run it from a clone of the repository.")
+            return [box]
+        try:
+            urls = assignment_launch_urls(notebook_path=notebook_path, **settings)
+        except ValueError as error:
+            raise self.error(f"launch-assignment: {error}") from error
+
+        alternatives = [(name, urls[key]) for name, key in (("Colab", "colab"),
+                                                            ("Binder", "binder")) if key in urls]
+        if "hub" in urls:
+            links += self._link("Open it on the course hub", urls["hub"], "hub")
+            if alternatives:
+                links += nodes.Text(", or try it on ")
+        elif alternatives:
+            links += nodes.Text("Try it on ")
+        else:
+            links += nodes.Text("Open it from a clone of the course repository")
+        for index, (name, url) in enumerate(alternatives):
+            if index:
+                links += nodes.Text(" or ")
+            links += self._link(name, url, name.lower())
         links += nodes.Text(". For a grade, fetch it and submit it from the hub's ")
         links += nodes.emphasis(text="Assignments")
         links += nodes.Text(" page (nbgrader).")
         if "colab" in urls:
             links += nodes.Text(" Colab needs the course's package first: ")
-            repository_url = _launch_settings(self.config)["repository_url"]
-            links += nodes.literal(text=f"%pip install git+{repository_url}")
+            links += nodes.literal(text=f"%pip install git+{settings['repository_url']}")
             links += nodes.Text(".")
-        box += links
         return [box]
 
     @staticmethod
@@ -202,18 +236,28 @@ class LaunchAssignment(SphinxDirective):
 
 def _check_launch_settings(app: Sphinx, config) -> None:
     """Fail the build early, naming the setting, when a launch URL in _config.yml is malformed;
-    then give pages the settings as MyST substitutions (``{{ repository_link }}``,
-    ``{{ hub_link }}``), so prose never repeats a URL."""
+    turn the theme's launch menu off while the repository is the placeholder (its links would lead
+    nowhere); then give pages the settings as MyST substitutions (``{{ repository_link }}``,
+    ``{{ hub_link }}``), so prose never repeats a URL and names none that is not set."""
     settings = _launch_settings(config)
-    try:
-        assignment_launch_urls(notebook_path="exercises/x/x.ipynb", **settings)
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
+    repository_set = repository_is_set(settings["repository_url"])
+    if repository_set:
+        try:
+            assignment_launch_urls(notebook_path="exercises/x/x.ipynb", **settings)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+    else:
+        theme = dict(config.html_theme_options)
+        theme["launch_buttons"] = {key: ("" if key.endswith("_url") else value)
+                                   for key, value in theme.get("launch_buttons", {}).items()}
+        config.html_theme_options = theme
     repository = settings["repository_url"].rstrip("/")
     hub = settings["jupyterhub_url"].rstrip("/")
     substitutions = dict(config.myst_substitutions or {})
-    substitutions.setdefault("repository_link", f"[{repository}]({repository})")
-    substitutions.setdefault("hub_link", f"[{hub}]({hub})")
+    substitutions.setdefault("repository_link", f"[{repository}]({repository})" if repository_set
+                             else "the course's repository (this build names none)")
+    substitutions.setdefault("hub_link", f"[{hub}]({hub})" if repository_set and hub
+                             else "its address comes from your course")
     config.myst_substitutions = substitutions
 
 

@@ -68,8 +68,10 @@ class PageVisit:
     images: list[dict] = field(default_factory=list)
     overflowing_code: list[dict] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    tables: list[dict] = field(default_factory=list)
     page_height: int = 0
     screenshots: list[Path] = field(default_factory=list)
+    figure_screenshots: list[Path] = field(default_factory=list)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -152,8 +154,18 @@ async () => {
                      .map(el => el.getAttribute("data-mjx-error") || el.textContent),
     rawTex: rawTex,
     images: images.map(img => ({src: img.currentSrc || img.src, complete: img.complete,
-                                naturalWidth: img.naturalWidth})),
+                                naturalWidth: img.naturalWidth,
+                                shownWidth: img.getBoundingClientRect().width,
+                                inOutput: !!img.closest("div.cell_output")})),
     links: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
+    tables: Array.from(document.querySelectorAll("div.cell_output table")).map(table => ({
+      helper: table.classList.contains("cnnbook-table"),
+      cells: Array.from(table.querySelectorAll("td")).map(td => {
+        const style = getComputedStyle(td);
+        return {text: td.textContent.trim().slice(0, 60), align: style.textAlign,
+                padLeft: parseFloat(style.paddingLeft), padRight: parseFloat(style.paddingRight)};
+      }),
+    })),
   };
 }
 """
@@ -216,6 +228,7 @@ def visits(browser, site_url, repo_root, screenshot_dir, report_timing) -> dict[
         visit.raw_tex_in_text = seen["rawTex"]
         visit.images = seen["images"]
         visit.links = seen["links"]
+        visit.tables = seen["tables"]
         # The whole page as JPEG, in parts: a long chapter is tens of thousands of pixels tall.
         visit.page_height = page.evaluate("document.documentElement.scrollHeight")
         stem = path.replace("/", "__").removesuffix(".html")
@@ -227,6 +240,12 @@ def visits(browser, site_url, repo_root, screenshot_dir, report_timing) -> dict[
                             timeout=180_000)
             visit.screenshots.append(screenshot)
         visit.overflowing_code = page.evaluate(_OVERFLOWING_CODE)
+        figure_dir = screenshot_dir / "figures"
+        figure_dir.mkdir(exist_ok=True)
+        for number, figure in enumerate(page.locator("div.cell_output img").all(), start=1):
+            shot = figure_dir / f"{stem}-figure-{number:02d}.png"
+            figure.screenshot(path=str(shot), timeout=60_000)
+            visit.figure_screenshots.append(shot)
         page.close()
         results[path] = visit
     context.close()
@@ -411,6 +430,65 @@ def test_chapter_pages_open_as_notebooks_on_the_hub(configured_book, repo_root):
         assert (repo_root / f"{chapter}.md").is_file()
 
 
+NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?%?")
+"""A cell that holds one number as the tables print it ("138,357,544", "-5.7", "0.000416")."""
+MIN_CELL_PADDING_PX = 4
+
+
+def test_tables_are_padded_and_right_align_their_numbers(visits):
+    """Every table a page's cell shows comes from cnnbook.book.pages.table: its cells padded
+    (columns never run together, as "224x224x3138.358" did) and its numbers right-aligned."""
+    tables = [(path, table) for path, visit in visits.items() for table in visit.tables]
+    assert len(tables) >= 15, f"only {len(tables)} tables found on the site"
+    not_from_helper = [path for path, table in tables if not table["helper"]]
+    assert not not_from_helper, f"tables not made by cnnbook.book.pages.table on {not_from_helper}"
+    numbers = 0
+    for path, table in tables:
+        for cell in table["cells"]:
+            assert min(cell["padLeft"], cell["padRight"]) >= MIN_CELL_PADDING_PX, (path, cell)
+            if NUMBER.fullmatch(cell["text"]):
+                numbers += 1
+                assert cell["align"] == "right", (path, cell)
+    assert numbers >= 100, numbers
+
+
+MIN_FIGURE_TEXT_PX = 9
+"""The smallest text a figure may show at a 1280-pixel window, in CSS pixels."""
+
+
+def test_figures_are_readable_at_the_size_they_are_shown(visits, built_book):
+    """Every figure a page's cell draws carries its own measurements (cnnbook.book.figures): its
+    smallest text, scaled by the width the browser shows it at against the PNG's own width, is
+    at least MIN_FIGURE_TEXT_PX; no labels overlap; no text sticks out of its box. A screenshot of
+    each figure is in the test's artifacts (figures/)."""
+    from PIL import Image
+
+    from cnnbook.book.figures import PNG_KEY
+
+    measured, problems = 0, []
+    for path, visit in visits.items():
+        figures = [image for image in visit.images if image["inOutput"]]
+        assert len(visit.figure_screenshots) == len(figures), path
+        for image in figures:
+            file = built_book.html_dir / urlsplit(image["src"]).path.lstrip("/")
+            with Image.open(file) as png:
+                text = getattr(png, "text", {})
+                assert PNG_KEY in text, (
+                    f"{path}: {file.name} has no measurements: is the page's first cell calling "
+                    "cnnbook.book.figures.show_figures_with_measurements()?")
+                report = json.loads(text[PNG_KEY])
+                assert png.width == image["naturalWidth"], (path, file.name)
+            shown_px = report["min_font_px"] * image["shownWidth"] / image["naturalWidth"]
+            measured += 1
+            if shown_px < MIN_FIGURE_TEXT_PX or report["overlaps"] or report["overflows"]:
+                problems.append(f"{path} {file.name}: smallest text {shown_px:.1f} px "
+                                f"(drawn {report['min_font_px']} px, PNG {image['naturalWidth']}"
+                                f" px shown at {image['shownWidth']:.0f} px); overlaps "
+                                f"{report['overlaps']}; overflowing {report['overflows']}")
+    assert measured >= 25, measured
+    assert not problems, "\n".join(problems)
+
+
 PLACEHOLDER_MARKS = ("YOUR-ORGANISATION", "127.0.0.1", "localhost")
 """What a link of the shipped configuration would lead to: the placeholder repository, or the local
 demonstration hub, which no reader of a published site can reach."""
@@ -494,3 +572,96 @@ def test_site_holds_no_solution_or_hidden_test(built_book, repo_root):
     for where, code in distinctive:
         for path, text in texts.items():
             assert code not in text, f"{path} holds the {where} block starting {code[:80]!r}"
+
+
+# Sets the explorer's controls as a reader's typing would (value, then the input/change events the
+# controls listen to) and returns what the box then shows.
+_SET_CONVOLUTION = """
+([size, kernel, stride, dilation, padding, pad]) => {
+  const box = document.querySelector("[data-conv-explorer]");
+  const set = (name, value, event) => {
+    const control = box.querySelector(`[name=${name}]`);
+    control.value = String(value);
+    control.dispatchEvent(new Event(event, {bubbles: true}));
+  };
+  set("padding", padding, "change");
+  set("pad", pad, "input");
+  set("size", size, "input");
+  set("kernel", kernel, "input");
+  set("stride", stride, "input");
+  set("dilation", dilation, "input");
+  const text = role => box.querySelector(`[data-role=${role}]`).textContent.trim();
+  const count = selector => box.querySelectorAll(selector).length;
+  return {output: text("output-size"), span: text("span"), before: text("pad-before"),
+          after: text("pad-after"), error: text("error"), rule: text("rule"),
+          outputCells: count("[data-role=output-cell]"), padCells: count("[data-role=pad-cell]"),
+          inputCells: count("[data-role=input-cell]"), taps: count("[data-tap=yes]")};
+}
+"""
+
+
+def test_interactive_convolution_shows_what_the_sizing_rules_compute(browser, site_url):
+    """The sizing chapter's interactive convolution, driven over a sweep of input sizes, kernels,
+    strides, dilations and paddings: every output size, padding split and kernel span it shows is
+    what cnnbook.counting.sizing computes (an error where the kernel does not fit), its drawing has
+    one cell per output position, and the window slides on its own until paused."""
+    import itertools
+
+    from cnnbook.counting import sizing
+
+    page = browser.new_page(viewport=WINDOW)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(site_url + "book/sizing.html", wait_until="load")
+    box = page.locator("[data-conv-explorer]")
+    assert box.count() == 1
+    # as a reader does it: type, pick from the list
+    box.locator("input[name=size]").fill("32")
+    box.locator("input[name=kernel]").fill("5")
+    box.locator("input[name=stride]").fill("2")
+    box.locator("select[name=padding]").select_option("same")
+    assert box.locator("[data-role=output-size]").inner_text() == str(
+        sizing.conv_output_size(32, 5, 2, "same"))
+    assert (int(box.locator("[data-role=pad-before]").inner_text()),
+            int(box.locator("[data-role=pad-after]").inner_text())) == sizing.same_padding(32, 5, 2)
+    assert box.locator("input[name=pad]").is_disabled()
+
+    checked = failures = 0
+    for size, kernel, stride, dilation, padding in itertools.product(
+            (1, 2, 5, 7, 8, 32), (1, 2, 3, 5), (1, 2, 3), (1, 2), ("valid", "same", 0, 1, 3)):
+        mode, pad = (padding, 0) if isinstance(padding, str) else ("explicit", padding)
+        shown = page.evaluate(_SET_CONVOLUTION, [size, kernel, stride, dilation, mode, pad])
+        where = (size, kernel, stride, dilation, padding, shown)
+        assert int(shown["span"]) == sizing.effective_kernel_size(kernel, dilation), where
+        try:
+            expected = sizing.conv_output_size(size, kernel, stride, padding, dilation)
+        except ValueError:
+            failures += 1
+            assert shown["output"] == "none" and "does not fit" in shown["error"], where
+            assert shown["outputCells"] == 0, where
+            continue
+        before, after = (sizing.same_padding(size, kernel, stride, dilation) if padding == "same"
+                         else (0, 0) if padding == "valid" else (padding, padding))
+        assert (int(shown["output"]), int(shown["before"]), int(shown["after"])) == (
+            expected, before, after), where
+        assert shown["error"] == "" and str(expected) in shown["rule"], where
+        assert (shown["outputCells"], shown["inputCells"], shown["padCells"]) == (
+            expected, size, before + after), where
+        assert shown["taps"] == kernel, where  # the window at the first position, every tap
+        checked += 1
+    assert checked >= 500 and failures >= 20, (checked, failures)
+
+    # the window slides by itself, one output position per step, and stops when paused
+    page.evaluate(_SET_CONVOLUTION, [9, 3, 2, 1, "valid", 0])
+    window = box.locator("[data-role=window]")
+    positions = set()
+    for _ in range(4):
+        positions.add(window.get_attribute("data-position"))
+        page.wait_for_timeout(1000)
+    assert len(positions) >= 3, positions
+    box.locator("[data-role=play]").click()
+    paused = window.get_attribute("data-position")
+    page.wait_for_timeout(2000)
+    assert window.get_attribute("data-position") == paused
+    assert not errors, errors
+    page.close()

@@ -240,3 +240,34 @@ def test_evaluation_pipeline_gives_every_image_once_in_order():
 def test_batch_larger_than_the_data_raises():
     with pytest.raises(ValueError, match="batch_size must be at most"):
         data.training_dataset(indexed_images(10), np.zeros(10), batch_size=16)
+
+
+@pytest.mark.parametrize("side", [1, 8, 16])
+def test_cutout_blanks_one_square_of_the_given_side_clipped_by_the_border(side):
+    # one colour that is not the fill colour, no crop shift: the only fill pixels are the hole's
+    colour = np.array([255, 0, 128], dtype=np.uint8)
+    assert not np.array_equal(colour, np.asarray(data.FILL_COLOUR, dtype=np.uint8))
+    images = np.broadcast_to(colour, (256, 32, 32, 3)).copy()
+    augmented = data.augment_batch(images, tf.constant([4, 2], tf.int64), pad_pixels=0,
+                                   cutout=side).numpy()
+    holes = np.all(augmented == np.asarray(data.FILL_COLOUR, dtype=np.uint8), axis=-1)
+    whole = 0
+    for hole in holes:
+        rows, columns = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+        assert len(rows) and len(columns), "every image has a hole"
+        # one axis-aligned rectangle: every pixel of its bounding box is in it
+        box = hole[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+        assert box.all() and hole.sum() == box.size
+        assert len(rows) <= side and len(columns) <= side
+        # cut only by the image's border
+        assert len(rows) == side or rows.min() == 0 or rows.max() == 31
+        assert len(columns) == side or columns.min() == 0 or columns.max() == 31
+        whole += box.shape == (side, side)
+    # a centre drawn uniformly from 32 positions leaves the square whole in 33 - K of them, on
+    # each axis: the count of whole squares is binomial with that probability
+    whole_share = ((33 - side) / 32) ** 2
+    expected = len(holes) * whole_share
+    spread = (expected * (1 - whole_share)) ** 0.5
+    assert abs(whole - expected) <= 4 * spread + 1, (whole, expected)
+    unchanged = data.augment_batch(images, tf.constant([4, 2], tf.int64), pad_pixels=0).numpy()
+    assert not np.all(unchanged == np.asarray(data.FILL_COLOUR, np.uint8), axis=-1).any()

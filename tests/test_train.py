@@ -278,3 +278,15 @@ def models_and_layers(model):
         yield layer
         if isinstance(layer, keras.Model):
             yield from models_and_layers(layer)
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("schedule", "linear", "schedule"), ("label_smoothing", 1.0, "label_smoothing"),
+    ("warmup_fraction", -0.1, "warmup_fraction"), ("cutout", 33, "cutout"),
+    ("cutout", 2.5, "cutout")])
+def test_a_recipe_refuses_a_bad_setting_by_name(field, value, named):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=named):
+        dataclasses.replace(train.FAST, **{field: value})
+    assert train.FAST.cutout == 0  # the book's recipe: crops and flips only

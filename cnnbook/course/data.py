@@ -198,8 +198,9 @@ def load_training_split(validation_fraction: float = VALIDATION_FRACTION, seed: 
 # --- tf.data pipelines --------------------------------------------------------------------------
 
 
-def augment_batch(images, seed, pad_pixels: int = PAD_PIXELS):
-    """Random crop with padding and random horizontal flip, for a whole batch at once.
+def augment_batch(images, seed, pad_pixels: int = PAD_PIXELS, cutout: int = 0):
+    """Random crop with padding and random horizontal flip, for a whole batch at once; with
+    ``cutout`` > 0, also a square of ``cutout x cutout`` pixels set to the fill colour.
 
     For each image ``n`` of a ``(N, H, W, C)`` batch, draw offsets ``dy, dx`` uniformly from
     ``0..2P`` (``P = pad_pixels``) and a flip bit ``f``; then::
@@ -210,6 +211,11 @@ def augment_batch(images, seed, pad_pixels: int = PAD_PIXELS):
     zero after the model's normalisation, as the paper's padding). This is exactly "pad P pixels
     on each side, crop an H x W window at a random place, mirror it with probability 1/2", done
     with two gathers instead of one crop per image. Shapes and dtype are kept.
+
+    Cutout (DeVries and Taylor 2017) then draws a centre ``(cy, cx)`` uniformly over the image
+    and sets ``out[n, i, j]`` to the fill colour for ``cy - K // 2 <= i < cy - K // 2 + K`` and
+    ``cx - K // 2 <= j < cx - K // 2 + K`` (``K = cutout``; a square cut by the border near an
+    edge, as in the paper).
 
     ``seed`` is a stateless seed (two integers): the same seed gives the same batch.
     """
@@ -235,7 +241,20 @@ def augment_batch(images, seed, pad_pixels: int = PAD_PIXELS):
     crop = tf.gather(images, tf.clip_by_value(rows, 0, height - 1), axis=1, batch_dims=1)
     crop = tf.gather(crop, tf.clip_by_value(columns, 0, width - 1), axis=2, batch_dims=1)
     fill = tf.constant(FILL_COLOUR[: images.shape[-1]], dtype=images.dtype)
-    return tf.where(inside[..., None], crop, fill)
+    out = tf.where(inside[..., None], crop, fill)
+    if cutout:
+        cutout_seed = tf.random.experimental.stateless_fold_in(offset_seed, 1)
+        centres = tf.random.stateless_uniform([batch, 2], cutout_seed, minval=0,
+                                              maxval=max(height, width), dtype=tf.int32)
+        centres = tf.minimum(centres, [height - 1, width - 1])
+        starts = centres - cutout // 2  # (N, 2): first row and column of the square
+        row_offset = tf.range(height)[None, :] - starts[:, :1]
+        column_offset = tf.range(width)[None, :] - starts[:, 1:]
+        near_row = (row_offset >= 0) & (row_offset < cutout)
+        near_column = (column_offset >= 0) & (column_offset < cutout)
+        hole = near_row[:, :, None] & near_column[:, None, :]
+        out = tf.where(hole[..., None], fill, out)
+    return out
 
 
 def _labels(labels, one_hot: bool):
@@ -260,7 +279,8 @@ def steps_per_epoch(num_images: int, batch_size: int) -> int:
 
 
 def training_dataset(
-    images, labels, batch_size: int, seed: int = 0, augment: bool = True, one_hot: bool = False
+    images, labels, batch_size: int, seed: int = 0, augment: bool = True, one_hot: bool = False,
+    cutout: int = 0,
 ):
     """An endless ``tf.data`` stream of augmented training batches ``(images, labels)``; use it
     with ``steps_per_epoch = floor(N / batch_size)`` (:func:`steps_per_epoch`).
@@ -270,7 +290,7 @@ def training_dataset(
     gather their images, :func:`augment_batch` them (a stateless seed from ``seed`` and the batch
     number, so a run is repeatable), and prefetch the next batch while the model trains on this
     one. Labels are int32 class numbers, or one-hot float32 rows with ``one_hot=True`` (for label
-    smoothing).
+    smoothing). ``cutout`` > 0 adds :func:`augment_batch`'s cutout square.
     """
     import tensorflow as tf  # only the pipelines (see augment_batch)
 
@@ -283,7 +303,8 @@ def training_dataset(
     def load(step, indices):
         batch = tf.gather(image_tensor, indices)
         if augment:
-            batch = augment_batch(batch, tf.stack([tf.constant(seed, tf.int64), step]))
+            batch = augment_batch(batch, tf.stack([tf.constant(seed, tf.int64), step]),
+                                  cutout=cutout)
         return batch, _labels(tf.gather(label_tensor, indices), one_hot)
 
     return (

@@ -89,6 +89,7 @@ class Recipe:
     milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of all steps
     warmup_fraction: float = 0.0  # one-cycle schedule: fraction of steps spent warming up
     deep_warmup_steps: int = 0  # step schedule: steps at lr/10 for networks >= 110 layers
+    cutout: int = 0  # side of the cutout square of the augmentation (0: none)
 
     def __post_init__(self):
         if self.schedule not in ("step", "one_cycle"):
@@ -97,6 +98,9 @@ class Recipe:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if not isinstance(self.cutout, int) or not 0 <= self.cutout <= 32:
+            raise ValueError(f"cutout must be a whole number of pixels in [0, 32], got "
+                             f"{self.cutout!r}")
 
 
 HE2015 = Recipe(
@@ -242,7 +246,8 @@ def fit_cifar(
     keras.utils.set_random_seed(seed)
 
     one_hot = recipe.label_smoothing > 0
-    training = data.training_dataset(images, labels, batch_size, seed=seed, one_hot=one_hot)
+    training = data.training_dataset(images, labels, batch_size, seed=seed, one_hot=one_hot,
+                                     cutout=recipe.cutout)
     validation = None
     if val is not None:
         val_images, val_labels = _check_images("val", val, model)

@@ -73,7 +73,7 @@ def test_an_inception_module_is_drawn_as_four_branches_read_left_to_right():
         ("Conv2D", {"kernel_size": (3, 3), "filters": 64, "strides": (1, 1), "groups": 1,
                     "activation": "relu"}, "3x3 conv 64, ReLU"),
         ("Conv2D", {"kernel_size": (1, 1), "filters": 120, "strides": (1, 1), "groups": 3,
-                    "activation": "linear"}, "1x1 conv 120, g=3"),
+                    "activation": "linear"}, "1x1 conv 120 g3"),
         ("DepthwiseConv2D", {"kernel_size": (7, 7), "strides": (2, 2), "activation": "linear"},
          "7x7/2 depthwise"),
         ("MaxPooling2D", {"pool_size": (3, 3), "strides": (1, 1)}, "3x3 max pool"),

@@ -67,7 +67,7 @@ def _strides_text(config) -> str:
 
 def layer_label(class_name: str, config: dict) -> str:
     """A short text for one layer, from its class name and Keras config: ``"3x3/2 conv 64"``
-    (kernel/stride, filters), ``"1x1 conv 120, g=3"`` (3 groups), ``"5x5 depthwise"``,
+    (kernel/stride, filters), ``"1x1 conv 120 g3"`` (3 groups), ``"5x5 depthwise"``,
     ``"dense 384, ReLU"`` (with its fused activation), ``"3x3 max pool"``, ``"BN"``..."""
     text, activation = _label_parts(class_name, config)
     return f"{text}, {activation}" if activation else text
@@ -79,7 +79,7 @@ def _label_parts(class_name: str, config: dict) -> tuple[str, str | None]:
         window = f"{_pair_text(config['kernel_size'])}{_strides_text(config)}"
         text = f"{window} conv {config['filters']}"
         if config.get("groups", 1) > 1:
-            text += f", g={config['groups']}"
+            text += f" g{config['groups']}"
     elif class_name == "DepthwiseConv2D":
         text = f"{_pair_text(config['kernel_size'])}{_strides_text(config)} depthwise"
     elif class_name == "SeparableConv2D":

@@ -9,7 +9,8 @@ displays (``plt.show()``, or a figure left at the end of a cell) becomes a PNG w
   points times ``dpi / 72``. Shown ``d`` pixels wide, a PNG ``w`` pixels wide scales that by
   ``d / w``; tests/test_site_browser.py requires ``min_font_px * d / w >= 9`` at a 1280-pixel
   window;
-* ``overlaps``: pairs of visible texts whose boxes overlap (labels written over each other);
+* ``overlaps``: pairs of visible texts whose boxes overlap (labels written over each other;
+  more than a fifth of the smaller box);
 * ``overflows``: texts that stick out of the box they are written in (a diagram's box).
 """
 
@@ -43,9 +44,15 @@ def _texts(figure):
         found += [title for title in (getattr(axes, name, None)
                                       for name in ("title", "_left_title", "_right_title"))
                   if title is not None]
-        for axis in (axes.xaxis, axes.yaxis):
-            if axes.axison and axis.get_visible():  # set_axis_off() hides labels and ticks
-                found += [axis.label, *axis.get_majorticklabels(), *axis.get_minorticklabels()]
+        for index, axis in enumerate((axes.xaxis, axes.yaxis)):
+            if not (axes.axison and axis.get_visible()):  # set_axis_off() hides them all
+                continue
+            found.append(axis.label)
+            low, high = sorted(axis.get_view_interval())
+            margin = (high - low) * 1e-6
+            # a locator may place ticks beyond the view, whose labels are never drawn
+            found += [label for label in axis.get_majorticklabels() + axis.get_minorticklabels()
+                      if low - margin <= label.get_position()[index] <= high + margin]
         found += list(axes.texts)
         for child in axes.get_children():
             if isinstance(child, Legend):
@@ -56,9 +63,19 @@ def _texts(figure):
             if text.get_visible() and text.get_text().strip() and text.get_alpha() != 0]
 
 
+_OVERLAP_SHARE = 0.2
+"""Two texts overlap when their boxes share more than this share of the smaller box: boxes include
+the fonts' line spacing, so labels that only touch at a corner (an axis' first tick labels) share
+a sliver and are not counted."""
+
+
 def _overlap(first, second) -> bool:
-    return (min(first.x1, second.x1) - max(first.x0, second.x0) > _TOLERANCE_PX
-            and min(first.y1, second.y1) - max(first.y0, second.y0) > _TOLERANCE_PX)
+    width = min(first.x1, second.x1) - max(first.x0, second.x0)
+    height = min(first.y1, second.y1) - max(first.y0, second.y0)
+    if width <= _TOLERANCE_PX or height <= _TOLERANCE_PX:
+        return False
+    smaller = min(first.width * first.height, second.width * second.height)
+    return width * height > _OVERLAP_SHARE * smaller
 
 
 def figure_measurements(figure) -> dict:
@@ -121,6 +138,9 @@ def show_figures_with_measurements() -> None:
     shell = get_ipython()
     if shell is None:
         return
+    # Matplotlib picks its backend when it first draws; the inline backend then registers its own
+    # PNG printer, which would replace this one. Activating it now makes the order certain.
+    shell.run_line_magic("matplotlib", "inline")
     # the inline backend registered its own PNG printer for figures when pyplot was imported;
     # this one replaces it (IPython keeps one printer per type)
     shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)

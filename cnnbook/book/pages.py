@@ -193,6 +193,12 @@ def table(frame, formats=None, digits: int = 3, thousands: str = ",", na_rep: st
     if unknown:
         raise ValueError(f"formats or citations name columns {unknown} that the frame does not "
                          f"have; its columns are {list(shown.columns)}")
+    for column in shown.columns:  # numbers held in an object column (a CSV column with blanks)
+        values = shown[column].dropna()
+        if shown[column].dtype == object and len(values) and all(
+                isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+                for value in values):
+            shown[column] = pd.to_numeric(shown[column])
     for column in citations:
         shown[column] = [na_rep if pd.isna(key) else "; ".join(
             author_year(part.strip()) for part in str(key).split(";")) for key in shown[column]]

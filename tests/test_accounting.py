@@ -376,7 +376,8 @@ def test_vgg16_parameters_with_and_without_biases(vgg16_stats):
     table = published.load("imagenet_models").set_index("model")
     total = vgg16_stats.params.sum()
     biases = sum(channels for _, channels in VGG16_CONVS) + 4096 + 4096 + 1000
-    assert total == round(table.loc["VGG16", "params_millions"] * 1e6)
+    # the Keras documentation prints 138.4M; the exact count is the sum below, biases added
+    assert round(total / 1e6, 1) == table.loc["VGG16", "params_millions"]
     assert vgg16_stats.trainable_params.sum() - biases == sum(
         3 * 3 * c_in * c_out for c_in, (_, c_out) in zip(
             [3] + [c for _, c in VGG16_CONVS[:-1]], VGG16_CONVS, strict=True)

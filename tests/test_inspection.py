@@ -67,7 +67,11 @@ def test_colour_share_is_zero_for_grey_filters_and_one_for_pure_colour_contrasts
     mixed = grey + contrast
     kernel = np.stack([grey, contrast, mixed], axis=-1)
     share = inspection.colour_share(kernel)
-    # grey: no colour part; contrast: no brightness pattern; mixed: |c|^2 = 18, |g|^2 = 6
-    assert share == pytest.approx([0.0, 1.0, 18 / (18 + 6)])
+    # grey: no colour part; contrast: no brightness pattern; mixed: the colour part is 1 and -1
+    # on 9 positions (|c|^2 = 18), the grey edge -1, 0, 1 in 3 rows and 3 channels (18 as well)
+    assert share == pytest.approx([0.0, 1.0, 18 / (18 + 18)])
+    # the same shares from the energies of the two parts summed element by element
+    grey_energy = ((grey - grey.mean()) ** 2).sum()
+    assert grey_energy == pytest.approx(18) and (contrast ** 2).sum() == pytest.approx(18)
     with pytest.raises(ValueError, match="3, filters"):
         inspection.colour_share(np.zeros((3, 3, 1, 4)))

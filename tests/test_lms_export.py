@@ -81,13 +81,31 @@ def test_canvas_file_has_canvas_columns_and_nbgraders_scores(course):
         max_scores["parameters"], max_scores["sizing"]]
     # sorted by last name, then first name, as Canvas lists a course
     assert [row[0] for row in students] == ["Adams, Bob", "Adams, Carol", "Zeller, Alice"]
+    by_canvas_id = {ids[2]: student for student, ids in STUDENTS.items()}
     for row in students:
-        student = row[3]  # SIS Login ID: the hub user name
-        assert row[1] == STUDENTS[student][2]  # Canvas matches the row by this id
+        student = by_canvas_id[row[1]]  # Canvas matches the row by this id
+        assert row[3] == ""  # SIS Login ID: only when the hub's user names are the logins
         assert float(row[5]) == expected[(student, "parameters")]
         assert float(row[6]) == expected[(student, "sizing")]
-    alice = next(row for row in students if row[3] == "alice")
+    alice = next(row for row in students if row[1] == STUDENTS["alice"][2])
     assert float(alice[6]) == 10  # 12 points less the late penalty of 2
+
+
+def test_scores_never_use_exponents_and_hub_names_go_in_only_when_asked(course):
+    from cnnbook.grading.lms_export import _number
+
+    assert [_number(value) for value in (1e6, 5e-5, 10.0, 2.5, 0.0, 1 / 3)] == [
+        "1000000", "0.00005", "10", "2.5", "0", "0.333333"]
+    with open(course / "nbgrader_config.py", "a") as config:
+        config.write("c.CanvasExport.hub_user_is_sis_login = True\n")
+    _gradebook(course, {student: ids[2] for student, ids in STUDENTS.items()})
+    result = _export(course, "--exporter=cnnbook.grading.lms_export.CanvasExport",
+                     "--to=canvas.csv")
+    assert result.returncode == 0, result.stderr
+    with open(course / "canvas.csv", newline="") as handle:
+        rows = list(csv.reader(handle))[2:]
+    assert {row[1]: row[3] for row in rows} == {ids[2]: student
+                                                for student, ids in STUDENTS.items()}
 
 
 def test_export_refuses_students_canvas_could_not_match(course):

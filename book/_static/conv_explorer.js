@@ -150,7 +150,7 @@
       drawing.append(svg);
       caption.textContent = `Output position ${position + 1} of ${out}: the window covers ` +
         `padded positions ${start + 1} to ${start + span}` +
-        (kernelValue > 1 && dilationValue > 1 ? ` (every ${dilationValue}th, ${kernelValue} taps)`
+        (kernelValue > 1 && dilationValue > 1 ? ` (${kernelValue} taps, ${dilationValue} apart)`
                                               : "") + ".";
     }
 
@@ -169,7 +169,10 @@
       root.querySelector("[data-role=span]").textContent = String(result.span);
       root.querySelector("[data-role=pad-before]").textContent = String(result.before);
       root.querySelector("[data-role=pad-after]").textContent = String(result.after);
-      rule.textContent = result.error ? "" : result.rule;
+      rule.textContent = result.error ? "" : result.rule +
+        (values.stride > 1 && values.dilation > 1
+          ? ". (Keras' Conv2D refuses a stride above 1 together with a dilation above 1; the " +
+            "arithmetic is the same.)" : "");
       error.textContent = result.error || "";
       draw();
     }

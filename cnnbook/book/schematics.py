@@ -37,8 +37,9 @@ def _axes(ax, size):
 def draw_volumes(stages: Sequence[tuple[str, Sequence[int]]], ax=None):
     """Draw a network as the row of volumes its layers output: ``stages`` is a list of
     ``(label, shape)`` with ``shape`` ``(height, width, channels)`` or ``(units,)``. A volume's
-    front face is ``height`` by ``width`` (square root scale, so 32 and 16 stay comparable) and its
-    depth grows with the channels; a vector is a thin bar. Each label (it may hold line breaks)
+    height is drawn upright and its width as the slanted depth, both on a square-root scale (so
+    32 and 16 stay comparable); its thickness from left to right grows with the channels, on a
+    log scale. A vector is a thin bar. Each label (it may hold line breaks)
     and shape is written under its volume."""
     if not stages:
         raise ValueError("stages must list at least one (label, shape) pair")
@@ -57,7 +58,7 @@ def draw_volumes(stages: Sequence[tuple[str, Sequence[int]]], ax=None):
             face_w, face_h, depth = 0.25, 0.12 * math.sqrt(height) + 0.6, 0.0
         else:
             face_h = 0.35 * math.sqrt(height)
-            face_w = 0.12 * math.sqrt(width) + 0.25 * math.log2(channels + 1)
+            face_w = 0.3 * math.log2(channels + 1)
             depth = 0.35 * math.sqrt(width)
         dx, dy = 0.45 * depth, 0.3 * depth
         front = [(x, 0), (x + face_w, 0), (x + face_w, face_h), (x, face_h)]

@@ -8,7 +8,8 @@ assignment, students matched by their Canvas user id.
 
 The file has the columns Canvas documents for a gradebook import: ``Student`` ("Last, First"),
 ``ID`` (the Canvas user id, from the gradebook's ``lms_user_id``), ``SIS User ID``, ``SIS Login
-ID`` (the hub user name, nbgrader's student id) and ``Section``, then one column per assignment,
+ID`` (empty, or the hub user name with ``c.CanvasExport.hub_user_is_sis_login = True`` where
+the hub's user names are the institution's logins) and ``Section``, then one column per assignment,
 named ``<assignment> (<Canvas assignment id>)`` when ``c.CanvasExport.canvas_assignment_ids``
 gives the id (Canvas then fills that assignment) and ``<assignment>`` otherwise (Canvas creates
 a new assignment). The second row is ``Points Possible``. A score is nbgrader's: the sum of the
@@ -18,7 +19,8 @@ Canvas leaves ungraded).
 
 Every student must have an ``lms_user_id`` (``nbgrader db student import`` reads it from a CSV
 column of that name): the export refuses to write a file that Canvas could not match, and names the
-students without one.
+students without one. It must be Canvas' numeric user id (the ``ID`` column of Canvas' own
+gradebook export), not the opaque LTI ``user_id`` that an LTI login may have stored there.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ def _score(gradebook: Gradebook, assignment: str, student: str) -> float | None:
 
 
 def _number(value: float) -> str:
-    return f"{value:g}"
+    """A score as Canvas reads it: plain decimals, never an exponent (``f"{1e6:g}"`` is 1e+06)."""
+    text = f"{round(float(value), 6):.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def canvas_rows(gradebook: Gradebook, assignments: list[str] | None = None,
                 students: list[str] | None = None, assignment_ids: dict | None = None,
-                section: str = "", missing_as_zero: bool = True) -> list[list[str]]:
+                section: str = "", missing_as_zero: bool = True,
+                hub_user_is_sis_login: bool = False) -> list[list[str]]:
     """The rows of a Canvas gradebook file (header, ``Points Possible``, one per student) for
     ``assignments`` and ``students`` of ``gradebook`` (all of them when None or empty). Raises
     ``ValueError`` naming the students without an ``lms_user_id`` and any unknown assignment."""
@@ -77,7 +82,8 @@ def canvas_rows(gradebook: Gradebook, assignments: list[str] | None = None,
                                                       (person.first_name or "").lower(),
                                                       person.id)):
         name = ", ".join(part for part in (student.last_name, student.first_name) if part)
-        row = [name or student.id, student.lms_user_id.strip(), "", student.id, section]
+        row = [name or student.id, student.lms_user_id.strip(), "",
+               student.id if hub_user_is_sis_login else "", section]
         for assignment in chosen:
             score = _score(gradebook, assignment, student.id)
             row.append(_number(score) if score is not None
@@ -97,12 +103,16 @@ class CanvasExport(ExportPlugin):
     missing_as_zero = Bool(
         True, help="a missing submission scores 0 (False: an empty cell, left ungraded)"
     ).tag(config=True)
+    hub_user_is_sis_login = Bool(
+        False, help="write the hub user name (nbgrader's student id) as the SIS Login ID; only "
+        "where hub user names are the institution's logins, or Canvas may match another student"
+    ).tag(config=True)
 
     def export(self, gradebook: Gradebook) -> None:
         destination = self.to or "canvas_grades.csv"
         rows = canvas_rows(gradebook, [str(name) for name in self.assignment],
                            [str(name) for name in self.student], self.canvas_assignment_ids,
-                           self.section, self.missing_as_zero)
+                           self.section, self.missing_as_zero, self.hub_user_is_sis_login)
         with open(destination, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(rows)
         self.log.info("Wrote %d students and %d assignments for Canvas to %s", len(rows) - 2,

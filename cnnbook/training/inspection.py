@@ -44,10 +44,13 @@ def first_layer_filters(model) -> np.ndarray:
 def colour_share(kernel) -> np.ndarray:
     """For each filter of a first-layer kernel ``(k, k, channels, filters)``: the share of its
     energy in colour contrasts. Split each filter ``w`` into its brightness pattern ``g`` (the mean
-    over the colour channels at each position, minus its own mean) and its colour part
-    ``c = w - mean_over_channels(w)``; the share is ``|c|^2 / (|c|^2 + |g|^2)``: 0 for a filter that
-    treats red, green and blue alike (an edge or a blob in brightness), 1 for one that only
-    compares colours. Raises ``ValueError`` for a kernel that is not 4-D with 3 channels."""
+    over the colour channels at each position, minus its mean over the positions) and its colour
+    part ``c = w - mean_over_channels(w)``. The brightness pattern is the same in every channel,
+    so its energy is ``C |g|^2`` for ``C`` channels, and ``c`` is orthogonal to it; the share is
+    ``|c|^2 / (|c|^2 + C |g|^2)``: 0 for a filter that treats red, green and blue alike (an edge
+    or a blob in brightness), 1 for one that only compares colours. The filter's mean (a constant
+    offset, which the next batch norm removes) counts in neither. Raises ``ValueError`` for a
+    kernel that is not 4-D with 3 channels."""
     kernel = np.asarray(kernel, dtype="float64")
     if kernel.ndim != 4 or kernel.shape[2] != 3:
         raise ValueError(f"kernel must be (k, k, 3, filters), got shape {kernel.shape}")
@@ -55,7 +58,7 @@ def colour_share(kernel) -> np.ndarray:
     colour = kernel - brightness
     pattern = brightness - brightness.mean(axis=(0, 1), keepdims=True)
     colour_energy = (colour ** 2).sum(axis=(0, 1, 2))
-    pattern_energy = (pattern ** 2).sum(axis=(0, 1, 2))
+    pattern_energy = kernel.shape[2] * (pattern ** 2).sum(axis=(0, 1, 2))
     total = colour_energy + pattern_energy
     return np.where(total > 0, colour_energy / np.where(total > 0, total, 1), 0.0)
 

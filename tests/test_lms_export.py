@@ -96,6 +96,12 @@ def test_scores_never_use_exponents_and_hub_names_go_in_only_when_asked(course):
 
     assert [_number(value) for value in (1e6, 5e-5, 10.0, 2.5, 0.0, 1 / 3)] == [
         "1000000", "0.00005", "10", "2.5", "0", "0.333333"]
+    from cnnbook.grading.lms_export import _inert
+
+    # what a spreadsheet would run as a formula is written inert; ordinary names are kept
+    assert [_inert(name) for name in ('=HYPERLINK("http://x")', "+1", "@SUM(A1)", "Adams, Bob",
+                                      "O'Neil")] == [
+        '\'=HYPERLINK("http://x")', "'+1", "'@SUM(A1)", "Adams, Bob", "O'Neil"]
     with open(course / "nbgrader_config.py", "a") as config:
         config.write("c.CanvasExport.hub_user_is_sis_login = True\n")
     _gradebook(course, {student: ids[2] for student, ids in STUDENTS.items()})

@@ -21,6 +21,9 @@ Every student must have an ``lms_user_id`` (``nbgrader db student import`` reads
 column of that name): the export refuses to write a file that Canvas could not match, and names the
 students without one. It must be Canvas' numeric user id (the ``ID`` column of Canvas' own
 gradebook export), not the opaque LTI ``user_id`` that an LTI login may have stored there.
+
+A name that a spreadsheet would read as a formula (``=HYPERLINK(...)``, from an LTI profile or a
+roster) is written with a leading apostrophe, so an instructor who opens the file runs nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ def _number(value: float) -> str:
     """A score as Canvas reads it: plain decimals, never an exponent (``f"{1e6:g}"`` is 1e+06)."""
     text = f"{round(float(value), 6):.6f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
+
+
+def _inert(text: str) -> str:
+    """``text`` that a spreadsheet opening the file cannot run: a leading ``=``, ``+``, ``-``,
+    ``@``, tab or carriage return (a formula, in Excel or LibreOffice) gets a leading apostrophe."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def canvas_rows(gradebook: Gradebook, assignments: list[str] | None = None,
@@ -82,7 +91,7 @@ def canvas_rows(gradebook: Gradebook, assignments: list[str] | None = None,
                                                       (person.first_name or "").lower(),
                                                       person.id)):
         name = ", ".join(part for part in (student.last_name, student.first_name) if part)
-        row = [name or student.id, student.lms_user_id.strip(), "",
+        row = [_inert(name or student.id), student.lms_user_id.strip(), "",
                student.id if hub_user_is_sis_login else "", section]
         for assignment in chosen:
             score = _score(gradebook, assignment, student.id)

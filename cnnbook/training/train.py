@@ -114,7 +114,8 @@ FAST = Recipe(
     weight_decay=2e-3, label_smoothing=0.1, warmup_fraction=0.2,
 )
 """The most accuracy per second on a small budget; see the module docstring and benchmarks/.
-ResNet-20 on the 10k-image subset, 36 epochs in bfloat16 (about 4.5 minutes on 2 CPU cores):
+ResNet-20 on the 10k-image subset, 36 epochs in bfloat16 (4.5 minutes on 2 CPU cores on 2026-11-25,
+7.4 on the same machine on 2026-12-05: benchmarks/README.md):
 78.5% test accuracy, 80.4% with test-time flips."""
 
 RECIPES = {recipe.name: recipe for recipe in (HE2015, FAST)}

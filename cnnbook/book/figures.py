@@ -141,6 +141,6 @@ def show_figures_with_measurements() -> None:
     # Matplotlib picks its backend when it first draws; the inline backend then registers its own
     # PNG printer, which would replace this one. Activating it now makes the order certain.
     shell.run_line_magic("matplotlib", "inline")
-    # the inline backend registered its own PNG printer for figures when pyplot was imported;
-    # this one replaces it (IPython keeps one printer per type)
+    # the inline backend has now registered its PNG printer for figures; this one replaces it
+    # (IPython keeps one printer per type)
     shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)

@@ -8,6 +8,7 @@ that counts its calls. No test asserts how fast a real network is: that depends 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -101,6 +102,15 @@ def test_machine_description_reports_the_cores_and_devices_a_process_is_given():
         names = {line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")}
         assert machine["cpu"] in names
+        # Family and model tell CPUs of one name apart (a virtual "AMD EPYC" was Zen 5, family
+        # 26, on 2026-11-25 and Zen 4, family 25, on 2026-12-05, 1.6 times slower)
+        text = cpuinfo.read_text()
+        family = re.search(r"^cpu family\s*:\s*(\d+)$", text, re.MULTILINE)
+        model = re.search(r"^model\s*:\s*(\d+)$", text, re.MULTILINE)
+        if family and model:
+            assert f"family {family[1]} model {model[1]} " in machine["cpu_id"] + " "
+        flags = set(re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)[1].split())
+        assert set(machine["cpu_flags"]) == flags & set(speed.SPEED_FLAGS)
 
 
 def test_cached_speed_measures_once_per_machine_and_reads_the_cache_after(tmp_path):

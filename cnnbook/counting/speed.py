@@ -167,6 +167,32 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+"""The ``/proc/cpuinfo`` flags that decide which oneDNN kernels run (AVX-512, bfloat16 dot
+products, Intel's AMX tiles)."""
+
+
+def _cpu_identity() -> dict:
+    """``cpu_id`` (vendor, family, model and stepping: a virtual machine often reports only "AMD
+    EPYC" as the name, and Zen 4 is family 25, Zen 5 family 26) and ``cpu_flags`` (those of
+    :data:`SPEED_FLAGS` the CPU has), from ``/proc/cpuinfo``; empty where it is missing."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return {"cpu_id": "", "cpu_flags": []}
+    identity = " ".join(f"{name} {fields[key]}" for key, name in (
+        ("vendor_id", "vendor"), ("cpu family", "family"), ("model", "model"),
+        ("stepping", "stepping")) if key in fields)
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_id": identity, "cpu_flags": [flag for flag in SPEED_FLAGS if flag in flags]}
+
+
 def _usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -175,10 +201,12 @@ def _usable_cores() -> int:
 
 
 def machine_description() -> dict:
-    """What the timings ran on: ``cpu`` (model name), ``cores`` (logical cores this process may
-    use), ``system`` (OS and architecture), ``python``, ``tensorflow`` and ``keras`` versions,
-    ``gpus`` (names of the GPUs TensorFlow sees; empty on a CPU-only machine) and ``device``
-    (``"GPU"`` or ``"CPU"``, what ``predict_on_batch`` ran on)."""
+    """What the timings ran on: ``cpu`` (model name), ``cpu_id`` and ``cpu_flags``
+    (:func:`_cpu_identity`: two CPUs of one name can differ by half in speed), ``cores``
+    (logical cores this process may use), ``system`` (OS and architecture), ``python``,
+    ``tensorflow`` and ``keras`` versions, ``gpus`` (names of the GPUs TensorFlow sees; empty on
+    a CPU-only machine) and ``device`` (``"GPU"`` or ``"CPU"``, what ``predict_on_batch``
+    ran on)."""
     # Keras and TensorFlow take seconds to import: this module imports them only in the functions
     # that use them, so that importing it stays light
     import keras
@@ -187,6 +215,7 @@ def machine_description() -> dict:
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
     return {
         "cpu": _cpu_model(),
+        **_cpu_identity(),
         "cores": _usable_cores(),
         "system": f"{platform.system()} {platform.machine()}",
         "python": platform.python_version(),

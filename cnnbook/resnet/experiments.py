@@ -273,7 +273,8 @@ def provenance(command: str, config: ResnetConfig, dataset: dict, seconds: dict,
         "dataset": dataset,
         "config": asdict(config),
         "dtype_policy": precision,
-        "device": {key: machine[key] for key in ("device", "gpus", "cpu", "cores", "system")},
+        "device": {key: machine[key]
+                   for key in ("device", "gpus", "cpu", "cpu_id", "cores", "system")},
         "software": {
             **{key: machine[key] for key in ("python", "tensorflow", "keras")},
             "numpy": np.__version__,
@@ -538,7 +539,7 @@ def reevaluate_resnet(out: Path | str = RESULTS_DIR / "resnet", verbose: int = 0
         "evaluation_dtype_policy": EVALUATION_DTYPE_POLICY,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code": code_state(), "device": {key: machine_description()[key] for key in (
-            "device", "gpus", "cpu", "cores", "system")},
+            "device", "gpus", "cpu", "cpu_id", "cores", "system")},
     })
     _write_json(out / "provenance.json", entry)
     log("reevaluate: complete")

@@ -222,7 +222,8 @@ def edit_cell(notebook: dict, grade_id: str, old: str, new: str) -> dict:
 
 
 def gradebook_scores(root: Path, assignment: str) -> dict[str, dict]:
-    """Per student: total score, code score and its maximum, and every cell's grade and comment."""
+    """Per student: total score, late penalty, code score and its maximum, and every cell's grade
+    and comment."""
     from nbgrader.api import Gradebook
 
     scores = {}
@@ -231,6 +232,7 @@ def gradebook_scores(root: Path, assignment: str) -> dict[str, dict]:
             notebook = submission.notebooks[0]
             scores[submission.student.id] = {
                 "score": submission.score,
+                "late_penalty": submission.late_submission_penalty,
                 "max_score": submission.max_score,
                 "code_score": submission.code_score,
                 "max_code_score": submission.max_code_score,

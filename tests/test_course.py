@@ -12,6 +12,7 @@ Grading times are printed in the run's summary (``report_timing``), not asserted
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import math
 import shlex
@@ -563,11 +564,44 @@ CONSTANTS_SCORE = {"sizing": 0, "parameters": 0, "resnet": 0}
 for resnet, of accuracy): a constant passes visible examples only, never the hidden variants."""
 
 
+LATE_ASSIGNMENT = "sizing"
+"""The assignment graded with a due date (issue 26.2): ``reference`` submits on time,
+``partial`` 2 days 3 hours late (3 started days: 30% off), and ``extended`` (the reference
+notebook) goes through a real exchange and ``nbgrader collect`` 2 days 5 hours after the due
+date, claiming in its ``timestamp.txt`` to be a day early, with a 2-day extension: 5 hours late as
+the exchange saw it, one started day, 10% off."""
+LATE_SHARES = {"reference": 0.0, "partial": 0.3, "extended": 0.1}
+
+
+def _nbgrader_time(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def _submit_with_due_date(course: Course, source: dict, tmp_folder: Path) -> None:
+    """Set a due date for :data:`LATE_ASSIGNMENT` that makes the submissions of
+    :data:`LATE_ASSIGNMENT`'s docstring on time, late and late with an extension."""
+    due = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2, hours=5)
+    course.nbgrader("db", "assignment", "add", LATE_ASSIGNMENT, f"--duedate={_nbgrader_time(due)}")
+    for student, offset in (("reference", datetime.timedelta(hours=-1)),
+                            ("partial", datetime.timedelta(days=2, hours=3))):
+        folder = course.root / "submitted" / student / LATE_ASSIGNMENT
+        (folder / "timestamp.txt").write_text(_nbgrader_time(due + offset))
+    exchange = tmp_folder / "exchange"
+    inbound = exchange / "cnnbook" / "inbound" / (
+        f"extended+{LATE_ASSIGNMENT}+{_nbgrader_time(due)}+0a1b2c")
+    inbound.mkdir(parents=True)
+    (inbound / f"{LATE_ASSIGNMENT}.ipynb").write_text(json.dumps(source, indent=1))
+    (inbound / "timestamp.txt").write_text(_nbgrader_time(due - datetime.timedelta(days=1)))
+    course.nbgrader("collect", LATE_ASSIGNMENT, f"--Exchange.root={exchange}")
+    course.nbgrader("db", "student", "add", "extended")
+    course.python("-m", "cnnbook.grading", "extend", LATE_ASSIGNMENT, "extended", "--days", "2")
+
+
 @pytest.fixture(scope="module")
-def quick_grades(course, released, report_timing, repo_root):
+def quick_grades(course, released, report_timing, repo_root, tmp_path_factory):
     """Reference, blank, partly correct and constants submissions of sizing and parameters,
     autograded in one command per assignment (timed, without the feedback kernel), with feedback
-    generated and grades exported."""
+    generated and grades exported; sizing with a due date (:data:`LATE_ASSIGNMENT`)."""
     scores = {}
     for assignment in QUICK_ASSIGNMENTS:
         source = read_notebook(course.source(assignment))
@@ -577,6 +611,8 @@ def quick_grades(course, released, report_timing, repo_root):
         course.submit("partial", assignment, edit_cell(source, cell, old, new))
         course.submit("constants", assignment, with_solutions_replaced(
             read_notebook(course.release(assignment)), constant_answers(repo_root, assignment)))
+        if assignment == LATE_ASSIGNMENT:
+            _submit_with_due_date(course, source, tmp_path_factory.mktemp("late"))
         _, seconds = course.nbgrader("autograde", assignment, WITHOUT_FEEDBACK_KERNEL)
         report_timing(f"nbgrader autograde {assignment}, 4 submissions in one command (no "
                       "feedback kernel)", seconds)
@@ -636,7 +672,39 @@ def test_feedback_html_shows_every_student_their_score(course, quick_grades, ass
         page = course.root / "feedback" / student / assignment / f"{assignment}.html"
         assert page.is_file(), f"no feedback for {student}"
         html = page.read_text()
-        assert f"{result['score']:g} / " in html or f"{result['score']} / " in html, student
+        shown = round(result["score"] - result["late_penalty"], 2)  # nbgrader shows the net
+        assert f"{shown:g} / " in html or f"{shown} / " in html, student
+        if result["late_penalty"]:
+            # as nbgrader's template writes it (Jinja's round: a float, "-3.0")
+            penalty = round(float(result["late_penalty"]), 2)
+            assert f"Late submission penalty (Score: -{penalty})" in html, student
+
+
+@pytest.mark.slow
+def test_late_work_loses_the_policys_share(course, quick_grades):
+    from nbgrader.api import Gradebook
+
+    grades = quick_grades[LATE_ASSIGNMENT]
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}", "cnnbook") as gradebook:
+        penalties = {
+            student: gradebook.find_submission(LATE_ASSIGNMENT, student).late_submission_penalty
+            or 0.0  # nbgrader stores None for work on time
+            for student in LATE_SHARES}
+        extended = gradebook.find_submission(LATE_ASSIGNMENT, "extended")
+        # the time the exchange saw (today), not the day-early time its timestamp.txt claimed
+        assert extended.timestamp > extended.assignment.duedate + datetime.timedelta(days=2)
+        assert extended.extension == datetime.timedelta(days=2)
+    for student, share in LATE_SHARES.items():
+        assert grades[student]["score"] > 0, student
+        assert penalties[student] == pytest.approx(share * grades[student]["score"]), student
+    assert grades["extended"]["score"] == grades["reference"]["score"]
+    course.nbgrader("export", "--to", "late.csv")
+    with open(course.root / "late.csv", newline="") as handle:
+        exported = {row["student_id"]: row for row in csv.DictReader(handle)
+                    if row["assignment"] == LATE_ASSIGNMENT}
+    for student, share in LATE_SHARES.items():
+        row = exported[student]
+        assert float(row["score"]) == pytest.approx((1 - share) * float(row["raw_score"])), row
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from cnnbook.course.data import load_test_images
 from cnnbook.grading.evaluation import LOADING_MARK, copy_groups, seen_test_images
 from cnnbook.grading.sandbox import require_sandbox, run_sandboxed
 from cnnbook.grading.settings import GradingSandbox
+from cnnbook.grading.similarity import record_same_function
 from cnnbook.grading.tiers import (
     AccuracyRule,
     accuracy_rule,
@@ -151,6 +153,18 @@ def _comment(rule: AccuracyRule, outcome: dict, points: float, private: bool = F
     return text
 
 
+ACCURACY_IN_COMMENT = re.compile(r"^Accuracy grade: [0-9.]+ of [0-9.]+ points for a test accuracy "
+                                 r"of ([0-9]+\.[0-9]{2})% on ")
+"""How :func:`_comment` states a measured accuracy (what the leaderboard reads back)."""
+
+
+def accuracy_in_comment(comment: str | None) -> float | None:
+    """The test accuracy (a fraction) that the grader's comment on an accuracy task states, or
+    ``None`` when the comment states none (no network, a failed check, an edited comment)."""
+    match = ACCURACY_IN_COMMENT.match(comment or "")
+    return float(match.group(1)) / 100 if match else None
+
+
 def _submitted_students(coursedir, assignment: str) -> list[str]:
     folder = Path(coursedir.root) / coursedir.submitted_directory
     if not folder.is_dir():
@@ -199,7 +213,7 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
     rule = accuracy_rule(config, assignment, training_set, root, accept_unmeasured)
     for warning in unmatched_shipped_warnings(rule, root):
         print(warning, file=sys.stderr, flush=True)
-    assignment = rule.assignment  # an entry may grade one of the models of an assignment
+    entry, assignment = assignment, rule.assignment  # an entry may grade one of its models
     sandbox = GradingSandbox(config=config)
     if sandbox.enabled:
         require_sandbox()  # SandboxUnavailable (bwrap missing or unusable) says what to do
@@ -245,6 +259,8 @@ def grade_accuracy(root: Path, assignment: str, training_set: str | None = None,
                           for student, outcome in outcomes.items() if outcome.get("ok")})
     same_function = {student: [other for other in group if other != student]
                      for group in groups for student in group}
+    if not students:  # a whole class graded: the similarity report lists these groups
+        record_same_function(root, entry, [list(group) for group in groups])  # even none
     rows, failed = [], []
     with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
         for student, outcome in outcomes.items():

@@ -27,8 +27,9 @@ endif
 setup: $(VENV)/.installed
 
 # What the tests need from outside PyPI: Debian's packages (system-packages.txt: bubblewrap for the
-# grading sandbox, chromium for the browser test) and the npm packages of package.json (MathJax,
-# served with the site; JupyterHub's configurable-http-proxy). apt-get needs root.
+# grading sandbox, chromium for the browser test, postgresql for parallel grading) and the npm
+# packages of package.json (MathJax, served with the site; JupyterHub's configurable-http-proxy).
+# apt-get needs root.
 MISSING_DEBIAN = grep -vE '^\s*(\#|$$)' system-packages.txt | while read -r pkg; do \
 	dpkg -s "$$pkg" >/dev/null 2>&1 || echo "$$pkg"; done
 system: node_modules/.installed
@@ -47,7 +48,7 @@ system-ready:
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo $(MAKE) --no-print-directory system; \
 	else \
 	  echo "make test needs Debian packages that are not installed: $$missing" >&2; \
-	  echo "(bubblewrap: the grading sandbox; chromium: the browser test). Run once, as root:" >&2; \
+	  echo "(bubblewrap: the grading sandbox; chromium: the browser test; postgresql: parallel grading). Run once, as root:" >&2; \
 	  echo "    sudo make system" >&2; \
 	  echo "then make test again." >&2; \
 	  exit 2; \

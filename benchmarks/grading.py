@@ -6,7 +6,9 @@ autograde steps with the same notebooks) and, for the judged assignments, agains
 graded by its kernel (``c.JudgeOutsideKernel.assignments = []``), for each assignment, and the time
 a class of 200 ``sizing`` submissions takes: extrapolated from the per-submission figure, and with
 ``--class-size 200`` measured by grading a whole class of that many submissions in one sandboxed
-``nbgrader autograde``.
+``nbgrader autograde``; with ``--workers 1 2 4`` as well, the same class is graded by ``python -m
+cnnbook.grading autograde sizing --workers N`` for each N, into a private PostgreSQL server
+(tests/postgres_server.py), each in a fresh copy of the course.
 
 Each assignment is graded in a fresh temporary copy of the course, with ``--submissions`` copies of
 the reference solution (for ``resnet``: without a trained model, so its architecture tests run and
@@ -17,6 +19,8 @@ JSON; ``benchmarks/README.md`` records the figures::
     CNNBOOK_DATA=../shared/data/cifar10 .venv/bin/python benchmarks/grading.py
     .venv/bin/python benchmarks/grading.py --assignments sizing --submissions 3 --rounds 1
     CNNBOOK_DATA=../shared/data/cifar10 .venv/bin/python benchmarks/grading.py --class-size 200
+    CNNBOOK_DATA=../shared/data/cifar10 .venv/bin/python benchmarks/grading.py --assignments \
+        --class-size 200 --workers 1 2 4
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from nbgrader_course import Course, course_environment, read_notebook  # noqa: E402
+from postgres_server import private_postgres  # noqa: E402
 
 PLAIN_CONFIG = """
 # benchmarks/grading.py, plain mode: nbgrader 0.9's stock autograde steps (no sandbox)
@@ -70,13 +75,16 @@ def _grade(course: Course, assignment: str) -> float:
     return seconds
 
 
-def _course(base: Path, name: str, assignment: str, submissions: int, mode: str) -> Course:
+def _course(base: Path, name: str, assignment: str, submissions: int, mode: str,
+            db_url: str | None = None) -> Course:
     environment = course_environment(REPO_ROOT, **({"CNNBOOK_DATA": os.environ["CNNBOOK_DATA"]}
                                                    if "CNNBOOK_DATA" in os.environ else {}))
     folder = base / name
     folder.mkdir()
     course = Course.copy_of(REPO_ROOT, folder, environment)
     extra = {"plain": PLAIN_CONFIG, "kernel": KERNEL_GRADED_CONFIG}.get(mode)
+    if db_url:
+        extra = (extra or "") + f"\nc.CourseDirectory.db_url = {db_url!r}\n"
     if extra:
         with open(course.root / "nbgrader_config.py", "a") as config:
             config.write(extra)
@@ -97,6 +105,32 @@ def grade_class(class_size: int) -> dict:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return {"class_size": class_size, "minutes": seconds / 60,
+            "seconds_per_submission": seconds / class_size,
+            "load_average_at_end": os.getloadavg()}
+
+
+def grade_class_in_parallel(class_size: int, workers: int) -> dict:
+    """``python -m cnnbook.grading autograde sizing --workers workers`` of ``class_size``
+    reference submissions into a private PostgreSQL gradebook: wall minutes for the class."""
+    base = Path(tempfile.mkdtemp(prefix="cnnbook-grading-parallel-"))
+    try:
+        with private_postgres() as url:
+            course = _course(base, "class", "sizing", 0, mode="sandboxed", db_url=url)
+            source = read_notebook(course.source("sizing"))
+            for index in range(class_size):
+                course.submit(f"student{index:03d}", "sizing", source)
+            start = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "-m", "cnnbook.grading", "autograde", "sizing", "--workers",
+                 str(workers)], cwd=course.root, env=course.environment, capture_output=True,
+                text=True)
+            seconds = time.perf_counter() - start
+            if result.returncode != 0:
+                raise RuntimeError(f"parallel autograde failed:\n{result.stdout[-3000:]}"
+                                   f"{result.stderr[-3000:]}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {"class_size": class_size, "workers": workers, "minutes": seconds / 60,
             "seconds_per_submission": seconds / class_size,
             "load_average_at_end": os.getloadavg()}
 
@@ -143,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-size", type=int, default=0,
                         help="also grade a class of this many sizing submissions in one "
                              "sandboxed autograde and time it (default: not measured)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[],
+                        help="with --class-size: also grade the class in parallel with each of "
+                             "these numbers of workers, into PostgreSQL")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     arguments = parser.parse_args(argv)
     if arguments.submissions < 1 or arguments.rounds < 1 or arguments.class_size < 0:
@@ -150,10 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     if not arguments.assignments and not arguments.class_size:
         parser.error("nothing to measure: name --assignments or give --class-size")
     started = time.strftime("%Y-%m-%d %H:%M")
+    if arguments.workers and not arguments.class_size:
+        parser.error("--workers needs --class-size")
     result = measure(arguments.assignments, arguments.submissions, arguments.rounds)
     result["started"] = started
     if arguments.class_size:
         result["class"] = grade_class(arguments.class_size)
+    result["parallel"] = [grade_class_in_parallel(arguments.class_size, workers)
+                          for workers in arguments.workers]
     print(f"machine: {result['machine']}; load average at the end: "
           f"{', '.join(f'{value:.1f}' for value in result['load_average_at_end'])}")
     print("| assignment | plain s/submission | sandboxed, graded by the kernel | course's "
@@ -172,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"class of {graded['class_size']} `sizing` submissions, sandboxed, one autograde "
               f"run: {graded['minutes']:.1f} minutes ({graded['seconds_per_submission']:.1f} s "
               f"each; load average at the end "
+              f"{', '.join(f'{value:.1f}' for value in graded['load_average_at_end'])})")
+    for graded in result["parallel"]:
+        print(f"class of {graded['class_size']} `sizing` submissions, {graded['workers']} "
+              f"worker(s) into PostgreSQL: {graded['minutes']:.1f} minutes "
+              f"({graded['seconds_per_submission']:.1f} s each; load average at the end "
               f"{', '.join(f'{value:.1f}' for value in graded['load_average_at_end'])})")
     if arguments.json:
         arguments.json.write_text(json.dumps(result, indent=1))

@@ -9,8 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 from nbgrader_course import (
@@ -20,6 +18,7 @@ from nbgrader_course import (
     course_environment,
     read_notebook,
 )
+from postgres_server import PostgresMissing, private_postgres
 
 from cnnbook.grading.parallel import deal, shard_command
 
@@ -53,39 +52,15 @@ def test_more_than_one_worker_on_sqlite_is_refused_before_grading(tmp_path, repo
     assert not (course / "autograded").exists()
 
 
-def _postgres_binaries() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL's server is not installed: run `sudo make system` "
-                    "(system-packages.txt lists postgresql), then the tests again")
-    return found[-1].parent
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
-    """A private PostgreSQL server on a Unix socket in a temporary folder (as the `postgres`
-    user when the tests run as root, which PostgreSQL refuses to run as)."""
-    binaries = _postgres_binaries()
-    folder = Path(tempfile.mkdtemp(prefix="cnnbook-postgres-", dir="/tmp"))
-    as_user = []
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-
-    def run(*command):
-        subprocess.run([*as_user, *map(str, command)], check=True, capture_output=True,
-                       text=True, timeout=120)
-
-    data = folder / "data"
-    run(binaries / "initdb", "-D", data, "-A", "trust", "-U", "grader", "--no-sync")
-    run(binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-o",
-        f"-k {folder} -c listen_addresses='' -p 5432 -F", "start")
+    """A private PostgreSQL server (tests/postgres_server.py); a missing server fails the test with
+    the command that installs it."""
     try:
-        run(binaries / "createdb", "-h", folder, "-p", "5432", "-U", "grader", "cnnbook")
-        yield f"postgresql://grader@/cnnbook?host={folder}&port=5432"
-    finally:
-        run(binaries / "pg_ctl", "-D", data, "-m", "immediate", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+        with private_postgres() as url:
+            yield url
+    except PostgresMissing as missing:
+        pytest.fail(str(missing))
 
 
 @pytest.fixture(scope="module")

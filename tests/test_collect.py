@@ -54,6 +54,11 @@ def test_collect_records_the_time_it_saw_and_follows_nothing(exchange_course):
     (bob / "sizing.ipynb").symlink_to(course / "secret.txt")
     carol = _submission(inbound, "carol")
     (carol / "sizing.ipynb").write_text("x" * 5000)
+    solutions = course / "solutions" / "sizing"  # where the guide says the solutions are
+    solutions.mkdir(parents=True)
+    (solutions / "sizing.ipynb").write_text(SECRET)
+    dave = inbound / "dave+sizing+2026-12-05 10:00:00.000000 UTC+def456"
+    dave.symlink_to(solutions)  # his whole submission is a link to the solutions
     time.sleep(1.1)  # so that a time taken at collection would differ from the submissions'
     done = subprocess.run([sys.executable, "-m", "nbgrader", "collect", "sizing"], cwd=course,
                           capture_output=True, text=True, timeout=300)
@@ -80,6 +85,9 @@ def test_collect_records_the_time_it_saw_and_follows_nothing(exchange_course):
     assert not (submitted / "carol/sizing").exists() and (carol / "sizing.ipynb").is_file()
     assert "NOT COLLECTED" in done.stderr and "carol+sizing" in done.stderr
     assert sorted(times) == ["alice", "bob"]
+    # dave: his submission folder is a link, so nothing of it is collected
+    assert not (submitted / "dave/sizing").exists()
+    assert "NOT COLLECTED" in done.stderr and "dave+sizing" in done.stderr
     assert "left out pipe" in done.stderr
 
 

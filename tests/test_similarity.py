@@ -126,6 +126,7 @@ def test_answer_cells_are_the_sources_solution_cells_read_from_a_submission(tmp_
     (lambda path: os.mkfifo(path), "a link or not a regular file"),
     (lambda path: path.write_text("{not json"), "not valid JSON"),
     (lambda path: path.write_text('{"cells": "none"}'), "not a notebook"),
+    (lambda path: path.write_text("[" * 100_000 + "]" * 100_000), "not valid JSON"),
     (lambda path: path.write_bytes(b" " * (21 * 2**20)), "larger than"),
 ])
 def test_a_hostile_notebook_is_refused_with_its_reason(tmp_path, make, reason):

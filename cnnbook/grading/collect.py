@@ -8,12 +8,14 @@ student writes into the exchange's inbound folder:
   :mod:`cnnbook.grading.late_policy`): a student who writes yesterday's date there is on time;
 * the files themselves, copied with ``shutil.copytree``, which follows symbolic links: a
   ``sizing.ipynb`` that links to another student's collected notebook (or the instructor's
-  solution) is copied as that file, with the instructor's permissions. A named pipe (FIFO), or a
-  submission over ``c.CourseDirectory.max_dir_size``, stops the copy and with it the whole
-  class's collection.
+  solution) is copied as that file, with the instructor's permissions, and a submission folder
+  that is itself a link to the instructor's ``solutions/sizing/`` is collected as that folder.
+  A named pipe (FIFO), or a submission over ``c.CourseDirectory.max_dir_size``, stops the copy
+  and with it the whole class's collection.
 
 :class:`CollectWithObservedTime` (``c.ExchangeFactory.collect``) copies a submission without
-following anything: symbolic links are copied as links, which the grader then refuses and
+following anything: a submission folder that is a link is not collected (an error names it),
+symbolic links inside one are copied as links, which the grader then refuses and
 reports to the student (``CheckSubmittedFiles``); FIFOs, sockets and devices are left out, with
 a warning; a submission too large stays in the exchange with an error naming it, and the others
 are collected.
@@ -101,6 +103,12 @@ class CollectWithObservedTime(ExchangeCollect):
     """nbgrader's collect, with the copy and the time of :mod:`cnnbook.grading.collect`."""
 
     def do_copy(self, src, dest, log=None):
+        if not stat.S_ISDIR(os.lstat(src).st_mode):
+            # a submission folder that is a link would be copied as the folder it names (say the
+            # instructor's solutions/sizing/, at the path the guide gives) under this student
+            self.log.error("NOT COLLECTED: %s is a symbolic link or not a folder; it stays in "
+                           "the exchange", src)
+            return
         observed = latest_status_change(src)
         size = own_size(src)
         if size > 1000 * self.coursedir.max_dir_size:

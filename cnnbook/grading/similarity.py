@@ -79,7 +79,7 @@ def _notebook_cells(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> list[dic
     with os.fdopen(os.open(path, flags), encoding="utf-8", errors="replace") as handle:
         try:
             notebook = json.loads(handle.read(max_bytes + 1))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested a million deep
             raise ValueError("the submitted notebook is not valid JSON") from None
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
     if not isinstance(cells, list):

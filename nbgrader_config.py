@@ -50,11 +50,11 @@ c.Execute.timeout = 1800
 #                         manual grading with the reason (never a 0); the command ends with a
 #                         list of those cells (`python -m cnnbook.grading deferred <id>` lists
 #                         them from the gradebook, exit status 2 while any waits)
-#   UseObservedTime       the submission's time is when the exchange received it, as cnnbook's
-#                         collect observed it (cnnbook.grading.collect), before the late penalty
+#   AssignLatePenaltiesByArrival  nbgrader's late penalty, counted from when the exchange
+#                         received the submission (cnnbook's collect observed it:
+#                         cnnbook.grading.collect), not from the student's timestamp.txt
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties,
     CheckCellMetadata,
     ClearOutput,
     DeduplicateIds,
@@ -74,7 +74,7 @@ c.Autograde.autograde_preprocessors = [
     "cnnbook.grading.nbgrader_steps.SandboxedExecute",
     "cnnbook.grading.nbgrader_steps.JudgeOutsideKernel", IgnorePattern,
     ClearMetadataPreprocessor, LimitOutput, "cnnbook.grading.nbgrader_steps.SaveAutoGradesOrDefer",
-    "cnnbook.grading.late_policy.UseObservedTime", AssignLatePenalties, CheckCellMetadata,
+    "cnnbook.grading.late_policy.AssignLatePenaltiesByArrival", CheckCellMetadata,
 ]
 # Late work (cnnbook.grading.late_policy): 10% of the score off per started day after the due date
 # and the student's extension, at most 50%, after 15 minutes of grace. Due dates live in the
@@ -84,7 +84,7 @@ c.Autograde.autograde_preprocessors = [
 # cnnbook's collect (cnnbook.grading.collect: it also copies no link, pipe or device), not the
 # timestamp.txt that a student can edit.
 c.ExchangeFactory.collect = "cnnbook.grading.collect.CollectWithObservedTime"
-c.AssignLatePenalties.plugin_class = "cnnbook.grading.late_policy.SharePerDayLate"
+c.AssignLatePenaltiesByArrival.plugin_class = "cnnbook.grading.late_policy.SharePerDayLate"
 c.SharePerDayLate.share_per_day = 0.1
 c.SharePerDayLate.cap = 0.5
 c.SharePerDayLate.grace_minutes = 15

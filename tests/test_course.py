@@ -51,6 +51,7 @@ from nbgrader_course import (
 
 from cnnbook.course.layers import CUSTOM_LAYERS, ZeroPadShortcut
 from cnnbook.grading import evaluation, reference_networks, tiers, written_here
+from cnnbook.grading.collect import read_observed_times
 from cnnbook.nets import published
 from cnnbook.nets.models import toy_cnn
 
@@ -691,9 +692,13 @@ def test_late_work_loses_the_policys_share(course, quick_grades):
             or 0.0  # nbgrader stores None for work on time
             for student in LATE_SHARES}
         extended = gradebook.find_submission(LATE_ASSIGNMENT, "extended")
-        # the time the exchange saw (today), not the day-early time its timestamp.txt claimed
-        assert extended.timestamp > extended.assignment.duedate + datetime.timedelta(days=2)
+        # its timestamp.txt claimed a day early, and the gradebook keeps that claim (formgrader
+        # and the feedback key on it), but the penalty counts from when the exchange saw it
+        assert extended.timestamp < extended.assignment.duedate
         assert extended.extension == datetime.timedelta(days=2)
+        observed = read_observed_times(course.root, LATE_ASSIGNMENT)["extended"]
+        assert observed.replace(tzinfo=None) > extended.assignment.duedate + datetime.timedelta(
+            days=2)
     for student, share in LATE_SHARES.items():
         assert grades[student]["score"] > 0, student
         assert penalties[student] == pytest.approx(share * grades[student]["score"]), student

@@ -15,7 +15,13 @@ import pytest
 from nbgrader.api import Gradebook
 from traitlets.config import Config
 
-from cnnbook.grading.late_policy import SharePerDayLate, days_late, grant_extension, late_penalty
+from cnnbook.grading.late_policy import (
+    SharePerDayLate,
+    days_late,
+    grant_extension,
+    late_penalty,
+    seconds_late,
+)
 
 HOUR, DAY = 3600, 86_400
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +53,20 @@ def test_days_late_counts_started_days_after_the_grace_period(
 ])
 def test_the_penalty_is_a_share_of_the_score_per_day_capped(score, seconds_late, expected):
     assert late_penalty(score, seconds_late, 0.1, 0.5, 15) == pytest.approx(expected)
+
+
+def test_lateness_counts_from_the_observed_arrival_and_never_from_a_claim_beside_it():
+    due = datetime.datetime(2027, 1, 15, 23, 59)
+    utc = datetime.timezone.utc
+    observed = datetime.datetime(2027, 1, 16, 4, 59, tzinfo=utc)
+    early_claim = datetime.datetime(2027, 1, 14, 12, 0)
+    assert seconds_late(due, observed, early_claim) == 5 * HOUR  # the claim changes nothing
+    in_berlin = observed.astimezone(datetime.timezone(datetime.timedelta(hours=1)))
+    assert seconds_late(due, in_berlin, None) == 5 * HOUR  # the same instant in another zone
+    assert seconds_late(due, None, datetime.datetime(2027, 1, 16, 0, 59)) == HOUR  # no record
+    assert seconds_late(due, datetime.datetime(2027, 1, 15, 12, 0, tzinfo=utc), None) == 0
+    assert seconds_late(None, observed, early_claim) == 0  # no due date: never late
+    assert seconds_late(due, None, None) == 0
 
 
 def test_impossible_settings_are_refused_by_name():

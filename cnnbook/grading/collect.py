@@ -28,9 +28,10 @@ earlier than the last change a student made. An honest ``nbgrader submit`` write
 second it stamps, so an honest submission's time does not move (the late policy's grace period
 covers any lag). The record goes where no submission can write: ``observed_times/<assignment>.json``
 in the course root (:func:`observed_times_path`), one entry per student, and the autograde step
-:class:`cnnbook.grading.late_policy.UseObservedTime` gives it to nbgrader's gradebook before the
-late penalty is computed. The student's ``timestamp.txt`` stays as it was: nbgrader keys the
-returned feedback by it, so changing it would lose the student's feedback.
+:class:`cnnbook.grading.late_policy.AssignLatePenaltiesByArrival` counts the late penalty from it.
+The student's ``timestamp.txt``, and the gradebook's submission time read from it, stay as they
+were: nbgrader keys the returned feedback by that time, and formgrader compares the two to tell
+whether a submission was autograded.
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ period, as an nbgrader late-submission plugin (``c.AssignLatePenalties.plugin_cl
 How late a submission is: the time it arrived less the assignment's due date (``nbgrader db
 assignment add NAME --duedate=...``) plus the student's extension, if any (:func:`grant_extension`;
 ``python -m cnnbook.grading extend``). The time it arrived is the one the exchange's file system
-saw when it was collected (:mod:`cnnbook.grading.collect`), which :class:`UseObservedTime` gives
-nbgrader's gradebook during ``nbgrader autograde``, not the ``timestamp.txt`` the student's
-``nbgrader submit`` wrote (which anyone can edit); a submission that was not collected that way
-(placed in ``submitted/`` by hand) keeps its ``timestamp.txt``. The penalty::
+saw when it was collected (:mod:`cnnbook.grading.collect`), which
+:class:`AssignLatePenaltiesByArrival` counts from during ``nbgrader autograde``, not the
+``timestamp.txt`` the student's ``nbgrader submit`` wrote (which anyone can edit); a submission
+that was not collected that way (placed in ``submitted/`` by hand) is late by its
+``timestamp.txt``. The penalty::
 
     days late = ceil((seconds late - grace) / 86,400)          (0 when within the grace period)
     penalty   = score * min(cap, share_per_day * days late)
@@ -29,12 +30,13 @@ import math
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins import LateSubmissionPlugin
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import AssignLatePenalties
 from traitlets import Float
 
 from cnnbook.grading.collect import read_observed_times
 
-__all__ = ["SharePerDayLate", "UseObservedTime", "days_late", "late_penalty", "grant_extension"]
+__all__ = ["SharePerDayLate", "AssignLatePenaltiesByArrival", "days_late", "late_penalty",
+           "seconds_late", "grant_extension"]
 
 SECONDS_PER_DAY = 86_400
 
@@ -80,28 +82,54 @@ class SharePerDayLate(LateSubmissionPlugin):
         return penalty
 
 
-class UseObservedTime(NbGraderPreprocessor):
-    """An autograde step before ``AssignLatePenalties``: the submission's time in the gradebook
-    becomes the one :class:`cnnbook.grading.collect.CollectWithObservedTime` observed, when it
-    collected this submission (module docstring)."""
+class AssignLatePenaltiesByArrival(AssignLatePenalties):
+    """nbgrader's ``AssignLatePenalties`` (the same plugin, the same checks), with the lateness
+    counted from when the exchange received the submission
+    (:func:`cnnbook.grading.collect.read_observed_times`) instead of the ``timestamp.txt`` the
+    student wrote. The gradebook's submission time stays the ``timestamp.txt`` one: formgrader
+    decides whether a submission is autograded by comparing the two, and nbgrader keys the
+    returned feedback by it. A submission that was not collected by
+    :class:`cnnbook.grading.collect.CollectWithObservedTime` is late by its ``timestamp.txt``."""
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
+        self.notebook_id, self.assignment_id = info["notebook"], info["assignment"]
+        self.student_id, self.db_url = info["student"], info["db_url"]
+        self.init_plugin()
         coursedir = CourseDirectory(config=self.config)
-        observed = read_observed_times(coursedir.root, info["assignment"]).get(info["student"])
-        if observed is None:
-            self.log.warning("%s/%s: not collected by cnnbook's collect, so its time is the "
-                             "student's own timestamp.txt", info["student"], info["assignment"])
-            return nb, resources
-        with Gradebook(info["db_url"]) as gradebook:
-            submission = gradebook.find_submission(info["assignment"], info["student"])
-            claimed = submission.timestamp
-            # nbgrader keeps naive UTC times in its gradebook
-            submission.timestamp = observed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-            gradebook.db.commit()
-        self.log.info("%s/%s: submitted at %s UTC as collected (its timestamp.txt said %s)",
-                      info["student"], info["assignment"], submission_time(observed), claimed)
+        observed = read_observed_times(coursedir.root, self.assignment_id).get(self.student_id)
+        self.gradebook = Gradebook(self.db_url)
+        with self.gradebook:
+            submission = self.gradebook.find_submission(self.assignment_id, self.student_id)
+            notebook = self.gradebook.find_submission_notebook(
+                self.notebook_id, self.assignment_id, self.student_id)
+            notebook.late_submission_penalty = None
+            seconds = seconds_late(submission.duedate, observed, submission.timestamp)
+            self.log.info("%s/%s: arrived %s, %g s after the due date%s",
+                          self.student_id, self.assignment_id,
+                          "at an unknown time" if observed is None and submission.timestamp is None
+                          else f"at {submission_time(observed or submission.timestamp)} UTC",
+                          seconds, "" if observed is not None else
+                          " (not collected by cnnbook's collect: by its timestamp.txt)")
+            if seconds > 0:
+                penalty = self.plugin_inst.late_submission_penalty(
+                    self.student_id, notebook.score, seconds)
+                if penalty is not None:
+                    notebook.late_submission_penalty = self._check_late_penalty(notebook, penalty)
+            self.gradebook.db.commit()
         return nb, resources
+
+
+def seconds_late(due: datetime.datetime | None, observed: datetime.datetime | None,
+                 claimed: datetime.datetime | None) -> float:
+    """Seconds after ``due`` (naive UTC, as nbgrader stores it, extension included) that the
+    submission arrived: at ``observed`` (aware) when known, else at ``claimed`` (naive UTC, its
+    ``timestamp.txt``); 0 without a due date or a time, or when on time."""
+    arrived = (observed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+               if observed is not None else claimed)
+    if due is None or arrived is None:
+        return 0.0
+    return max(0.0, (arrived - due).total_seconds())
 
 
 def submission_time(moment: datetime.datetime) -> str:

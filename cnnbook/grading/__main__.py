@@ -110,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
         "on a Dask cluster); the gradebook must be PostgreSQL for more than one worker")
     autograde.add_argument("assignment", help="assignment id, e.g. sizing")
     autograde.add_argument("--workers", type=int, default=None,
-                           help="shards graded at once (default: the cores of this machine)")
+                           help="shards graded at once (default: half the cores of this machine: "
+                           "one shard keeps about two busy)")
     autograde.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:8786): "
                            "the shards run on its workers")
     autograde.add_argument("--student", action="append", default=[],

@@ -7,10 +7,11 @@ relaxed), on this machine or on the workers of a Dask cluster.
     python -m cnnbook.grading autograde sizing --workers 4
     python -m cnnbook.grading autograde sizing --scheduler tcp://grader-1:8786
 
-``nbgrader autograde`` grades one submission at a time, so one command uses about one core. This
-command lists the students with a submission, deals them round-robin into ``--workers`` shards
-(default: the cores this process may use) and runs one ``nbgrader autograde ASSIGNMENT
---CourseDirectory.student_id_exclude=<everyone else>`` per shard at the same time. With
+``nbgrader autograde`` grades one submission at a time, which with the course's judge beside the
+student's process keeps about two cores busy. This command lists the students with a submission,
+deals them round-robin into ``--workers`` shards (default: half the cores this process may use)
+and runs one ``nbgrader autograde ASSIGNMENT --CourseDirectory.student_id_exclude=<everyone
+else>`` per shard at the same time. With
 ``--scheduler``, each shard is a task of an existing Dask distributed cluster instead (``dask
 scheduler`` on one machine, ``dask worker <address> --nthreads 1`` on each grading machine): every
 worker needs the course folder at the same path (a shared file system), this package and
@@ -90,7 +91,9 @@ def grade_class(root: Path, assignment: str, workers: int | None = None,
 
     root = Path(root).resolve()
     coursedir = _course(root)
-    workers = workers or len(os.sched_getaffinity(0))
+    # one shard keeps about two cores busy (the judge beside the student's process): on 2 cores
+    # a second shard gained nothing (benchmarks/README.md)
+    workers = workers or max(1, len(os.sched_getaffinity(0)) // 2)
     submitted_root = root / coursedir.submitted_directory
     everyone = sorted(folder.name for folder in submitted_root.iterdir()
                       if (folder / assignment).is_dir()) if submitted_root.is_dir() else []

@@ -50,8 +50,18 @@ def test_collect_records_the_time_it_saw_and_follows_nothing(exchange_course):
     (alice / "sizing.ipynb").write_text('{"cells": []}')
     (alice / "notes.txt").symlink_to(course / "secret.txt")
     os.mkfifo(alice / "pipe")
+    for path in (alice, alice / "sizing.ipynb", alice / "timestamp.txt"):
+        os.utime(path, (946684800, 946684800))  # modification times set back to 2000: no alibi
     bob = _submission(inbound, "bob")  # his notebook names the instructor's file
     (bob / "sizing.ipynb").symlink_to(course / "secret.txt")
+    for name, content in (("erin", "yesterday, honestly"), ("frank", None)):
+        folder = _submission(inbound, name)
+        (folder / "sizing.ipynb").write_text('{"cells": []}')
+        if content:  # erin's timestamp.txt is not a time, which stopped nbgrader's --update
+            (folder / "timestamp.txt").write_text(content)
+    (inbound / "frank+sizing+2026-12-05 10:00:00.000000 UTC+abc123").rename(
+        inbound / "a,frank+sizing+2026-12-05 10:00:00.000000 UTC+abc123")  # a list, not an id
+    (inbound / "gina+sizing+not a time+abc").mkdir()  # a name nbgrader cannot parse
     carol = _submission(inbound, "carol")
     (carol / "sizing.ipynb").write_text("x" * 5000)
     solutions = course / "solutions" / "sizing"  # where the guide says the solutions are
@@ -66,10 +76,10 @@ def test_collect_records_the_time_it_saw_and_follows_nothing(exchange_course):
     after = datetime.now(timezone.utc)
     submitted = course / "submitted"
 
-    # alice: her notebook, her link as a link, no pipe; her timestamp.txt as she wrote it (nbgrader
-    # keys her feedback by it), and her time as the exchange saw it
+    # alice: her notebook, neither her link nor her pipe; her timestamp.txt as she wrote it
+    # (nbgrader keys her feedback by it), and her time as the exchange saw it
     assert (submitted / "alice/sizing/sizing.ipynb").read_text() == '{"cells": []}'
-    assert (submitted / "alice/sizing/notes.txt").is_symlink()
+    assert not os.path.lexists(submitted / "alice/sizing/notes.txt")
     assert not os.path.lexists(submitted / "alice/sizing/pipe")
     assert (submitted / "alice/sizing/timestamp.txt").read_text() == CLAIMED
     times = json.loads((course / "observed_times/sizing.json").read_text())
@@ -77,9 +87,10 @@ def test_collect_records_the_time_it_saw_and_follows_nothing(exchange_course):
     assert before <= observed <= after
     assert (after - observed).total_seconds() >= 1  # the submission's time, not collection's
 
-    # bob: a link, never the instructor's file under his name
-    copied = submitted / "bob/sizing/sizing.ipynb"
-    assert copied.is_symlink() and os.readlink(copied) == str(course / "secret.txt")
+    # bob: his notebook was a link: left out, never the instructor's file under his name
+    assert not os.path.lexists(submitted / "bob/sizing/sizing.ipynb")
+    assert SECRET not in "".join(path.read_text() for path in submitted.rglob("*")
+                                 if path.is_file() and not path.is_symlink())
 
     # carol: too large, left in the exchange with an error that names her; the others collected
     assert not (submitted / "carol/sizing").exists() and (carol / "sizing.ipynb").is_file()
@@ -88,7 +99,13 @@ def test_collect_records_the_time_it_saw_and_follows_nothing(exchange_course):
     # dave: his submission folder is a link, so nothing of it is collected
     assert not (submitted / "dave/sizing").exists()
     assert "NOT COLLECTED" in done.stderr and "dave+sizing" in done.stderr
-    assert "left out pipe" in done.stderr
+    assert "left out pipe" in done.stderr and "left out notes.txt" in done.stderr
+    # erin's unreadable time, the id "a,frank" and gina's unparsable folder name: each refused
+    # by name, and nobody else's collection stopped
+    for name, reason in (("erin+sizing", "not a time"), ("a,frank+sizing", "valid user name"),
+                         ("gina+sizing", "cannot read")):
+        assert any(name in line and reason in line for line in done.stderr.splitlines()), name
+    assert not (submitted / "erin/sizing").exists() and not (submitted / "a,frank/sizing").exists()
 
 
 def test_nbgraders_own_collect_is_what_this_guards_against(exchange_course):

@@ -4,6 +4,7 @@ grader wrote into the gradebook, with ties, reviews and bad nicknames handled.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,10 +50,23 @@ def test_equal_accuracies_share_a_rank_and_the_next_rank_skips():
 def test_pseudonyms_are_stable_per_course_and_unlinkable_without_its_secret():
     first, second = b"k" * 32, b"j" * 32
     assert pseudonym("student1", first) == pseudonym("student1", first)
-    names = {pseudonym(f"student{i}", first) for i in range(40)}
-    assert len(names) >= 39  # 16 x 16 x 256 names: collisions are rare
+    names = {pseudonym(f"student{i}", first) for i in range(1000)}
+    assert len(names) >= 990  # 16 x 16 x 65,536 names: a clash in 1,000 is rare
+    assert all(re.fullmatch(r"[a-z]+ [a-z]+ [0-9a-f]{4}", name) for name in names)
     assert sum(pseudonym(f"student{i}", first) != pseudonym(f"student{i}", second)
                for i in range(40)) >= 39
+
+
+def test_a_nickname_that_copies_someones_pseudonym_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    shutil.copy2(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    from cnnbook.grading.leaderboard import course_secret, leaderboard
+
+    secret = course_secret(tmp_path)
+    (tmp_path / "opt_in.csv").write_text(
+        f"student,nickname\nalice,{pseudonym('bob', secret)}\nbob,\n")
+    with pytest.raises(ValueError, match="two students would be shown as"):
+        leaderboard(tmp_path, "resnet", tmp_path / "opt_in.csv", "cifar10-subset")
 
 
 @pytest.mark.parametrize("text, problem", [

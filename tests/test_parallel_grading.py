@@ -105,6 +105,8 @@ def test_the_shards_run_on_a_dask_cluster(parallel_course, postgres_url, report_
                                           tmp_path):
     from distributed import Client, LocalCluster
 
+    shutil.rmtree(parallel_course.root / "autograded")  # so that only these shards can write it
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None, local_directory=str(tmp_path)) as cluster, \
             Client(cluster) as client:
@@ -119,6 +121,8 @@ def test_the_shards_run_on_a_dask_cluster(parallel_course, postgres_url, report_
     full = auto_points(read_notebook(parallel_course.source("sizing")))
     assert _scores(postgres_url) == {
         student: full if kind == "reference" else 0 for student, kind in CLASS.items()}
+    for student in CLASS:  # every student graded again, by the cluster's shards
+        assert (parallel_course.root / "autograded" / student / "sizing" / "sizing.ipynb").is_file()
     # the two shards ran in the cluster's two worker processes, not in the command's
     assert set(map(int, re.findall(r"shard of 3 on \S+ \(process (\d+)\)", output))) == (
         worker_processes)

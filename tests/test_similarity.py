@@ -147,6 +147,9 @@ def test_a_disguised_copy_is_found_and_independent_work_is_not():
     assert [(pair.first, pair.second) for pair in pairs] in ([("alice", "bob")],
                                                              [("bob", "alice")])
     assert pairs[0].similarity >= 0.9 and pairs[0].common_tokens > 100
+    # the guide quotes the independent solution's similarity: about 13%, far below any threshold
+    low = similar_pairs(answers, given, threshold=0.01)
+    assert all(pair.similarity < 0.2 for pair in low if "carol" in (pair.first, pair.second))
     # the release's code alone is in everyone's notebook: it is never a reason to be listed
     assert similar_pairs({"dave": given, "erin": given + "\nx = 1\n"}, given, 0.5) == []
 
@@ -174,6 +177,13 @@ def test_the_command_reports_on_a_class_and_changes_no_grade(tmp_path):
     linked = course / "submitted" / "eve" / "sizing"
     linked.mkdir(parents=True)
     (linked / "sizing.ipynb").symlink_to(course / "submitted" / "alice" / "sizing" / "sizing.ipynb")
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "cnnbook") as gradebook:
+        gradebook.add_assignment("sizing")
+        for student in ("alice", "bob", "carol"):
+            gradebook.add_student(student)
+    before = (course / "gradebook.db").read_bytes()
     (course / "similarity").mkdir()
     (course / "similarity" / "sizing-same-function.json").write_text('[["alice", "carol"]]')
     done = subprocess.run([sys.executable, "-m", "cnnbook.grading", "similarity", "sizing"],
@@ -189,4 +199,4 @@ def test_the_command_reports_on_a_class_and_changes_no_grade(tmp_path):
     html = (course / "similarity" / "sizing.html").read_text()
     assert "alice" in html and "bob" in html
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html  # shown, never run
-    assert not (course / "gradebook.db").exists()  # a report, never a grade
+    assert (course / "gradebook.db").read_bytes() == before  # a report, never a grade

@@ -19,7 +19,10 @@ keeps 7. A week late keeps half. nbgrader stores the penalty beside the score
 (``late_submission_penalty``), shows both in formgrader and takes it off in ``nbgrader export``
 and in the Canvas file (:mod:`cnnbook.grading.lms_export`). The student's feedback keeps every
 verdict and cell score, lists "Late submission penalty (Score: -3)" and shows the total less the
-penalty.
+penalty. The penalty is computed when the notebook is autograded, on its score at
+that moment (as nbgrader does): points given later, in formgrader or by the accuracy grader, are
+not reduced, and an extension granted after autograding counts from the next ``nbgrader autograde
+--force`` of that student.
 """
 
 from __future__ import annotations
@@ -133,7 +136,10 @@ def seconds_late(due: datetime.datetime | None, observed: datetime.datetime | No
 
 
 def submission_time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    """``moment`` in UTC as text (a naive time is UTC already: nbgrader stores them so)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def grant_extension(db_url: str, assignment: str, student: str, *, days: float = 0,

@@ -97,9 +97,11 @@ def course_secret(course_root: Path) -> bytes:
 
 
 def pseudonym(student: str, secret: bytes) -> str:
-    """``<adjective> <animal> <two hex digits>`` from HMAC-SHA256(secret, student id)."""
+    """``<adjective> <animal> <four hex digits>`` from HMAC-SHA256(secret, student id): 16.7
+    million names, so two students of a class of 1,000 share one with a chance of about 3%
+    (the board refuses to show two alike)."""
     digest = hmac.new(secret, student.encode("utf-8"), hashlib.sha256).digest()
-    return f"{ADJECTIVES[digest[0] % 16]} {ANIMALS[digest[1] % 16]} {digest[2]:02x}"
+    return f"{ADJECTIVES[digest[0] % 16]} {ANIMALS[digest[1] % 16]} {digest[2]:02x}{digest[3]:02x}"
 
 
 def rank(results: dict[str, tuple[float, float]], names: dict[str, str]) -> list[Standing]:
@@ -178,6 +180,12 @@ def leaderboard(course_root: Path, entry: str, opt_in: Path, training_set: str |
     secret = course_secret(course_root)
     names = {student: nickname or pseudonym(student, secret)
              for student, nickname in chosen.items()}
+    shown = [name.casefold() for name in names.values()]
+    clashes = sorted({name for name, folded in zip(names.values(), shown, strict=True)
+                      if shown.count(folded) > 1})
+    if clashes:  # a nickname chosen to look like someone's pseudonym, or two pseudonyms alike
+        raise ValueError(f"two students would be shown as {', '.join(map(repr, clashes))}: "
+                         f"give one of them another nickname in {opt_in}")
     standings = rank(results, names)
     page = course_root / "leaderboard" / f"{entry}.html"
     note = (f"Test accuracy of the {rule.architecture} networks of {rule.assignment} "

@@ -13,18 +13,18 @@ deals them round-robin into ``--workers`` shards (default: half the cores this p
 and runs one ``nbgrader autograde ASSIGNMENT --CourseDirectory.student_id_exclude=<everyone
 else>`` per shard at the same time. With
 ``--scheduler``, each shard is a task of an existing Dask distributed cluster instead (``dask
-scheduler`` on one machine, ``dask worker <address> --nthreads 1`` on each grading machine): every
-worker needs the course folder at the same path (a shared file system), this package and
-bubblewrap, and reaches the gradebook's database.
+scheduler`` on one machine, ``dask worker <address> --nthreads N`` on each grading machine, N half
+its cores): every worker needs the course folder at the same path (a shared file system), this
+package and bubblewrap, and reaches the gradebook's database.
 
 Shards write the gradebook at the same time, which SQLite does not allow: with more than one
 worker the gradebook must be a database server, set in ``nbgrader_config.py``, for example
 ``c.CourseDirectory.db_url = "postgresql://grader@db-host/cnnbook"`` (PostgreSQL, with the
-``psycopg2`` driver). Before the shards start, every student is created in the gradebook (so two
-shards never race to create the same row), and the assignment must be there already (``nbgrader
-generate_assignment``). A shard that fails is reported with its students and the end of its
-output; the other shards' grades stand, and the failed students can be graded again with
-``--student``.
+psycopg 3 driver, SQLAlchemy's default for ``postgresql://``). Before the shards start, every
+student is created in the gradebook (so two shards never race to create the same row), and the
+assignment must be there already (``nbgrader generate_assignment``). A shard that fails is
+reported with its students and the end of its output; the other shards' grades stand, and the
+failed students can be graded again with ``--student``.
 """
 
 from __future__ import annotations
@@ -104,6 +104,11 @@ def grade_class(root: Path, assignment: str, workers: int | None = None,
                          f"{submitted_root}")
     if not chosen:
         raise ValueError(f"no submission of {assignment!r} in {submitted_root}")
+    odd = [student for student in everyone if "," in student or not student.isprintable()]
+    if odd:  # a comma would split nbgrader's --CourseDirectory.student_id_exclude list
+        raise ValueError(f"student folders with a comma or an unprintable character in their name "
+                         f"in {submitted_root}: {', '.join(map(repr, odd))}; rename or remove "
+                         "them (cnnbook's collect never makes them)")
     shards = deal(chosen, workers)
     if len(shards) > 1 and coursedir.db_url.startswith("sqlite"):
         raise ValueError(

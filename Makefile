@@ -9,8 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The suite runs in two pytest-xdist workers (tests/conftest.py says how tests are grouped into
-# work units): in a fresh clone on a 2-core AMD EPYC (Zen 4) it took 25 min 20 s (2026-12-05,
-# 998 tests; README.md says where the time goes). TEST_WORKERS=0 runs it in one process; three
+# work units): in a fresh clone on a 2-core AMD EPYC (Zen 4) it took 26 min 9 s (2026-12-05,
+# 1,000 tests; README.md says where the time goes). TEST_WORKERS=0 runs it in one process; three
 # workers were no faster on two cores.
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \

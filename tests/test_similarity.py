@@ -154,7 +154,9 @@ def test_a_disguised_copy_is_found_and_independent_work_is_not():
     assert similar_pairs({"dave": given, "erin": given + "\nx = 1\n"}, given, 0.5) == []
 
 
-def test_the_command_reports_on_a_class_and_changes_no_grade(tmp_path):
+def test_the_command_reports_on_a_class_and_changes_no_grade(tmp_path, monkeypatch):
+    # nbgrader creates a gradebook by running `alembic`, which it finds on PATH
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
     course = tmp_path / "course"
     for folder, notebook in (("solutions", SOURCE), ("exercises", RELEASE)):
         (course / folder / "sizing").mkdir(parents=True)

@@ -33,6 +33,11 @@ from cnnbook.grading.reference_networks import REFERENCE_ARCHITECTURES
 from cnnbook.grading.tiers import load_course_config
 
 
+def _add_root(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--root", type=Path, default=Path.cwd(),
+                         help="course root, the folder of nbgrader_config.py (default: here)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cnnbook.grading",
@@ -58,8 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--test-images", type=Path,
                           help="an .npz file of your own images (x_test, y_test) to measure on "
                           "instead of CIFAR-10's public test images")
-    accuracy.add_argument("--root", type=Path, default=Path.cwd(),
-                          help="course root, the folder of nbgrader_config.py (default: here)")
+    _add_root(accuracy)
     evaluate = commands.add_parser(
         "evaluate", help="load, check and evaluate one model; print the outcome as JSON")
     evaluate.add_argument("model", type=Path)
@@ -72,8 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "deferred", help="list the test cells nbgrader autograde left for manual grading "
         "(exit status 2 while any waits)")
     deferred.add_argument("assignment", help="assignment id, e.g. resnet")
-    deferred.add_argument("--root", type=Path, default=Path.cwd(),
-                          help="course root, the folder of nbgrader_config.py (default: here)")
+    _add_root(deferred)
     extend = commands.add_parser(
         "extend", help="give STUDENT more time for ASSIGNMENT (replaces an earlier extension; "
         "0 days and 0 hours removes it)")
@@ -81,8 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     extend.add_argument("student", help="the student's id (their hub user name)")
     extend.add_argument("--days", type=float, default=0.0)
     extend.add_argument("--hours", type=float, default=0.0)
-    extend.add_argument("--root", type=Path, default=Path.cwd(),
-                        help="course root, the folder of nbgrader_config.py (default: here)")
+    _add_root(extend)
     similarity = commands.add_parser(
         "similarity", help="report pairs of students whose answer code is unusually alike (and "
         "networks that compute the same function); changes no grade")
@@ -92,8 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                             "above which a pair is listed (default %(default)s)")
     similarity.add_argument("--noise-tokens", type=int, default=25,
                             help="shortest run of tokens that counts (default %(default)s)")
-    similarity.add_argument("--root", type=Path, default=Path.cwd(),
-                            help="course root, the folder of nbgrader_config.py (default: here)")
+    _add_root(similarity)
     board = commands.add_parser(
         "leaderboard", help="an opt-in, pseudonymous leaderboard of an accuracy task, from the "
         "gradebook; changes no grade")
@@ -103,8 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                        "'nickname'")
     board.add_argument("--training-set", help="as for accuracy (default: "
                        "c.AccuracyGrader.training_set)")
-    board.add_argument("--root", type=Path, default=Path.cwd(),
-                       help="course root, the folder of nbgrader_config.py (default: here)")
+    _add_root(board)
     autograde = commands.add_parser(
         "autograde", help="nbgrader autograde of a class in parallel shards (on this machine, or "
         "on a Dask cluster); the gradebook must be PostgreSQL for more than one worker")
@@ -122,8 +122,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="an option for every shard's nbgrader autograde, e.g. "
                            "--nbgrader-option=--JudgeOutsideKernel.feedback_kernel=False "
                            "(repeatable)")
-    autograde.add_argument("--root", type=Path, default=Path.cwd(),
-                           help="course root, the folder of nbgrader_config.py (default: here)")
+    _add_root(autograde)
     return parser
 
 

@@ -3,23 +3,20 @@ budget, and writes the figures it prints to its JSON file."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import benchmark_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("gpu_check")
 
 
 def test_time_to_target_is_the_training_time_up_to_the_first_epoch_that_reaches_it():

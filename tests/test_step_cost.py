@@ -3,24 +3,12 @@ is added up right, and the FLOPs it credits each convolution with are Keras' own
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
+from benchmark_scripts import benchmark_module
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("step_cost", ROOT / "benchmarks" / "step_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-step_cost = _module()
+step_cost = benchmark_module("step_cost")
 
 
 def _line(primitive, implementation, prop_kind, problem, ms):

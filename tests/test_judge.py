@@ -130,6 +130,38 @@ def test_the_judge_reads_forbidden_packages_and_free_names_of_a_test_cell():
     assert judge_side.free_names(source) == ["check_written_here", "f", "helper", "toy", "g", "x"]
 
 
+def test_every_student_process_a_test_will_ask_for_starts_at_once(repo_root):
+    """Values are read where every forbidden package is hidden, a forbidden function where its
+    packages are, and a function no test restricts where nothing is: each starts before the
+    first request (started at that request, its cells ran after the others' had)."""
+    tests = ['check_written_here(f, forbid=("keras",))\nassert f(2) == 4',
+             "check_written_here(build)\nassert build().count_params() == TABLE",
+             "assert helper(3) == 1"]
+    declared = {"f": {"keras"}}
+    # build: a function of the student's that a test reads unrestricted; TABLE is a value;
+    # helper is read but is not the student's function; g is the student's but no test reads it
+    assert judge_side.preloaded_modes(tests, declared, {"f", "build", "g"}) == [("keras",), ()]
+    assert judge_side.preloaded_modes(tests[:1], declared, {"f", "build"}) == [("keras",)]
+    assert judge_side.preloaded_modes(tests[2:], {}, {"helper"}) == [()]
+    # sizing: build_toy_network's test forbids nothing, the cost functions hide Keras and
+    # TensorFlow; both processes start at once
+    source = read_notebook(repo_root / "solutions" / "sizing" / "sizing.ipynb")
+    job = verdicts.notebook_job(source, source)
+    test_sources = [source for _, source in job.tests]
+    declared = {}
+    for test in test_sources:
+        for name, packages in judge_side.declared_forbids(test).items():
+            declared.setdefault(name, set()).update(packages)
+    functions = set().union(*(verdicts._top_level_functions(cell) for cell in job.student_cells))
+    assert "build_toy_network" in functions and "build_toy_network" not in declared
+    assert judge_side.preloaded_modes(test_sources, declared, functions) == [
+        ("keras", "tensorflow"), ()]
+    # a cell that does not parse defines nothing, and breaks nothing
+    assert verdicts._top_level_functions("def f(:\n") == set()
+    assert verdicts._top_level_functions("x = 1\0") == set()
+    assert verdicts._top_level_functions("def f(x):\n    return x\ng = f") == {"f"}
+
+
 def test_the_judge_looks_up_only_what_the_answer_cells_define(repo_root):
     """An instructor's constant and a test's own helper are never read from the student."""
     source = read_notebook(repo_root / "solutions" / "parameters" / "parameters.ipynb")

@@ -34,12 +34,14 @@ import io
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 
 from cnnbook.grading import written_here
 from cnnbook.grading.plain_data import KerasGraph, MalformedAnswer, Refused, decode, encode
 
 __all__ = ["StudentFunction", "StudentProcessFailed", "GraderProblem", "check_written_here",
-           "declared_forbids", "function_forbid", "value_forbid", "free_names", "Judge"]
+           "declared_forbids", "function_forbid", "value_forbid", "preloaded_modes",
+           "free_names", "Judge"]
 
 
 class StudentProcessFailed(BaseException):  # noqa: N818 (a BaseException: tests' `except
@@ -89,6 +91,21 @@ def function_forbid(name: str, declared: dict[str, set[str]]) -> tuple[str, ...]
 def value_forbid(declared: dict[str, set[str]]) -> tuple[str, ...]:
     """Where the student's values are read: with every package any test forbids hidden."""
     return tuple(sorted(set().union(*declared.values()))) if declared else ()
+
+
+def preloaded_modes(test_sources: Sequence[str], declared: dict[str, set[str]],
+                    student_functions: Iterable[str]) -> list[tuple[str, ...]]:
+    """The student processes (by the packages each hides) to start before the judge asks: the
+    one values are read in, one per function a test forbids packages to, and, for a function
+    of the student's (``student_functions``: defined with ``def``) that a test reads without
+    restricting it, the process that hides nothing. Each one the judge would otherwise start at
+    its first request, after the others, so that a notebook's cells ran one process after
+    another (and a statement past the time limit cost that limit once per process)."""
+    read = {name for source in test_sources for name in free_names(source)}
+    unrestricted = sorted(read.intersection(student_functions) - set(declared))
+    modes = [value_forbid(declared), *(function_forbid(name, declared) for name in declared),
+             *(function_forbid(name, declared) for name in unrestricted)]
+    return list(dict.fromkeys(modes))
 
 
 def free_names(source: str) -> list[str]:

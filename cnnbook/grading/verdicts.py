@@ -49,7 +49,7 @@ from pathlib import Path
 
 import cnnbook
 from cnnbook.grading import sandbox, student_side
-from cnnbook.grading.judge_side import declared_forbids, function_forbid, value_forbid
+from cnnbook.grading.judge_side import declared_forbids, preloaded_modes
 
 __all__ = ["STUDENT_MODULES", "Limits", "Verdict", "NotebookJob", "judge_notebook", "notebook_job",
            "student_overlays", "copy_regular_files"]
@@ -521,8 +521,10 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
         for _, source in tests:
             for name, packages in declared_forbids(source).items():
                 declared.setdefault(name, set()).update(packages)
-        modes = [value_forbid(declared), *(function_forbid(name, declared) for name in declared)]
-        for forbid in dict.fromkeys(modes):
+        functions = set().union(*(_top_level_functions(cell) for cell in student_cells))
+        if answer_names is not None:
+            functions &= set(answer_names)
+        for forbid in preloaded_modes([source for _, source in tests], declared, functions):
             student_process(forbid).start_loading(executor)
         judge = _idle_judge(limits, fresh)
         reused = judge.notebooks > 0
@@ -699,6 +701,17 @@ def _string_constants(source: str) -> list[ast.Constant]:
         return []
     return [node for node in ast.walk(tree)
             if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def _top_level_functions(source: str) -> set[str]:
+    """Functions a cell defines with ``def`` at its top level (none when it does not parse: a
+    student's cell may be anything, nesting too deep for the parser or a null byte included)."""
+    try:
+        statements = ast.parse(source).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {statement.name for statement in statements
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
 def _top_level_names(source: str) -> set[str]:

@@ -1,16 +1,17 @@
 # The two jobs of the README. Each one sets up .venv from requirements.txt when it is missing or
 # older than the requirements, then does its work.
 #   make book   set up, then build the site into _build/html (pages executed, cached)
-#   make test   set up, then lint (ruff) and run the whole test suite (which also builds the book,
-#               cold and cached)
+#   make test   set up, then lint (ruff) and run the test suite: every test but the grading batches
+#               (it also builds the book, cold and cached; at most 15 minutes)
+#   make test-grading  the grading batches: whole classes and the hostile corpora graded end to end
+#               by real nbgrader commands (tests marked grading_batch; CI runs them after make test)
 #   make test-fast  set up, lint, then the fast tier: every test not marked slow (no training, no
 #               book build; at most 3 minutes)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The suite runs in two pytest-xdist workers (tests/conftest.py says how tests are grouped into
-# work units): in a fresh clone on a 2-core AMD EPYC (Zen 4) it took 26 min 9 s (2026-12-05,
-# 1,000 tests; README.md says where the time goes). TEST_WORKERS=0 runs it in one process; three
+# Both runs use two pytest-xdist workers (tests/conftest.py says how tests are grouped into work
+# units; README.md gives their measured times). TEST_WORKERS=0 runs them in one process; three
 # workers were no faster on two cores.
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
@@ -23,7 +24,7 @@ CNNBOOK_DATA ?= $(SHARED_DATA)
 export CNNBOOK_DATA
 endif
 
-.PHONY: book test test-fast lint setup system system-ready clean hub
+.PHONY: book test test-grading test-fast lint setup system system-ready clean hub
 setup: $(VENV)/.installed
 
 # What the tests need from outside PyPI: Debian's packages (system-packages.txt: bubblewrap for the
@@ -71,7 +72,10 @@ lint: setup
 	$(BIN)/ruff check .
 
 test: system-ready lint node_modules/.installed
-	$(PYTEST)
+	$(PYTEST) -m "not grading_batch"
+
+test-grading: system-ready setup
+	$(PYTEST) -m grading_batch
 
 test-fast: lint
 	$(PYTEST) -m "not slow"

@@ -88,11 +88,12 @@ def test_reference_runs_reach_the_top_tier_their_source_quotes(repo_root):
 
 
 def resnet_grading(test):
-    """The marks of a test that takes :func:`resnet_grades` (it trains): slow, and one work unit
-    with the others that take it (tests/conftest.py), apart from the module's sizing and
-    parameters grading, handed out first."""
-    for mark in (pytest.mark.slow, pytest.mark.xdist_group("test_course-resnet_grades"),
-                 pytest.mark.long_unit):
+    """The marks of a test that takes :func:`resnet_grades` (it trains and grades a class): slow,
+    run by `make test-grading` instead of `make test`, and one work unit with the others that
+    take it (tests/conftest.py), apart from the module's sizing and parameters grading, handed
+    out first."""
+    for mark in (pytest.mark.slow, pytest.mark.grading_batch,
+                 pytest.mark.xdist_group("test_course-resnet_grades"), pytest.mark.long_unit):
         test = mark(test)
     return test
 

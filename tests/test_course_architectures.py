@@ -42,6 +42,13 @@ from cnnbook.grading import evaluation, reference_networks, tiers
 # trains two networks and grades a batch: minutes, handed out first (tests/conftest.py)
 pytestmark = pytest.mark.long_unit
 
+
+def grading_batch(test):
+    """The marks of a test that takes :func:`graded` (it trains both networks and grades a
+    class): slow, and run by `make test-grading` instead of `make test`."""
+    return pytest.mark.grading_batch(pytest.mark.slow(test))
+
+
 ASSIGNMENT = "architectures"
 ARCHITECTURES_EPOCHS = "1"
 """Epochs the suite trains each reference network for (CNNBOOK_EPOCHS), on the 9,000 training
@@ -272,7 +279,7 @@ def graded(architectures_course, repo_root, report_timing, cifar_subset_dir):
             "timings": timings}
 
 
-@pytest.mark.slow
+@grading_batch
 def test_generated_release_is_the_committed_one(graded, repo_root):
     assert "released architectures" in graded["release_output"]
     generated = read_notebook(graded["course"].release(ASSIGNMENT))
@@ -281,14 +288,14 @@ def test_generated_release_is_the_committed_one(graded, repo_root):
         "exercises/architectures is stale: run `python -m cnnbook.grading.release architectures`")
 
 
-@pytest.mark.slow
+@grading_batch
 def test_unanswered_release_passes_no_test(graded):
     output, _ = graded["course"].nbgrader("validate", "--invert",
                                           str(graded["course"].release(ASSIGNMENT)))
     assert NO_TEST_PASSED in output, output[-3000:]
 
 
-@pytest.mark.slow
+@grading_batch
 def test_reference_gets_full_automatic_marks_and_the_tier_of_its_accuracy(graded, repo_root):
     source, reference = graded["source"], graded["scores"]["reference"]
     assert reference["code_score"] == reference["max_code_score"] == auto_points(source)
@@ -307,7 +314,7 @@ def test_reference_gets_full_automatic_marks_and_the_tier_of_its_accuracy(graded
     print("autograding (s):", json.dumps(graded["timings"]))
 
 
-@pytest.mark.slow
+@grading_batch
 def test_blank_release_scores_zero(graded):
     blank = graded["scores"]["blank"]
     assert blank["score"] == 0 and blank["code_score"] == 0
@@ -315,13 +322,13 @@ def test_blank_release_scores_zero(graded):
         assert "there is no" in blank["comments"][f"{kind}_cnn_test_accuracy"]
 
 
-@pytest.mark.slow
+@grading_batch
 def test_without_models_only_the_cells_that_need_them_fail(graded):
     source, no_models = graded["source"], graded["scores"]["no_models"]
     assert no_models["code_score"] == auto_points(source) - points_of(source, "test_saved_models")
 
 
-@pytest.mark.slow
+@grading_batch
 def test_hard_coded_costs_pass_no_cost_test(graded):
     source, constants = graded["source"], graded["scores"]["constants"]
     assert constants["code_score"] == auto_points(source) - points_of(source, *COST_TESTS)
@@ -329,7 +336,7 @@ def test_hard_coded_costs_pass_no_cost_test(graded):
         assert constants["grades"][grade_id][0] == 0, grade_id
 
 
-@pytest.mark.slow
+@grading_batch
 def test_hostile_submission_loses_only_what_it_cheated_on(graded):
     source, hostile = graded["source"], graded["scores"]["hostile"]
     # se_costs imports cnnbook.counting (not there to import where it is graded); plain_cnn.keras
@@ -344,7 +351,7 @@ def test_hostile_submission_loses_only_what_it_cheated_on(graded):
     assert "a model the course ships" in hostile["comments"]["separable_cnn_test_accuracy"]
 
 
-@pytest.mark.slow
+@grading_batch
 def test_feedback_shows_no_hidden_test_line(graded):
     protected, _ = split_protected_lines(graded["source"])
     hidden = {line for line in protected if len(line) >= 20 and "assert" in line}
@@ -356,7 +363,7 @@ def test_feedback_shows_no_hidden_test_line(graded):
         assert not shown, shown[:3]
 
 
-@pytest.mark.slow
+@grading_batch
 def test_identical_reference_and_constants_models_are_reported(graded):
     for kind in ENTRIES:
         assert ("same function (logits on 256 test images correlate >= 0.99): constants, "

@@ -96,9 +96,10 @@ def _autograde(course: Course, assignment: str,
 
 
 @pytest.fixture(scope="module", params=[
-    # each batch is a work unit of its own (tests/conftest.py): the two run in parallel
+    # each batch is a work unit of its own (tests/conftest.py): the two run in parallel, in
+    # `make test-grading` (the grading_batch mark)
     pytest.param(assignment, marks=[pytest.mark.xdist_group(f"test_hostile_corpus-{assignment}"),
-                                    pytest.mark.long_unit])
+                                    pytest.mark.long_unit, pytest.mark.grading_batch])
     for assignment in ASSIGNMENTS])
 def graded(request, repo_root, cifar_subset_dir, tmp_path_factory, report_timing):
     assignment = request.param

@@ -75,6 +75,28 @@ def test_unit_names_are_groups_to_xdist():
         assert LoadGroupScheduling._split_scope(None, nodeid) == unit, unit
 
 
+def test_the_grading_batches_are_their_own_run_and_nothing_else_is():
+    """`make test-grading` (``-m grading_batch``) runs the units that grade a whole class or a
+    hostile corpus, each test of them; `make test` runs everything else, the sizing and
+    parameters course among it."""
+    every = _collect(str(TESTS))
+    batches = _collect(str(TESTS), "-m", "grading_batch")
+    rest = _collect(str(TESTS), "-m", "not grading_batch")
+    assert set(batches) | set(rest) == set(every) and not set(batches) & set(rest)
+    assert set(batches.values()) == {
+        "test_hostile_corpus-sizing", "test_hostile_corpus-architectures",
+        "test_course_architectures", "test_course-resnet_grades"}
+    # a batch unit runs whole in that run: none of its tests is left to the suite
+    assert not set(batches.values()) & {
+        unit for unit in rest.values() if unit != "test_course_architectures"}
+    in_suite = {nodeid.split("::")[1].split("[")[0] for nodeid, unit in rest.items()
+                if unit in ("test_course", "test_course_architectures", "test_hostile_corpus")}
+    assert {"test_reference_answers_get_full_marks",  # the sizing and parameters course
+            "test_release_holds_no_solution_line_and_no_hidden_test",  # architectures, fast
+            "test_corpus_has_at_least_25_hostile_kinds"} <= in_suite
+    assert "test_reference_gets_full_automatic_marks_and_the_tier_of_its_accuracy" not in in_suite
+
+
 def test_long_units_are_handed_out_first(repo_root):
     collected = list(_collect(str(TESTS / "test_sizing.py"), str(TESTS / "test_book.py"),
                               str(TESTS / "test_course.py")).values())

@@ -19,8 +19,10 @@ from conftest import work_unit
 TESTS = Path(__file__).resolve().parent
 
 
-def _collect(*arguments: str) -> dict[str, str]:
-    """``{test id: work unit}`` of the real collection of ``arguments`` (no test runs)."""
+def _collect(*arguments: str, marker: str | None = None) -> dict:
+    """``{test id: work unit}`` of the real collection of ``arguments`` (no test runs); with
+    ``marker``, ``{test id: (work unit, whether the test carries the mark)}``, which is what
+    ``pytest -m marker`` selects by."""
     import pytest as runner  # this module's own pytest: collecting in-process, as xdist does
 
     class Units:
@@ -28,7 +30,9 @@ def _collect(*arguments: str) -> dict[str, str]:
             self.units = {}
 
         def pytest_collection_finish(self, session):
-            self.units = {item.nodeid: work_unit(item) for item in session.items}
+            self.units = {item.nodeid: work_unit(item) if marker is None else (
+                work_unit(item), item.get_closest_marker(marker) is not None)
+                for item in session.items}
 
     plugin = Units()
     status = runner.main(["--collect-only", "-q", "-p", "no:cacheprovider", *arguments],
@@ -79,10 +83,9 @@ def test_the_grading_batches_are_their_own_run_and_nothing_else_is():
     """`make test-grading` (``-m grading_batch``) runs the units that grade a whole class or a
     hostile corpus, each test of them; `make test` runs everything else, the sizing and
     parameters course among it."""
-    every = _collect(str(TESTS))
-    batches = _collect(str(TESTS), "-m", "grading_batch")
-    rest = _collect(str(TESTS), "-m", "not grading_batch")
-    assert set(batches) | set(rest) == set(every) and not set(batches) & set(rest)
+    every = _collect(str(TESTS), marker="grading_batch")  # one collection: seconds each
+    batches = {nodeid: unit for nodeid, (unit, marked) in every.items() if marked}
+    rest = {nodeid: unit for nodeid, (unit, marked) in every.items() if not marked}
     assert set(batches.values()) == {
         "test_hostile_corpus-sizing", "test_hostile_corpus-architectures",
         "test_course_architectures", "test_course-resnet_grades"}

@@ -59,10 +59,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-no-deps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-no-deps.txt
 	touch $@
 
 book: setup node_modules/.installed
@@ -83,8 +84,9 @@ test-fast: lint
 # A local demonstration hub on http://127.0.0.1:8000 (deploy/README.md): JupyterHub with an
 # instructor and two students (any password), the course ready to release. Ctrl-C stops it and
 # every server; its state lives in .hub/ (delete it to start the course afresh).
+# `make hub HUB_OPTIONS=--ngshare`: two courses on the hub through the ngshare exchange.
 hub: setup node_modules/.installed
-	$(BIN)/python deploy/demo_hub.py --state .hub --port 8000
+	$(BIN)/python deploy/demo_hub.py --state .hub --port 8000 $(HUB_OPTIONS)
 
 clean:
 	rm -rf _build

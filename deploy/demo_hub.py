@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,10 @@ DEPLOY_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DEPLOY_DIR.parent
 INSTRUCTOR = "instructor"
 STUDENTS = ("student1", "student2")
+SECOND_COURSE, SECOND_INSTRUCTOR = "cnnbook-b", "instructor_b"
+"""``--ngshare``: the second course and its instructor."""
+NGSHARE_ADMIN = "registrar"
+"""``--ngshare``: ngshare's admin, who creates the courses (and teaches none)."""
 COURSE_FOLDER = "cnnbook-course"
 """The instructor's course is ``~/<COURSE_FOLDER>``
 (deploy/jupyter/instructor/nbgrader_config.py)."""
@@ -37,11 +42,13 @@ def assignments_of(repo_root: Path = REPO_ROOT) -> list[str]:
 
 
 def prepare_instructor_course(home: Path, repo_root: Path = REPO_ROOT,
-                              assignments: list[str] | tuple[str, ...] | None = None) -> Path:
+                              assignments: list[str] | tuple[str, ...] | None = None,
+                              course_id: str | None = None) -> Path:
     """Copy the course (nbgrader_config.py, solutions/, exercises/) into
     ``home/cnnbook-course`` and run ``nbgrader generate_assignment --force`` there for each of
     ``assignments`` (default: all), so the gradebook knows them and the formgrader can release
-    them. Returns the course folder.
+    them. ``course_id`` (default: the configuration's, ``cnnbook``) names another course, a
+    second section on the same hub. Returns the course folder.
     An existing course folder is kept as it is (its gradebook and submissions are the course's
     state): delete it to start afresh."""
     course = Path(home) / COURSE_FOLDER
@@ -51,10 +58,17 @@ def prepare_instructor_course(home: Path, repo_root: Path = REPO_ROOT,
     if unknown:
         raise ValueError(f"assignments {unknown} are not in {repo_root / 'solutions'}; "
                          f"choose among {known}")
+    if course_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", course_id):
+        raise ValueError(f"course_id {course_id!r}: use letters, digits, '-' and '_' (at most "
+                         "64), as nbgrader's exchange needs")
     if course.exists():
         return course
     course.mkdir(parents=True)
     shutil.copy2(repo_root / "nbgrader_config.py", course / "nbgrader_config.py")
+    if course_id is not None:
+        with open(course / "nbgrader_config.py", "a") as config:
+            config.write(f"\n# this copy's course (deploy/demo_hub.py)\n"
+                         f"c.CourseDirectory.course_id = {course_id!r}\n")
     ignore = shutil.ignore_patterns("*.keras", ".ipynb_checkpoints", "__pycache__")
     for folder in ("solutions", "exercises"):
         shutil.copytree(repo_root / folder, course / folder, ignore=ignore)
@@ -95,14 +109,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, default=REPO_ROOT / ".hub",
                         help="folder of the hub's database, homes and exchange (default .hub/)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--ngshare", action="store_true",
+                        help="two courses on one hub through the ngshare exchange "
+                        f"(deploy/README.md): {SECOND_INSTRUCTOR} teaches {SECOND_COURSE}, "
+                        f"{NGSHARE_ADMIN} creates the courses")
     arguments = parser.parse_args(argv)
     state = arguments.state.resolve()
     state.mkdir(parents=True, exist_ok=True)
     print(f"preparing the course in {state / 'home' / INSTRUCTOR / COURSE_FOLDER} ...", flush=True)
     prepare_instructor_course(state / "home" / INSTRUCTOR)
+    instructors, students, extra = [INSTRUCTOR], list(STUDENTS), {}
+    if arguments.ngshare:
+        print(f"preparing {SECOND_COURSE} in {state / 'home' / SECOND_INSTRUCTOR / COURSE_FOLDER}"
+              " ...", flush=True)
+        prepare_instructor_course(state / "home" / SECOND_INSTRUCTOR, course_id=SECOND_COURSE)
+        instructors.append(SECOND_INSTRUCTOR)
+        students += [NGSHARE_ADMIN]
+        extra = {"CNNBOOK_EXCHANGE_KIND": "ngshare", "CNNBOOK_NGSHARE_ADMINS": NGSHARE_ADMIN}
+        print(f"ngshare: log in as {NGSHARE_ADMIN} and, in a terminal, create the courses: "
+              f"`ngshare-course-management create_course cnnbook {INSTRUCTOR}` and "
+              f"`ngshare-course-management create_course {SECOND_COURSE} {SECOND_INSTRUCTOR}`; "
+              f"then each instructor enrols students in a terminal of their server, from "
+              f"~/{COURSE_FOLDER}: `ngshare-course-management add_student cnnbook student1`.",
+              flush=True)
     environment = hub_environment(
         state, arguments.port,
-        CNNBOOK_INSTRUCTORS=INSTRUCTOR, CNNBOOK_STUDENTS=",".join(STUDENTS),
+        CNNBOOK_INSTRUCTORS=",".join(instructors), CNNBOOK_STUDENTS=",".join(students), **extra,
     )
     print(f"JupyterHub on http://127.0.0.1:{arguments.port}: log in as {INSTRUCTOR} (formgrader: "
           f"Nbgrader > Formgrader, release an assignment) or as {' or '.join(STUDENTS)} "

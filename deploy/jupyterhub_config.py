@@ -24,6 +24,14 @@ Both give the same course:
 * servers idle for ``CNNBOOK_CULL_IDLE_S`` seconds (default one hour) are stopped by
   jupyterhub-idle-culler, a hub-managed service.
 
+With ``CNNBOOK_EXCHANGE_KIND=ngshare`` the exchange is instead ngshare, a hub-managed service (the
+exchange for servers that share no disk): it keeps its own courses, each with its instructors and
+students, and refuses a user what their course role does not allow. Several courses then share
+the hub: each instructor's ``~/cnnbook-course`` names its own ``course_id``, and a student lists,
+fetches and submits only in the courses ngshare enrolled them in. Its admins
+(``CNNBOOK_NGSHARE_ADMINS``) create the courses; an admin may act in every course, so an
+instructor should not be one.
+
 Environment variables (defaults in brackets): CNNBOOK_HUB_STATE [/srv/cnnbook], the hub's
 database, cookie secret and (demo) homes; CNNBOOK_EXCHANGE [$CNNBOOK_HUB_STATE/exchange];
 CNNBOOK_HUB_IP [127.0.0.1 in demo, all interfaces in docker]; CNNBOOK_HUB_PORT [8000];
@@ -33,7 +41,11 @@ start servers and issue users' tokens (scripts and the test use it); CNNBOOK_IMA
 [cnnbook-hub:latest]; CNNBOOK_INSTRUCTORS (comma-separated users of the instructors group; in
 demo mode also admins); CNNBOOK_STUDENTS (demo; the other users allowed to log in);
 CNNBOOK_ADMINS (docker; admin users, who approve sign-ups); CNNBOOK_HUB_CONNECT_IP (docker; the
-address at which containers reach the hub [jupyterhub]); CNNBOOK_DOCKER_NETWORK [cnnbook].
+address at which containers reach the hub [jupyterhub]); CNNBOOK_DOCKER_NETWORK [cnnbook];
+CNNBOOK_EXCHANGE_KIND [folder] or ngshare; CNNBOOK_NGSHARE_PORT [10101]; CNNBOOK_NGSHARE_ADMINS
+(ngshare; comma-separated users who create courses); CNNBOOK_NGSHARE_URL (ngshare; where servers
+reach it [http://127.0.0.1:$CNNBOOK_NGSHARE_PORT/services/ngshare in demo mode,
+http://$CNNBOOK_HUB_CONNECT_IP:... in docker mode]).
 """
 
 import os
@@ -51,6 +63,10 @@ STATE_DIR = Path(os.environ.get("CNNBOOK_HUB_STATE", "/srv/cnnbook"))
 EXCHANGE_DIR = os.environ.get("CNNBOOK_EXCHANGE", str(STATE_DIR / "exchange"))
 INSTRUCTORS_GROUP = "instructors"
 CULL_IDLE_SECONDS = int(os.environ.get("CNNBOOK_CULL_IDLE_S", "3600"))
+EXCHANGE_KIND = os.environ.get("CNNBOOK_EXCHANGE_KIND", "folder")
+if EXCHANGE_KIND not in ("folder", "ngshare"):
+    raise ValueError(f"CNNBOOK_EXCHANGE_KIND must be 'folder' or 'ngshare', got {EXCHANGE_KIND!r}")
+NGSHARE_PORT = int(os.environ.get("CNNBOOK_NGSHARE_PORT", "10101"))
 
 # Profiles a user picks when starting a server (the spawn form, or {"profile": ...} through the
 # REST API). Reading the book and the sizing and parameters assignments fit the CPU profile;
@@ -124,6 +140,27 @@ if admin_token:
         "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens", "list:users"],
         "services": ["course-admin"],
     })
+if EXCHANGE_KIND == "ngshare":
+    # ngshare (a tornado service that checks each request's hub token): its database and the
+    # files of every release, submission and feedback under the state folder. It listens on
+    # every interface (ngshare's own choice): in docker mode the containers reach it there.
+    ngshare_state = STATE_DIR / "ngshare"
+    (ngshare_state / "files").mkdir(parents=True, exist_ok=True)
+    services.append({
+        "name": "ngshare",
+        "url": f"http://127.0.0.1:{NGSHARE_PORT}",
+        # ngshare through its launcher, which makes it save its rows under SQLAlchemy 2
+        "command": [sys.executable, str(DEPLOY_DIR / "ngshare_service.py"),
+                    f"--database=sqlite:///{ngshare_state / 'ngshare.db'}",
+                    f"--storage={ngshare_state / 'files'}",
+                    f"--admins={','.join(_user_list('CNNBOOK_NGSHARE_ADMINS'))}"],
+        "oauth_no_confirm": True,
+    })
+    # every user may call ngshare, and so may their server's token (nbgrader's exchange runs
+    # in the server); what each may do there is ngshare's course roles
+    roles.append({"name": "user", "scopes": ["self", "access:services!service=ngshare"]})
+    c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server",
+                                     "access:services!service=ngshare"]
 c.JupyterHub.services = services
 c.JupyterHub.load_roles = roles
 
@@ -133,6 +170,10 @@ c.JupyterHub.load_roles = roles
 # copies the folder there, the exchange is mounted) or, in demo mode, in this checkout.
 SERVER_CONFIG_ROOT = "/etc/cnnbook/jupyter" if MODE == "docker" else str(DEPLOY_DIR / "jupyter")
 SERVER_EXCHANGE_DIR = "/srv/nbgrader/exchange" if MODE == "docker" else EXCHANGE_DIR
+NGSHARE_HOST = (os.environ.get("CNNBOOK_HUB_CONNECT_IP", "jupyterhub") if MODE == "docker"
+                else "127.0.0.1")
+NGSHARE_URL = (os.environ.get("CNNBOOK_NGSHARE_URL")
+               or f"http://{NGSHARE_HOST}:{NGSHARE_PORT}/services/ngshare")
 
 
 def apply_profile(spawner, user_options):
@@ -179,8 +220,11 @@ def configure_role(spawner):
         **spawner.environment,
         "JUPYTER_CONFIG_PATH": f"{SERVER_CONFIG_ROOT}/{role}:{SERVER_CONFIG_ROOT}/all",
         "CNNBOOK_EXCHANGE": SERVER_EXCHANGE_DIR,
+        "CNNBOOK_EXCHANGE_KIND": EXCHANGE_KIND,
         "CNNBOOK_ROLE": role,
     }
+    if EXCHANGE_KIND == "ngshare":
+        spawner.environment["CNNBOOK_NGSHARE_URL"] = NGSHARE_URL
 
 
 c.Spawner.options_form = _profile_form

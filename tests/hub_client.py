@@ -54,14 +54,17 @@ class HubError(AssertionError):
 @dataclass
 class Hub:
     state: Path
-    ports: list[int] = field(default_factory=lambda: free_ports(3))
+    ports: list[int] = field(default_factory=lambda: free_ports(4))
+    environment: dict[str, str] = field(default_factory=dict)
+    """More of the hub's environment (``CNNBOOK_EXCHANGE_KIND``, ...)."""
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     process: subprocess.Popen | None = None
 
     @property
     def port(self) -> int:
-        """The public port (the proxy's); the hub's API and the proxy's API take the other two."""
+        """The public port (the proxy's); the hub's API, the proxy's API and ngshare (when the
+        hub runs it) take the other three."""
         return self.ports[0]
 
     @property
@@ -84,6 +87,7 @@ class Hub:
             CNNBOOK_HUB_API_PORT=str(self.ports[1]), CNNBOOK_PROXY_API_PORT=str(self.ports[2]),
             CNNBOOK_HUB_ADMIN_TOKEN=self.admin_token, CNNBOOK_HUB_RUN=self.run_id,
             CNNBOOK_INSTRUCTORS="", CNNBOOK_STUDENTS="", TF_CPP_MIN_LOG_LEVEL="3",
+            CNNBOOK_NGSHARE_PORT=str(self.ports[3]), **self.environment,
         )
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

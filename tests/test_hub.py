@@ -22,8 +22,10 @@ Timings go to the run's summary (``report_timing``).
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -34,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from hub_client import Hub, ProcessWatch, UserServer, cell_errors, load_demo_module
 from nbgrader_course import (
@@ -190,6 +193,90 @@ def test_hub_configuration_loads_with_profiles_culler_and_roles(tmp_path, monkey
             {"count": 1, "capabilities": [["gpu"]]}]
     with pytest.raises(ValueError, match="profile must be one of"):
         config.Spawner.apply_user_options(spawner, {"profile": "tpu"})
+
+
+@pytest.mark.parametrize("mode", ["demo", "docker"])
+def test_hub_runs_ngshare_as_its_service_when_asked(tmp_path, monkeypatch, mode):
+    """CNNBOOK_EXCHANGE_KIND=ngshare: the hub starts ngshare with its state under the hub's,
+    users and their servers' tokens may call it, and every server is told where it is."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    monkeypatch.setenv("CNNBOOK_HUB_MODE", mode)
+    monkeypatch.setenv("CNNBOOK_HUB_STATE", str(tmp_path))
+    monkeypatch.setenv("CNNBOOK_EXCHANGE_KIND", "ngshare")
+    monkeypatch.setenv("CNNBOOK_NGSHARE_PORT", "10999")
+    monkeypatch.setenv("CNNBOOK_NGSHARE_ADMINS", "registrar, dean")
+    config = PyFileConfigLoader("jupyterhub_config.py", str(DEPLOY)).load_config()
+    service = next(service for service in config.JupyterHub.services
+                   if service["name"] == "ngshare")
+    assert service["url"] == "http://127.0.0.1:10999"
+    assert service["command"][1] == str(DEPLOY / "ngshare_service.py")
+    assert f"--database=sqlite:///{tmp_path / 'ngshare' / 'ngshare.db'}" in service["command"]
+    assert "--admins=registrar,dean" in service["command"]
+    assert (tmp_path / "ngshare" / "files").is_dir()
+    user_role = next(role for role in config.JupyterHub.load_roles if role["name"] == "user")
+    assert set(user_role["scopes"]) == {"self", "access:services!service=ngshare"}
+    assert "access:services!service=ngshare" in config.Spawner.server_token_scopes
+
+    class Spawner:
+        environment = {}
+
+        class user:  # noqa: N801 (the spawner's user, as JupyterHub gives it)
+            groups = []
+
+    spawner = Spawner()
+    config.Spawner.pre_spawn_hook(spawner)
+    host = "jupyterhub" if mode == "docker" else "127.0.0.1"
+    assert spawner.environment["CNNBOOK_EXCHANGE_KIND"] == "ngshare"
+    assert spawner.environment["CNNBOOK_NGSHARE_URL"] == (
+        f"http://{host}:10999/services/ngshare")
+    monkeypatch.setenv("CNNBOOK_EXCHANGE_KIND", "dropbox")
+    with pytest.raises(ValueError, match="'folder' or 'ngshare'"):
+        PyFileConfigLoader("jupyterhub_config.py", str(DEPLOY)).load_config()
+
+
+@pytest.mark.parametrize("role", ["student", "instructor"])
+def test_servers_use_ngshare_s_exchange_when_the_hub_says(tmp_path, monkeypatch, role):
+    """A server's nbgrader settings (deploy/jupyter/): the folder exchange by default; with
+    ngshare, every exchange step is ngshare_exchange's, the instructor's collect included (the
+    course's own collect reads the shared folder)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    home = tmp_path / "home"
+    (home / "cnnbook-course").mkdir(parents=True)
+    (home / "cnnbook-course" / "nbgrader_config.py").write_text(
+        'c = get_config()\nc.ExchangeFactory.collect = '
+        '"cnnbook.grading.collect.CollectWithObservedTime"\n')
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("JUPYTERHUB_USER", "someone")
+    monkeypatch.setenv("CNNBOOK_EXCHANGE_KIND", "ngshare")
+    monkeypatch.setenv("CNNBOOK_NGSHARE_URL", "http://127.0.0.1:10999/services/ngshare")
+
+    def load():
+        config = PyFileConfigLoader("nbgrader_config.py", str(DEPLOY / "jupyter" / "all")
+                                    ).load_config()
+        config.merge(PyFileConfigLoader("nbgrader_config.py", str(DEPLOY / "jupyter" / role)
+                                        ).load_config())
+        return config
+
+    config = load()
+    from ngshare_exchange import ExchangeCollect, ExchangeSubmit
+
+    # ngshare names the submitter from the request's hub token, and refuses an explicit id
+    assert "student_id" not in config.CourseDirectory
+
+    assert config.ExchangeFactory.submit is ExchangeSubmit
+    assert config.ExchangeFactory.collect is ExchangeCollect
+    assert config.ExchangeFactory.exchange._ngshare_url == (
+        "http://127.0.0.1:10999/services/ngshare")
+    monkeypatch.setenv("CNNBOOK_EXCHANGE_KIND", "folder")
+    config = load()
+    assert "submit" not in config.ExchangeFactory
+    if role == "student":  # the shared folder names the submitter by the hub's user name
+        assert config.CourseDirectory.student_id == "someone"
+    if role == "instructor":
+        assert config.ExchangeFactory.collect == (
+            "cnnbook.grading.collect.CollectWithObservedTime")
 
 
 # --- Slow: the image's environment -------------------------------------------------------------
@@ -459,3 +546,252 @@ def test_students_fetch_feedback_with_their_score_and_no_hidden_test(hub_run):
 @pytest.mark.slow
 def test_hub_run_leaves_no_process_behind(hub_run):
     assert hub_run["left_behind"] == [], "processes of the hub run still alive"
+
+
+# --- Slow: two courses on one hub, through ngshare ------------------------------------------------
+
+NGSHARE_ADMIN = "registrar"
+"""ngshare's admin (CNNBOOK_NGSHARE_ADMINS): creates the courses; no instructor is one, since an
+admin may act in every course."""
+SECOND = {"course": "cnnbook-b", "instructor": "instructor_b", "student": "student3",
+          "assignment": "parameters"}
+"""The second course: its own instructor, student and assignment."""
+
+
+def gradebook_students(course: Path) -> list[str]:
+    """The student ids of the gradebook of the course folder ``course``."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        return [student.id for student in gradebook.students]
+
+
+def ngshare(hub: Hub, token: str, method: str, path: str, **data) -> tuple[int, dict]:
+    """``method`` on ngshare's REST API (through the hub's proxy) as the owner of ``token``:
+    the status and the JSON reply."""
+    reply = requests.request(method, f"{hub.url}/services/ngshare/{path}", data=data,
+                             headers={"Authorization": f"token {token}"}, timeout=120,
+                             allow_redirects=False)
+    try:
+        return reply.status_code, reply.json()
+    except ValueError:
+        return reply.status_code, {"text": reply.text[:500]}
+
+
+def course_management(hub: Hub, user: str, token: str, cwd: Path,
+                      *arguments: str) -> subprocess.CompletedProcess:
+    """``ngshare-course-management`` as ``user`` in a terminal of their server would run it
+    (their token, the servers' nbgrader settings, deploy/jupyter/all), in ``cwd``."""
+    environment = {**os.environ, "JUPYTERHUB_USER": user, "JUPYTERHUB_API_TOKEN": token,
+                   "JUPYTER_CONFIG_PATH": str(DEPLOY / "jupyter" / "all"),
+                   "CNNBOOK_EXCHANGE_KIND": "ngshare",
+                   "CNNBOOK_NGSHARE_URL": f"{hub.url}/services/ngshare",
+                   "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                            os.environ.get("PATH", "")])}
+    return subprocess.run(["ngshare-course-management", *arguments], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=300)
+
+
+def nbgrader_reply(server: UserServer, method: str, path: str, **kwargs) -> dict:
+    """An nbgrader API call whose failure is a result, not an error of the test."""
+    return server.request(method, path, expect=(200, 500), **kwargs).json()
+
+
+@pytest.fixture(scope="module")
+def ngshare_run(repo_root, tmp_path_factory, report_timing):
+    """Two courses on one hub whose exchange is ngshare: each instructor releases their course's
+    assignment, each student lists what they may see and tries the other course, one student
+    submits, their instructor collects, grades and returns feedback through ngshare, and the
+    other course's instructor tries to read it."""
+    state = tmp_path_factory.mktemp("hub-ngshare")
+    hub = Hub(state, environment={"CNNBOOK_EXCHANGE_KIND": "ngshare",
+                                  "CNNBOOK_NGSHARE_ADMINS": NGSHARE_ADMIN})
+    source = read_notebook(repo_root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    demo = load_demo_module()
+    result, start = {"source": source}, time.perf_counter()
+    first = {"course": COURSE_ID, "instructor": INSTRUCTOR, "student": FULL_STUDENT,
+             "assignment": ASSIGNMENT}
+    courses = (first, SECOND)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            preparing = [pool.submit(demo.prepare_instructor_course,
+                                     state / "home" / course["instructor"], repo_root,
+                                     [course["assignment"]],
+                                     None if course is first else course["course"])
+                         for course in courses]
+            hub.start()
+            hub.create_users([*(course[role] for course in courses
+                                for role in ("instructor", "student")), NGSHARE_ADMIN])
+            hub.add_to_group("instructors", [course["instructor"] for course in courses])
+            for course in courses:
+                hub.spawn(course["student"])
+            for done in preparing:
+                done.result()
+        for course in courses:
+            hub.spawn(course["instructor"])
+        tokens = {name: hub.user_token(name) for course in courses
+                  for name in (course["instructor"], course["student"])}
+        admin = hub.user_token(NGSHARE_ADMIN)
+        # the roster, with the guide's commands: the admin creates each course with its
+        # instructor, who enrols the student (in ngshare and in their gradebook)
+        result["roster"] = []
+        for course in courses:
+            folder = state / "home" / course["instructor"] / demo.COURSE_FOLDER
+            result["roster"] += [
+                course_management(hub, NGSHARE_ADMIN, admin, state, "create_course",
+                                  course["course"], course["instructor"]),
+                course_management(hub, course["instructor"], tokens[course["instructor"]],
+                                  folder, "add_student", course["course"], course["student"])]
+        result["gradebook_students"] = {
+            course["instructor"]: sorted(gradebook_students(
+                state / "home" / course["instructor"] / demo.COURSE_FOLDER))
+            for course in courses}
+        result["instructor_creates_course"] = ngshare(
+            hub, tokens[INSTRUCTOR], "POST", "course/another", instructors=json.dumps([INSTRUCTOR]))
+        for course in courses:
+            for role in ("instructor", "student"):
+                hub.wait_ready(course[role])
+        servers = {name: UserServer(hub, name, token) for name, token in tokens.items()}
+        report_timing("hub with ngshare: two courses, four servers ready",
+                      time.perf_counter() - start)
+
+        for course in courses:
+            servers[course["instructor"]].nbgrader_result(
+                "POST", f"/formgrader/api/assignment/{course['assignment']}/release")
+        result["formgrader_released"] = {  # what each formgrader's exchange lists as released
+            course["instructor"]: sorted(
+                item["name"] for item in servers[course["instructor"]].request(
+                    "GET", "/formgrader/api/assignments").json() if item["status"] == "released")
+            for course in courses}
+        result["courses_listed"] = {
+            course["student"]: servers[course["student"]].nbgrader_result("GET", "/courses")
+            for course in courses}
+        result["assignments_listed"] = {
+            course["student"]: servers[course["student"]].nbgrader_result(
+                "GET", "/assignments", params={"course_id": course["course"]})
+            for course in courses}
+        # the second course's student and instructor reach for the first course
+        intruder, other = servers[SECOND["student"]], servers[SECOND["instructor"]]
+        result["intruder_lists"] = nbgrader_reply(intruder, "GET", "/assignments",
+                                                  params={"course_id": COURSE_ID})
+        result["intruder_fetches"] = nbgrader_reply(
+            intruder, "POST", "/assignments/fetch",
+            data={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
+        result["intruder_home"] = sorted(item["name"] for item in intruder.list_folder(""))
+        result["intruder_on_ngshare"] = ngshare(hub, tokens[SECOND["student"]], "GET",
+                                                f"assignment/{COURSE_ID}/{ASSIGNMENT}")
+
+        student = servers[FULL_STUDENT]
+        student.nbgrader_result("POST", "/assignments/fetch",
+                                data={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
+        path = f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
+        student.save_notebook(path, completed(student.read_notebook(path), source, None))
+        submitted = time.time()
+        student.nbgrader_result("POST", "/assignments/submit",
+                                data={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
+        result["other_instructor_on_ngshare"] = {
+            "submissions": ngshare(hub, tokens[SECOND["instructor"]], "GET",
+                                   f"submissions/{COURSE_ID}/{ASSIGNMENT}"),
+            "download": ngshare(hub, tokens[SECOND["instructor"]], "GET",
+                                f"submission/{COURSE_ID}/{ASSIGNMENT}/{FULL_STUDENT}"),
+            "students": ngshare(hub, tokens[SECOND["instructor"]], "GET",
+                                f"students/{COURSE_ID}"),
+        }
+        result["student_on_ngshare"] = ngshare(hub, tokens[FULL_STUDENT], "GET",
+                                               f"submissions/{COURSE_ID}/{ASSIGNMENT}")
+        reply = other.request("GET", f"/formgrader/api/submissions/{ASSIGNMENT}",
+                              expect=(200, 404, 500))
+        result["other_formgrader_submissions"] = (reply.status_code, reply.text[:500])
+
+        step = time.perf_counter()
+        instructor = servers[INSTRUCTOR]
+        instructor.nbgrader_result("POST", f"/formgrader/api/assignment/{ASSIGNMENT}/collect")
+        instructor.nbgrader_result(
+            "POST", f"/formgrader/api/submission/{ASSIGNMENT}/{FULL_STUDENT}/autograde")
+        instructor.nbgrader_result(
+            "POST", f"/formgrader/api/assignment/{ASSIGNMENT}/generate_feedback")
+        instructor.nbgrader_result(
+            "POST", f"/formgrader/api/assignment/{ASSIGNMENT}/release_feedback")
+        report_timing("hub with ngshare: collect, autograde, feedback of one submission",
+                      time.perf_counter() - step)
+        course_root = state / "home" / INSTRUCTOR / demo.COURSE_FOLDER
+        result["submitted_at"] = submitted
+        result["timestamp"] = (course_root / "submitted" / FULL_STUDENT / ASSIGNMENT
+                               / "timestamp.txt").read_text()
+        result["submissions"] = {item["student"]: item for item in instructor.request(
+            "GET", f"/formgrader/api/submissions/{ASSIGNMENT}").json()}
+        student.nbgrader_result("POST", "/assignments/fetch_feedback",
+                                data={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
+        (folder,) = student.list_folder(f"{ASSIGNMENT}/feedback")
+        result["feedback"] = student.read_text(f"{folder['path']}/{ASSIGNMENT}.html")
+        result["exchange_folder"] = sorted(
+            str(path.relative_to(state)) for path in (state / "exchange").rglob("*"))
+        report_timing("hub with ngshare: whole run", time.perf_counter() - start)
+    finally:
+        hub.stop()
+        result["left_behind"] = hub.describe(hub.processes())
+    return result
+
+
+@pytest.mark.slow
+def test_ngshare_keeps_each_course_to_its_own_people(ngshare_run):
+    # the admin created both courses and each instructor enrolled their student; an instructor
+    # cannot create a course
+    for done in ngshare_run["roster"]:
+        assert done.returncode == 0 and "Successfully" in done.stdout, (
+            done.args, done.stdout, done.stderr)
+    assert ngshare_run["gradebook_students"] == {INSTRUCTOR: [FULL_STUDENT],
+                                                 SECOND["instructor"]: [SECOND["student"]]}
+    assert ngshare_run["instructor_creates_course"][0] == 403
+    # each formgrader sees its own course's release; each student sees only their course
+    assert ngshare_run["formgrader_released"] == {INSTRUCTOR: [ASSIGNMENT],
+                                                  SECOND["instructor"]: [SECOND["assignment"]]}
+    assert ngshare_run["courses_listed"] == {
+        FULL_STUDENT: {"success": True, "value": [COURSE_ID]},
+        SECOND["student"]: {"success": True, "value": [SECOND["course"]]}}
+    for student, course, assignment in ((FULL_STUDENT, COURSE_ID, ASSIGNMENT),
+                                        (SECOND["student"], SECOND["course"],
+                                         SECOND["assignment"])):
+        listed = ngshare_run["assignments_listed"][student]["value"]
+        assert [(item["course_id"], item["assignment_id"], item["status"])
+                for item in listed] == [(course, assignment, "released")], listed
+    # the other course's student can neither list nor fetch the first course's assignment
+    # (nbgrader's server extension answers a fetch with the course's listing, empty here)
+    lists, fetches = ngshare_run["intruder_lists"], ngshare_run["intruder_fetches"]
+    assert not lists.get("value") and not fetches.get("value"), (lists, fetches)
+    assert ASSIGNMENT not in ngshare_run["intruder_home"], ngshare_run["intruder_home"]
+    status, reply = ngshare_run["intruder_on_ngshare"]
+    assert status == 403 and reply.get("success") is False, (status, reply)
+    # the other course's instructor can neither list, download nor see the roster of a
+    # submission of the first course, nor can its student list the submissions
+    for what, (status, reply) in ngshare_run["other_instructor_on_ngshare"].items():
+        assert status == 403 and reply.get("success") is False, (what, status, reply)
+    assert ngshare_run["student_on_ngshare"][0] == 403
+    # and their formgrader lists no submission of it
+    status, text = ngshare_run["other_formgrader_submissions"]
+    assert status != 200 or json.loads(text) == [], (status, text)
+    assert FULL_STUDENT not in text
+
+
+@pytest.mark.slow
+def test_a_class_is_graded_through_ngshare_with_the_servers_time(ngshare_run):
+    """Release, fetch, submit, collect, autograde and feedback went through ngshare alone (the
+    shared folder stayed empty); the submission's time is ngshare's, the server's."""
+    assert ngshare_run["exchange_folder"] == [], ngshare_run["exchange_folder"]
+    submission = ngshare_run["submissions"][FULL_STUDENT]
+    source = ngshare_run["source"]
+    assert submission["autograded"] and submission["score"] == pytest.approx(auto_points(source))
+    html = ngshare_run["feedback"]
+    assert f"{submission['score']:g} / " in html or f"{submission['score']} / " in html
+    for marker in MARKERS:
+        assert marker not in html
+    # ngshare's record of the arrival (UTC), within a minute of the submit call
+    stamp = ngshare_run["timestamp"].strip()
+    arrived = datetime.datetime.strptime(stamp[:26], "%Y-%m-%d %H:%M:%S.%f").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+    assert abs(arrived - ngshare_run["submitted_at"]) < 60, (stamp, ngshare_run["submitted_at"])
+
+
+@pytest.mark.slow
+def test_ngshare_run_leaves_no_process_behind(ngshare_run):
+    assert ngshare_run["left_behind"] == []

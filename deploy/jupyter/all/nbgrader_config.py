@@ -13,7 +13,9 @@ exchange_kind = os.environ.get("CNNBOOK_EXCHANGE_KIND", "folder")
 if exchange_kind == "ngshare":
     from ngshare_exchange import configureExchange
 
-    configureExchange(c)
+    # CNNBOOK_NGSHARE_URL: set by the hub (deploy/jupyterhub_config.py); unset on Kubernetes,
+    # where ngshare_exchange finds the service by its DNS name
+    configureExchange(c, os.environ.get("CNNBOOK_NGSHARE_URL") or None)
 elif exchange_kind == "folder":
     c.Exchange.root = os.environ.get("CNNBOOK_EXCHANGE", "/srv/nbgrader/exchange")
 else:

@@ -82,8 +82,18 @@ c.Autograde.autograde_preprocessors = [
 # extensions: `python -m cnnbook.grading extend sizing student1 --days 2`. An assignment without a
 # due date is never late. A submission's time is when the exchange received it, observed by
 # cnnbook's collect (cnnbook.grading.collect: it also copies no link, pipe or device), not the
-# timestamp.txt that a student can edit.
-c.ExchangeFactory.collect = "cnnbook.grading.collect.CollectWithObservedTime"
+# timestamp.txt that a student can edit. On a hub whose exchange is ngshare
+# (CNNBOOK_EXCHANGE_KIND=ngshare, deploy/README.md "Several courses on one hub") every exchange
+# step is ngshare's, whichever folder a command runs in; ngshare records each submission's arrival
+# on the server, and cnnbook's subclass of its collect writes each student's files safely
+# (cnnbook.grading.ngshare_collect).
+if os.environ.get("CNNBOOK_EXCHANGE_KIND") == "ngshare":
+    from ngshare_exchange import configureExchange
+
+    configureExchange(c, os.environ.get("CNNBOOK_NGSHARE_URL") or None)
+    c.ExchangeFactory.collect = "cnnbook.grading.ngshare_collect.NgshareCollect"
+else:
+    c.ExchangeFactory.collect = "cnnbook.grading.collect.CollectWithObservedTime"
 c.AssignLatePenaltiesByArrival.plugin_class = "cnnbook.grading.late_policy.SharePerDayLate"
 c.SharePerDayLate.share_per_day = 0.1
 c.SharePerDayLate.cap = 0.5

@@ -142,8 +142,7 @@ if admin_token:
     })
 if EXCHANGE_KIND == "ngshare":
     # ngshare (a tornado service that checks each request's hub token): its database and the
-    # files of every release, submission and feedback under the state folder. It listens on
-    # every interface (ngshare's own choice): in docker mode the containers reach it there.
+    # files of every release, submission and feedback under the state folder.
     ngshare_state = STATE_DIR / "ngshare"
     (ngshare_state / "files").mkdir(parents=True, exist_ok=True)
     services.append({
@@ -151,6 +150,8 @@ if EXCHANGE_KIND == "ngshare":
         "url": f"http://127.0.0.1:{NGSHARE_PORT}",
         # ngshare through its launcher, which makes it save its rows under SQLAlchemy 2
         "command": [sys.executable, str(DEPLOY_DIR / "ngshare_service.py"),
+                    # demo: this machine only; docker: the containers reach it on the host
+                    f"--bind={'0.0.0.0' if MODE == 'docker' else '127.0.0.1'}",
                     f"--database=sqlite:///{ngshare_state / 'ngshare.db'}",
                     f"--storage={ngshare_state / 'files'}",
                     f"--admins={','.join(_user_list('CNNBOOK_NGSHARE_ADMINS'))}"],
@@ -235,9 +236,11 @@ c.Spawner.default_url = "/lab"
 c.Spawner.http_timeout = 120  # a busy 2-core machine takes a while to start JupyterLab
 c.Spawner.start_timeout = 180
 
-# The exchange: world-writable with the sticky bit, as nbgrader expects of a shared folder.
-os.makedirs(EXCHANGE_DIR, exist_ok=True)
-os.chmod(EXCHANGE_DIR, 0o1777)
+# The exchange: world-writable with the sticky bit, as nbgrader expects of a shared folder; with
+# ngshare there is none (a folder every server could write would be a second, unguarded way in).
+if EXCHANGE_KIND == "folder":
+    os.makedirs(EXCHANGE_DIR, exist_ok=True)
+    os.chmod(EXCHANGE_DIR, 0o1777)
 
 if MODE == "docker":
     c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
@@ -249,10 +252,9 @@ if MODE == "docker":
     c.DockerSpawner.network_name = os.environ.get("CNNBOOK_DOCKER_NETWORK", "cnnbook")
     c.DockerSpawner.remove = True
     c.DockerSpawner.notebook_dir = "/home/jovyan"
-    c.DockerSpawner.volumes = {
-        "cnnbook-user-{username}": "/home/jovyan",
-        EXCHANGE_DIR: "/srv/nbgrader/exchange",
-    }
+    c.DockerSpawner.volumes = {"cnnbook-user-{username}": "/home/jovyan"}
+    if EXCHANGE_KIND == "folder":
+        c.DockerSpawner.volumes[EXCHANGE_DIR] = "/srv/nbgrader/exchange"
     c.Authenticator.admin_users = set(_user_list("CNNBOOK_ADMINS"))
 else:
     instructors = _user_list("CNNBOOK_INSTRUCTORS")

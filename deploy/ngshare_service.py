@@ -10,8 +10,19 @@ removed that cascade: the row is left out of the session with only a warning ("O
 every release and submission would be lost. Before it runs ngshare, this launcher listens, with
 SQLAlchemy's public attribute events, to every many-to-one relationship of ngshare's models and
 adds the object being attached to the session its parent is in: what the old cascade did.
-:data:`CHECKED_WITH` names the versions ``tests/test_hub.py`` ran it with; another ngshare gets a
-warning (its models may have changed).
+
+Two more changes to what ngshare does on its own:
+
+* ngshare accepts any token that the hub's ``/hub/api/user`` accepts, so a token a user gave
+  to some other service (with the ``identify`` scope only) would act as that user in ngshare.
+  Here a request's token must belong to a user and carry ``access:services!service=ngshare``
+  (``access:services`` for an admin's token): the users' and their servers' tokens do
+  (deploy/jupyterhub_config.py).
+* ngshare listens on every interface; ``--bind HOST`` (taken out before ngshare's own options)
+  chooses the address: 127.0.0.1 for the demonstration hub.
+
+:data:`CHECKED_WITH` names the versions ``tests/test_hub.py`` ran it with; others get a warning
+(ngshare's models or SQLAlchemy's events may have changed).
 """
 
 from __future__ import annotations
@@ -53,17 +64,63 @@ def restore_backref_cascade(models) -> list[str]:
     return sorted(listened)
 
 
+SCOPE = "access:services!service=ngshare"
+
+
+def may_use_ngshare(model: dict | None) -> bool:
+    """Whether the hub's answer to ``/hub/api/user`` for a request's token lets it act in ngshare:
+    a user's token with :data:`SCOPE` (or ``access:services``, every service)."""
+    if not isinstance(model, dict) or model.get("kind", "user") != "user":
+        return False
+    scopes = model.get("scopes") or []
+    return SCOPE in scopes or "access:services" in scopes
+
+
+def require_scope(handler_class) -> None:
+    """Make ``handler_class.user_for_token`` (ngshare's) refuse a token :func:`may_use_ngshare`
+    does not allow: the request is then anonymous, which ngshare refuses."""
+    original = handler_class.user_for_token
+
+    def user_for_token(self, token):
+        model = original(self, token)
+        return model if may_use_ngshare(model) else None
+
+    handler_class.user_for_token = user_for_token
+
+
+def bind_address(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``--bind HOST`` (or ``--bind=HOST``) taken out of ``argv``: (HOST or None, the rest)."""
+    host, rest, arguments = None, [], iter(argv)
+    for argument in arguments:
+        if argument == "--bind":
+            host = next(arguments, None)
+        elif argument.startswith("--bind="):
+            host = argument.split("=", 1)[1]
+        else:
+            rest.append(argument)
+    return host, rest
+
+
 def main(argv: list[str] | None = None) -> None:
-    version = importlib.metadata.version("ngshare")
-    if version != CHECKED_WITH["ngshare"]:
-        warnings.warn(f"deploy/ngshare_service.py was checked with ngshare "
-                      f"{CHECKED_WITH['ngshare']}, this is {version}: run tests/test_hub.py",
-                      stacklevel=1)
+    for package, checked in CHECKED_WITH.items():
+        version = importlib.metadata.version(package)
+        if version != checked:
+            warnings.warn(f"deploy/ngshare_service.py was checked with {package} {checked}, "
+                          f"this is {version}: run tests/test_hub.py", stacklevel=1)
     from ngshare import ngshare
     from ngshare.database import database
+    from tornado.httpserver import HTTPServer
 
+    host, arguments = bind_address(sys.argv[1:] if argv is None else argv)
     restore_backref_cascade(database)
-    ngshare.main(sys.argv[1:] if argv is None else argv)
+    require_scope(ngshare.MyRequestHandler)
+    if host is not None:
+        class BoundServer(HTTPServer):
+            def listen(self, port, address="", **kwargs):  # ngshare passes "0.0.0.0"
+                super().listen(port, host, **kwargs)
+
+        ngshare.HTTPServer = BoundServer
+    ngshare.main(arguments)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -211,6 +212,11 @@ def test_hub_runs_ngshare_as_its_service_when_asked(tmp_path, monkeypatch, mode)
                    if service["name"] == "ngshare")
     assert service["url"] == "http://127.0.0.1:10999"
     assert service["command"][1] == str(DEPLOY / "ngshare_service.py")
+    bind = "0.0.0.0" if mode == "docker" else "127.0.0.1"
+    assert f"--bind={bind}" in service["command"]
+    assert not (tmp_path / "exchange").exists(), "no shared folder beside ngshare"
+    if mode == "docker":
+        assert list(config.DockerSpawner.volumes.values()) == ["/home/jovyan"]
     assert f"--database=sqlite:///{tmp_path / 'ngshare' / 'ngshare.db'}" in service["command"]
     assert "--admins=registrar,dean" in service["command"]
     assert (tmp_path / "ngshare" / "files").is_dir()
@@ -235,48 +241,115 @@ def test_hub_runs_ngshare_as_its_service_when_asked(tmp_path, monkeypatch, mode)
         PyFileConfigLoader("jupyterhub_config.py", str(DEPLOY)).load_config()
 
 
-@pytest.mark.parametrize("role", ["student", "instructor"])
-def test_servers_use_ngshare_s_exchange_when_the_hub_says(tmp_path, monkeypatch, role):
-    """A server's nbgrader settings (deploy/jupyter/): the folder exchange by default; with
-    ngshare, every exchange step is ngshare_exchange's, the instructor's collect included (the
-    course's own collect reads the shared folder)."""
+@pytest.mark.parametrize("role", ["student", "instructor", "course folder"])
+def test_servers_use_ngshare_s_exchange_when_the_hub_says(repo_root, tmp_path, monkeypatch, role):
+    """A server's nbgrader settings (deploy/jupyter/), and the course's own nbgrader_config.py
+    that a command run in the course folder reads last: the folder exchange by default; with
+    ngshare every exchange step is ngshare_exchange's, the collect cnnbook's subclass of it."""
     from traitlets.config.loader import PyFileConfigLoader
 
     home = tmp_path / "home"
     (home / "cnnbook-course").mkdir(parents=True)
-    (home / "cnnbook-course" / "nbgrader_config.py").write_text(
-        'c = get_config()\nc.ExchangeFactory.collect = '
-        '"cnnbook.grading.collect.CollectWithObservedTime"\n')
+    shutil.copy2(repo_root / "nbgrader_config.py", home / "cnnbook-course" / "nbgrader_config.py")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("JUPYTERHUB_USER", "someone")
     monkeypatch.setenv("CNNBOOK_EXCHANGE_KIND", "ngshare")
-    monkeypatch.setenv("CNNBOOK_NGSHARE_URL", "http://127.0.0.1:10999/services/ngshare")
+    url = f"http://127.0.0.1:10999/services/ngshare/{role.replace(' ', '-')}"
+    monkeypatch.setenv("CNNBOOK_NGSHARE_URL", url)
 
     def load():
-        config = PyFileConfigLoader("nbgrader_config.py", str(DEPLOY / "jupyter" / "all")
-                                    ).load_config()
-        config.merge(PyFileConfigLoader("nbgrader_config.py", str(DEPLOY / "jupyter" / role)
-                                        ).load_config())
+        folders = {"student": [DEPLOY / "jupyter" / "all", DEPLOY / "jupyter" / "student"],
+                   "instructor": [DEPLOY / "jupyter" / "all", DEPLOY / "jupyter" / "instructor"],
+                   "course folder": [DEPLOY / "jupyter" / "all", DEPLOY / "jupyter" / "instructor",
+                                     home / "cnnbook-course"]}[role]
+        config = PyFileConfigLoader("nbgrader_config.py", str(folders[0])).load_config()
+        for folder in folders[1:]:  # later ones win, as nbgrader loads them
+            config.merge(PyFileConfigLoader("nbgrader_config.py", str(folder)).load_config())
         return config
 
     config = load()
-    from ngshare_exchange import ExchangeCollect, ExchangeSubmit
-
-    # ngshare names the submitter from the request's hub token, and refuses an explicit id
-    assert "student_id" not in config.CourseDirectory
+    from ngshare_exchange import ExchangeSubmit
 
     assert config.ExchangeFactory.submit is ExchangeSubmit
-    assert config.ExchangeFactory.collect is ExchangeCollect
-    assert config.ExchangeFactory.exchange._ngshare_url == (
-        "http://127.0.0.1:10999/services/ngshare")
+    assert config.ExchangeFactory.exchange._ngshare_url == url
+    if role == "student":
+        # ngshare names the submitter from the request's hub token, and refuses an explicit id
+        assert "student_id" not in config.CourseDirectory
+    else:
+        assert config.ExchangeFactory.collect == "cnnbook.grading.ngshare_collect.NgshareCollect"
     monkeypatch.setenv("CNNBOOK_EXCHANGE_KIND", "folder")
     config = load()
     assert "submit" not in config.ExchangeFactory
     if role == "student":  # the shared folder names the submitter by the hub's user name
         assert config.CourseDirectory.student_id == "someone"
-    if role == "instructor":
+    else:
         assert config.ExchangeFactory.collect == (
             "cnnbook.grading.collect.CollectWithObservedTime")
+
+
+def _ngshare_launcher():
+    spec = importlib.util.spec_from_file_location("ngshare_service",
+                                                  DEPLOY / "ngshare_service.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ngshare_launcher_saves_what_ngshare_creates_under_sqlalchemy_2(tmp_path, monkeypatch):
+    """ngshare's own models in a real SQLite database: without the launcher's listeners a new
+    assignment and a submission are never saved (SQLAlchemy 2 dropped the backref cascade
+    ngshare relies on); with them both are."""
+    import warnings
+
+    from ngshare.database import database
+    from sqlalchemy import create_engine, exc
+    from sqlalchemy.orm import sessionmaker
+
+    def release_and_submit(url: str) -> tuple[int, int]:
+        engine = create_engine(url)
+        database.Base.metadata.create_all(engine)
+        session = sessionmaker(bind=engine)()
+        teacher, student = database.User("t"), database.User("s")
+        course = database.Course("c1", [teacher])
+        session.add_all([teacher, student, course])
+        session.commit()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", exc.SAWarning)
+            assignment = database.Assignment("a1", course)
+            session.commit()
+            database.Submission(student, assignment)
+            session.commit()
+        counts = (session.query(database.Assignment).count(),
+                  session.query(database.Submission).count())
+        session.close()
+        return counts
+
+    assert release_and_submit(f"sqlite:///{tmp_path / 'before.db'}") == (0, 0)
+    listened = _ngshare_launcher().restore_backref_cascade(database)
+    assert {"Assignment.course", "Submission.assignment", "Submission.student"} <= set(listened)
+    assert release_and_submit(f"sqlite:///{tmp_path / 'after.db'}") == (1, 1)
+
+
+def test_ngshare_launcher_takes_only_users_tokens_meant_for_ngshare():
+    launcher = _ngshare_launcher()
+    allowed = {"kind": "user", "name": "s", "scopes": ["access:services!service=ngshare"]}
+    assert launcher.may_use_ngshare(allowed)
+    assert launcher.may_use_ngshare({**allowed, "scopes": ["access:services", "admin:users"]})
+    assert not launcher.may_use_ngshare({**allowed, "scopes": ["read:users:name!user=s"]})
+    assert not launcher.may_use_ngshare({**allowed, "kind": "service"})
+    assert not launcher.may_use_ngshare(None)
+
+    class Handler:  # ngshare's handler asks the hub who owns a token
+        def user_for_token(self, token):
+            return {"kind": "user", "name": "s", "scopes": [token]}
+
+    launcher.require_scope(Handler)
+    assert Handler().user_for_token("access:services!service=ngshare")["name"] == "s"
+    assert Handler().user_for_token("identify") is None
+    assert launcher.bind_address(["--bind", "127.0.0.1", "--admins=r"]) == ("127.0.0.1",
+                                                                           ["--admins=r"])
+    assert launcher.bind_address(["--bind=0.0.0.0"]) == ("0.0.0.0", [])
+    assert launcher.bind_address(["--database=x"]) == (None, ["--database=x"])
 
 
 # --- Slow: the image's environment -------------------------------------------------------------
@@ -686,6 +759,10 @@ def ngshare_run(repo_root, tmp_path_factory, report_timing):
                                 data={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
         path = f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
         student.save_notebook(path, completed(student.read_notebook(path), source, None))
+        # a time of the student's own beside the notebook: ngshare's must win
+        student.request("PUT", f"/api/contents/{ASSIGNMENT}/timestamp.txt",
+                         json={"type": "file", "format": "text",
+                               "content": "2000-01-01 00:00:00.000000 UTC"})
         submitted = time.time()
         student.nbgrader_result("POST", "/assignments/submit",
                                 data={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
@@ -699,6 +776,17 @@ def ngshare_run(repo_root, tmp_path_factory, report_timing):
         }
         result["student_on_ngshare"] = ngshare(hub, tokens[FULL_STUDENT], "GET",
                                                f"submissions/{COURSE_ID}/{ASSIGNMENT}")
+        result["instructor_on_ngshare"] = ngshare(hub, tokens[INSTRUCTOR], "GET",
+                                                  f"submissions/{COURSE_ID}/{ASSIGNMENT}")
+        # a token of the student's that was not made for ngshare (one they might give another
+        # service) does not act as them there
+        narrow = hub.request("POST", f"/hub/api/users/{FULL_STUDENT}/tokens",
+                             json={"note": "another service", "scopes": ["read:users:name!user"]}
+                             ).json()["token"]
+        result["narrow_token_on_ngshare"] = ngshare(hub, narrow, "GET",
+                                                    f"assignments/{COURSE_ID}")
+        result["student_token_on_ngshare"] = ngshare(hub, tokens[FULL_STUDENT], "GET",
+                                                     f"assignments/{COURSE_ID}")
         reply = other.request("GET", f"/formgrader/api/submissions/{ASSIGNMENT}",
                               expect=(200, 404, 500))
         result["other_formgrader_submissions"] = (reply.status_code, reply.text[:500])
@@ -724,8 +812,7 @@ def ngshare_run(repo_root, tmp_path_factory, report_timing):
                                 data={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
         (folder,) = student.list_folder(f"{ASSIGNMENT}/feedback")
         result["feedback"] = student.read_text(f"{folder['path']}/{ASSIGNMENT}.html")
-        result["exchange_folder"] = sorted(
-            str(path.relative_to(state)) for path in (state / "exchange").rglob("*"))
+        result["exchange_folder_exists"] = (state / "exchange").exists()
         report_timing("hub with ngshare: whole run", time.perf_counter() - start)
     finally:
         hub.stop()
@@ -767,6 +854,10 @@ def test_ngshare_keeps_each_course_to_its_own_people(ngshare_run):
     for what, (status, reply) in ngshare_run["other_instructor_on_ngshare"].items():
         assert status == 403 and reply.get("success") is False, (what, status, reply)
     assert ngshare_run["student_on_ngshare"][0] == 403
+    # a token that was not made for ngshare is nobody there; the student's own token works
+    assert ngshare_run["narrow_token_on_ngshare"][0] != 200, ngshare_run["narrow_token_on_ngshare"]
+    status, reply = ngshare_run["student_token_on_ngshare"]
+    assert status == 200 and reply["assignments"] == [ASSIGNMENT], reply
     # and their formgrader lists no submission of it
     status, text = ngshare_run["other_formgrader_submissions"]
     assert status != 200 or json.loads(text) == [], (status, text)
@@ -776,8 +867,12 @@ def test_ngshare_keeps_each_course_to_its_own_people(ngshare_run):
 @pytest.mark.slow
 def test_a_class_is_graded_through_ngshare_with_the_servers_time(ngshare_run):
     """Release, fetch, submit, collect, autograde and feedback went through ngshare alone (the
-    shared folder stayed empty); the submission's time is ngshare's, the server's."""
-    assert ngshare_run["exchange_folder"] == [], ngshare_run["exchange_folder"]
+    hub has no shared folder); the submission's time is ngshare's, the server's, not the one the
+    student put beside the notebook."""
+    assert not ngshare_run["exchange_folder_exists"]
+    status, reply = ngshare_run["instructor_on_ngshare"]
+    assert status == 200 and [item["student_id"] for item in reply["submissions"]] == [
+        FULL_STUDENT], reply
     submission = ngshare_run["submissions"][FULL_STUDENT]
     source = ngshare_run["source"]
     assert submission["autograded"] and submission["score"] == pytest.approx(auto_points(source))
@@ -787,6 +882,7 @@ def test_a_class_is_graded_through_ngshare_with_the_servers_time(ngshare_run):
         assert marker not in html
     # ngshare's record of the arrival (UTC), within a minute of the submit call
     stamp = ngshare_run["timestamp"].strip()
+    assert not stamp.startswith("2000"), stamp
     arrived = datetime.datetime.strptime(stamp[:26], "%Y-%m-%d %H:%M:%S.%f").replace(
         tzinfo=datetime.timezone.utc).timestamp()
     assert abs(arrived - ngshare_run["submitted_at"]) < 60, (stamp, ngshare_run["submitted_at"])

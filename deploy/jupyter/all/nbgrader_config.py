@@ -2,9 +2,11 @@
 # assignments are released, fetched, submitted, collected and fed back. The hub
 # (deploy/jupyterhub_config.py, deploy/z2jh/values.yaml) puts this folder on JUPYTER_CONFIG_PATH.
 #
-#   CNNBOOK_EXCHANGE_KIND=folder (default)  a shared folder, CNNBOOK_EXCHANGE: one machine
-#   CNNBOOK_EXCHANGE_KIND=ngshare           the ngshare service of a Kubernetes hub, where pods
-#                                           share no folder (deploy/README.md, Kubernetes)
+#   CNNBOOK_EXCHANGE_KIND=folder (default)  a shared folder, CNNBOOK_EXCHANGE: one machine, one
+#                                           course
+#   CNNBOOK_EXCHANGE_KIND=ngshare           the ngshare service (the hub's own, or a Kubernetes
+#                                           hub's): several courses, or servers that share no
+#                                           folder (deploy/README.md)
 import os
 
 c = get_config()  # noqa: F821 (traitlets defines it when it loads this file)

@@ -88,8 +88,15 @@ c.Autograde.autograde_preprocessors = [
 # on the server, and cnnbook's subclass of its collect writes each student's files safely
 # (cnnbook.grading.ngshare_collect).
 if os.environ.get("CNNBOOK_EXCHANGE_KIND") == "ngshare":
-    from ngshare_exchange import configureExchange
-
+    # ngshare_exchange reads the user's name when imported; a failure here must stop the command
+    # (traitlets would drop this whole file, the grading sandbox with it, on an Exception)
+    os.environ.setdefault("USER", os.environ.get("JUPYTERHUB_USER") or str(os.getuid()))
+    try:
+        from ngshare_exchange import configureExchange
+    except ImportError as error:
+        raise SystemExit(f"CNNBOOK_EXCHANGE_KIND=ngshare, but ngshare_exchange cannot be "
+                         f"imported ({error}): pip install --no-deps -r requirements-no-deps.txt"
+                         ) from None
     configureExchange(c, os.environ.get("CNNBOOK_NGSHARE_URL") or None)
     c.ExchangeFactory.collect = "cnnbook.grading.ngshare_collect.NgshareCollect"
 else:

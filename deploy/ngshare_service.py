@@ -18,6 +18,10 @@ Two more changes to what ngshare does on its own:
   Here a request's token must belong to a user and carry ``access:services!service=ngshare``
   (``access:services`` for an admin's token): the users' and their servers' tokens do
   (deploy/jupyterhub_config.py).
+* ngshare also takes a token from a login cookie of its own web pages, set for every path of
+  the hub's address without HttpOnly: a student's server could read an instructor's. Here only
+  the ``Authorization`` header counts (ngshare_exchange and ngshare-course-management send it);
+  ngshare's web pages are not used.
 * ngshare listens on every interface; ``--bind HOST`` (taken out before ngshare's own options)
   chooses the address: 127.0.0.1 for the demonstration hub.
 
@@ -88,6 +92,17 @@ def require_scope(handler_class) -> None:
     handler_class.user_for_token = user_for_token
 
 
+def token_from_header(headers) -> str | None:
+    """The token of an ``Authorization: token <token>`` header, else None."""
+    scheme, _, token = str(headers.get("Authorization", "")).partition(" ")
+    return token.strip() or None if scheme.lower() == "token" else None
+
+
+def header_tokens_only(handler_class) -> None:
+    """Make ``handler_class.get_current_token`` (ngshare's) read the request's header alone."""
+    handler_class.get_current_token = lambda self: token_from_header(self.request.headers)
+
+
 def bind_address(argv: list[str]) -> tuple[str | None, list[str]]:
     """``--bind HOST`` (or ``--bind=HOST``) taken out of ``argv``: (HOST or None, the rest)."""
     host, rest, arguments = None, [], iter(argv)
@@ -114,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     host, arguments = bind_address(sys.argv[1:] if argv is None else argv)
     restore_backref_cascade(database)
     require_scope(ngshare.MyRequestHandler)
+    header_tokens_only(ngshare.MyRequestHandler)
     if host is not None:
         class BoundServer(HTTPServer):
             def listen(self, port, address="", **kwargs):  # ngshare passes "0.0.0.0"

@@ -98,3 +98,79 @@ def test_submission_files_reads_paths_and_contents_in_order(ngshare_collect):
                                                                  ("d/b.txt", b"22")]
     with pytest.raises(ngshare_collect.UnsafeSubmission, match="MiB"):
         ngshare_collect.submission_files([_entry("a", b"1234")], limit_bytes=3)
+
+
+@pytest.mark.parametrize("path", ["x\x00y", "a\nb.ipynb", "esc\x1b[2J"])
+def test_a_control_character_in_a_path_leaves_that_submission_out(ngshare_collect, tmp_path,
+                                                                   caplog, path):
+    """ngshare stores any path string: a NUL byte made open() raise ValueError, which no
+    OSError handler caught."""
+    dest = tmp_path / "submitted" / "mallory" / "sizing"
+    dest.parent.mkdir(parents=True)
+    _collector(ngshare_collect, tmp_path).do_copy([_entry(path, b"x")], str(dest))
+    assert not dest.exists() and "control character" in caplog.text
+
+
+def test_a_file_where_the_submission_has_a_folder_or_too_many_files_is_left_out(
+        ngshare_collect, tmp_path, caplog):
+    collect = _collector(ngshare_collect, tmp_path)
+    clash = tmp_path / "submitted" / "clash" / "sizing"
+    clash.parent.mkdir(parents=True)
+    collect.do_copy([_entry("a", b"1"), _entry("a/b", b"2")], str(clash))
+    assert not clash.exists() and "Left out the submission" in caplog.text
+    many = tmp_path / "submitted" / "many" / "sizing"
+    many.parent.mkdir(parents=True)
+    collect.max_files = 3
+    collect.do_copy([_entry(f"f{index}", b"") for index in range(4)], str(many))
+    assert not many.exists() and "more than 3 files" in caplog.text
+
+
+def _class_collector(module, root, records, submissions, update=True):
+    """NgshareCollect over ``records`` (ngshare's latest submission per student) whose files
+    ``_get_submission`` returns from ``submissions`` (None: ngshare sent nothing)."""
+    from nbgrader.coursedir import CourseDirectory
+
+    collect = _collector(module, root)
+    collect.coursedir = CourseDirectory(root=str(root), course_id="cnnbook",
+                                        assignment_id="sizing")
+    collect.src_records, collect.update = records, update
+    collect._get_submission = lambda course, assignment, student: (
+        None if submissions.get(student) is None else {"files": submissions[student]})
+    return collect
+
+
+def test_one_student_s_failure_stays_theirs_and_a_rejected_update_keeps_the_last_one(
+        ngshare_collect, tmp_path, caplog):
+    import datetime
+
+    def record(student, hour):
+        return {"student_id": student, "timestamp": datetime.datetime(2026, 12, 6, hour)}
+
+    def files(text, hour):
+        return [_entry("sizing.ipynb", text.encode()),
+                _entry("timestamp.txt", f"2026-12-06 {hour:02d}:00:00.000000 UTC".encode())]
+
+    first = _class_collector(ngshare_collect, tmp_path, [record("alice", 1), record("bob", 1)],
+                             {"alice": files("alice 1", 1), "bob": files("bob 1", 1)})
+    first.copy_files()
+    submitted = tmp_path / "submitted"
+    assert (submitted / "bob" / "sizing" / "sizing.ipynb").read_text() == "bob 1"
+    # next collect: alice's newer submission cannot be written, bob's id could be a path,
+    # carol's was not sent, dave's is fine; each one is handled alone
+    second = _class_collector(
+        ngshare_collect, tmp_path,
+        [record("alice", 2), record("../bob", 2), record("carol", 2), record("dave", 2)],
+        {"alice": [_entry("x\x00", b"")], "../bob": files("evil", 2), "dave": files("dave", 2)})
+    second.copy_files()
+    assert (submitted / "alice" / "sizing" / "sizing.ipynb").read_text() == "alice 1"
+    assert (submitted / "dave" / "sizing" / "sizing.ipynb").read_text() == "dave"
+    assert not (submitted / "carol").exists() and not (tmp_path / "bob").exists()
+    assert "could be a path" in caplog.text and "ngshare did not send it" in caplog.text
+    # a newer one that can be written replaces the last one; an older or equal one does not
+    _class_collector(ngshare_collect, tmp_path, [record("alice", 3)],
+                     {"alice": files("alice 3", 3)}).copy_files()
+    assert (submitted / "alice" / "sizing" / "sizing.ipynb").read_text() == "alice 3"
+    _class_collector(ngshare_collect, tmp_path, [record("alice", 3)],
+                     {"alice": files("alice again", 3)}).copy_files()
+    assert (submitted / "alice" / "sizing" / "sizing.ipynb").read_text() == "alice 3"
+    assert sorted(path.name for path in (submitted / "alice").iterdir()) == ["sizing"]

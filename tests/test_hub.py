@@ -909,3 +909,39 @@ def test_a_class_is_graded_through_ngshare_with_the_servers_time(ngshare_run):
 @pytest.mark.slow
 def test_ngshare_run_leaves_no_process_behind(ngshare_run):
     assert ngshare_run["left_behind"] == []
+
+
+def test_make_hub_with_ngshare_prepares_two_courses_and_names_the_admin(tmp_path, monkeypatch):
+    """``make hub HUB_OPTIONS=--ngshare`` (deploy/demo_hub.py): the second instructor's course
+    names its own course id, and the hub starts with ngshare and its admin."""
+    for variable in ("CNNBOOK_EXCHANGE_KIND", "CNNBOOK_NGSHARE_ADMINS"):
+        monkeypatch.delenv(variable, raising=False)
+    demo = load_demo_module()
+    prepared, started = [], {}
+    monkeypatch.setattr(demo, "prepare_instructor_course",
+                        lambda home, *args, course_id=None: prepared.append(
+                            (Path(home).name, course_id)))
+    monkeypatch.setattr(demo.os, "execve",
+                        lambda program, argv, environment: started.update(environment))
+    demo.main(["--state", str(tmp_path), "--port", "8123", "--ngshare"])
+    assert prepared == [("instructor", None), ("instructor_b", "cnnbook-b")]
+    assert started["CNNBOOK_EXCHANGE_KIND"] == "ngshare"
+    assert started["CNNBOOK_NGSHARE_ADMINS"] == "registrar"
+    assert started["CNNBOOK_INSTRUCTORS"] == "instructor,instructor_b"
+    assert "registrar" in started["CNNBOOK_STUDENTS"].split(",")
+    prepared.clear()
+    started.clear()
+    demo.main(["--state", str(tmp_path), "--port", "8123"])
+    assert prepared == [("instructor", None)] and "CNNBOOK_EXCHANGE_KIND" not in started
+
+
+def test_a_course_copy_names_its_own_course(repo_root, tmp_path):
+    """prepare_instructor_course(course_id=...) writes the course id into the copy's config (no
+    assignment generated here: that is the hub tests' work)."""
+    demo = load_demo_module()
+    course = demo.prepare_instructor_course(tmp_path / "home", repo_root, [],
+                                            course_id="cnnbook-b")
+    assert 'c.CourseDirectory.course_id = \'cnnbook-b\'' in (
+        course / "nbgrader_config.py").read_text()
+    with pytest.raises(ValueError, match="course_id"):
+        demo.prepare_instructor_course(tmp_path / "other", repo_root, [], course_id="../x")

@@ -6,6 +6,10 @@ which device and which software produced them, and the command that reproduces t
 
     python -m cnnbook.resnet.experiments resnet [--tiny] [--epochs N] [--out results/resnet]
     python -m cnnbook.resnet.experiments reevaluate [--out results/resnet]
+    python -m cnnbook.resnet.experiments converged [--tiny] [--out results/resnet_converged]
+
+``converged`` (:mod:`cnnbook.resnet.converged`) trains the chapter's networks and a ResNet-110
+until their training error plateaus, resumably, and lesions the converged ones.
 
 ``reevaluate`` measures again, in float32, every number of a finished run that its saved networks
 can give (test and training accuracy, lesion studies) and saves those networks as float32 copies:
@@ -213,7 +217,7 @@ def _sha256(path: Path) -> str:
 
 SOURCE_MODULES = ("nets/models", "course/layers", "nets/normalization", "course/data",
                   "training/train", "training/fused_norm", "training/evaluation", "resnet/lesion",
-                  "resnet/experiments")
+                  "resnet/experiments", "training/plateau", "resnet/converged")
 """The cnnbook modules whose code decides the results (their SHA-256 goes in the provenance, so
 a result stays traceable even when it was run from uncommitted code)."""
 
@@ -582,6 +586,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="output folder (default: results/resnet; with --tiny a folder "
                              "in the temporary directory, never the repository)")
     resnet.add_argument("--verbose", type=int, default=1, help="0: quiet; 1: a line per step")
+    converged = commands.add_parser(
+        "converged", help="the networks trained until their training error plateaus, resumable, "
+        "and lesion studies of the converged ones (cnnbook.resnet.converged)")
+    converged.add_argument("--tiny", action="store_true",
+                           help="a few hundred images, depth 8, a few epochs: checks the pipeline")
+    converged.add_argument("--out", type=Path, default=None,
+                           help="output folder (default: results/resnet_converged; with --tiny a "
+                                "folder in the temporary directory, never the repository)")
+    converged.add_argument("--verbose", type=int, default=1, help="0: quiet; 1: a line per step")
     again = commands.add_parser("reevaluate", help="measure a finished run's numbers again in "
                                 "float32 from its saved networks")
     again.add_argument("--out", type=Path, default=RESULTS_DIR / "resnet",
@@ -595,6 +608,17 @@ def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.experiment == "reevaluate":
         reevaluate_resnet(arguments.out, verbose=arguments.verbose)
+        return 0
+    if arguments.experiment == "converged":
+        from cnnbook.resnet import converged  # imports this module: only here
+
+        out = arguments.out or (Path(tempfile.gettempdir()) / "cnnbook_converged_tiny"
+                                if arguments.tiny else converged.CONVERGED_DIR)
+        converged.run_converged(
+            converged.TINY_CONVERGED if arguments.tiny else converged.FULL_CONVERGED, out,
+            command="python -m cnnbook.resnet.experiments converged"
+                    + (" --tiny" if arguments.tiny else ""),
+            verbose=arguments.verbose)
         return 0
     config = TINY_RESNET if arguments.tiny else FULL_RESNET
     if arguments.epochs is not None:

@@ -63,6 +63,8 @@ __all__ = [
     "learning_rate_schedule",
     "make_optimizer",
     "fit_cifar",
+    "compile_for_training",
+    "network_depth",
     "fast_precision",
 ]
 
@@ -136,7 +138,7 @@ def get_recipe(recipe) -> Recipe:
     return RECIPES[recipe]
 
 
-def _network_depth(model: keras.Model) -> int:
+def network_depth(model: keras.Model) -> int:
     """Weighted layers of a CIFAR network: two per block, plus the stem and the classifier
     (0 for a model without ``stage{s}_block{b}`` blocks)."""
     num_blocks = len(models.block_names(model))
@@ -261,16 +263,8 @@ def fit_cifar(
         if strategy is not None:
             trained = keras.models.clone_model(model)
             trained.set_weights(model.get_weights())
-        optimizer = make_optimizer(recipe, epochs * steps, batch_size, _network_depth(model))
-        if one_hot:
-            loss = keras.losses.CategoricalCrossentropy(
-                from_logits=True, label_smoothing=recipe.label_smoothing
-            )
-            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-        else:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        trained.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile="auto")
+        optimizer = make_optimizer(recipe, epochs * steps, batch_size, network_depth(model))
+        compile_for_training(trained, recipe, optimizer)
     with fused_batch_norm(trained):
         history = trained.fit(
             training, epochs=epochs, steps_per_epoch=steps, validation_data=validation,
@@ -280,6 +274,23 @@ def fit_cifar(
         model.set_weights(trained.get_weights())
     _compile_for_evaluation(model, optimizer if trained is model else None)
     return history
+
+
+def compile_for_training(model: keras.Model, recipe, optimizer) -> None:
+    """Compile ``model`` with ``optimizer`` and the recipe's loss: from-logits cross-entropy with
+    the recipe's label smoothing (then one-hot targets, see
+    :func:`cnnbook.course.data.training_dataset`) and an ``"accuracy"`` metric; XLA where Keras
+    chooses it (``jit_compile="auto"``)."""
+    recipe = get_recipe(recipe)
+    if recipe.label_smoothing > 0:
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=recipe.label_smoothing
+        )
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile="auto")
 
 
 def _compile_for_evaluation(model: keras.Model, optimizer=None) -> None:

@@ -1,0 +1,247 @@
+"""The ResNet chapter's networks trained until their training error plateaus, and lesion studies
+of the converged ones: ``python -m cnnbook.resnet.experiments converged``.
+
+Where ``resnet`` (:mod:`cnnbook.resnet.experiments`) trains every network for the same fixed
+budget, this run trains each with He et al.'s optimizer (the ``he2015`` recipe: SGD, momentum 0.9,
+learning rate 0.1, the paper's weight decay) and lets the training curve decide how long:
+:func:`cnnbook.training.plateau.fit_until_plateau` divides the learning rate by 10 when the
+training error stops falling, twice, and stops when it stops falling a third time (the 110-layer
+network first warms up at 0.01, as in the paper). The 10,000-image subset is a fifth of the
+paper's training set, so the curves flatten after fewer epochs and at other errors; the page
+shows them whole.
+
+Networks: plain and pre-activation at 20 and 56 layers (He et al.'s Figure 1, in the book's data)
+and a pre-activation ResNet-110 (the network of Veit et al.'s lesion studies). Each network's
+results are written when it is done, and the lesion study of a network runs as soon as it is
+trained (single deletions, ``k`` deletions and ``k`` swaps with 10 draws each, and two
+diagnostics: :func:`cnnbook.resnet.lesion.branch_ratios`, how much each residual branch changes
+its input, and :func:`cnnbook.resnet.lesion.block_gradient_norms` of the trained network).
+
+The run is resumable at every level: a network whose results are in the output folder is skipped,
+one whose training was interrupted continues from its last epoch (``checkpoints/{network}/``, left
+out of git; removed when the network is done), and a lesion study already written is kept.
+Everything is recorded with ``provenance.json`` like ``resnet``'s. ``--tiny`` runs the pipeline on
+a few hundred images in a minute (the tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cnnbook.resnet import experiments, lesion
+
+__all__ = ["ConvergedConfig", "FULL_CONVERGED", "TINY_CONVERGED", "run_converged",
+           "load_converged_results", "CONVERGED_DIR"]
+
+CONVERGED_DIR = experiments.RESULTS_DIR / "resnet_converged"
+"""Where the run's results are committed."""
+
+
+@dataclass(frozen=True)
+class ConvergedConfig:
+    """What ``python -m cnnbook.resnet.experiments converged`` trains and measures.
+
+    The fields shared with :class:`cnnbook.resnet.experiments.ResnetConfig` mean the same.
+    ``rule``: the :class:`cnnbook.training.plateau.PlateauRule` fields (``window``,
+    ``relative_improvement``, ``stages``, ``warmup_until_error``, ``max_epochs``).
+    ``diagnostic_images``: the test images of the gradient norms (a backward pass through the
+    whole network holds every activation). The deletion curves delete shape-keeping blocks only,
+    as Veit et al.'s; the single deletions cover every block.
+    """
+
+    networks: tuple[tuple[str, int], ...] = (("plain", 20), ("preact", 20), ("plain", 56),
+                                             ("preact", 56), ("preact", 110))
+    batch_size: int = 128
+    recipe: str = "he2015"
+    precision: str = "auto"
+    rule: dict = field(default_factory=lambda: {
+        "window": 5, "relative_improvement": 0.05, "stages": 3, "warmup_until_error": 0.8,
+        "max_epochs": 150})
+    train_images: int | None = None
+    test_images: int | None = None
+    eval_images: int = 2000
+    lesion_images: int = 1000
+    diagnostic_images: int = 250
+    lesion_networks: tuple[str, ...] = ("plain56", "preact56", "preact110")
+    deletion_counts: tuple[int, ...] = (1, 2, 4, 6, 8, 12, 16, 20, 30, 40, 50)
+    swap_counts: tuple[int, ...] = (1, 2, 4, 8, 16)
+    repeats: int = 10
+    save_weights: tuple[str, ...] = ("preact20", "plain56", "preact56", "preact110")
+    seed: int = 0
+    tiny: bool = False
+
+    def __post_init__(self):
+        from cnnbook.training.plateau import PlateauRule  # imports Keras: checked here only
+
+        names = [experiments.network_name(*pair) for pair in self.networks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"networks lists a network twice: {names}")
+        for name in (*self.lesion_networks, *self.save_weights):
+            if name not in names:
+                raise ValueError(f"{name} is not among the networks trained: {names}")
+        PlateauRule(**self.rule)
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+
+    @property
+    def names(self) -> list[str]:
+        return [experiments.network_name(kind, depth) for kind, depth in self.networks]
+
+
+FULL_CONVERGED = ConvergedConfig()
+"""The configuration of ``results/resnet_converged``."""
+
+TINY_CONVERGED = ConvergedConfig(
+    networks=(("plain", 8), ("preact", 8)), batch_size=64,
+    rule={"window": 1, "relative_improvement": 0.99, "stages": 2, "warmup_until_error": 0.8,
+          "max_epochs": 4},
+    train_images=256, test_images=256, eval_images=128, lesion_images=64, diagnostic_images=32,
+    lesion_networks=("plain8", "preact8"), deletion_counts=(1, 2), swap_counts=(1,), repeats=2,
+    save_weights=("plain8", "preact8"), tiny=True,
+)
+"""Every step in about a minute on a few hundred images (the tests); the numbers mean nothing."""
+
+
+def _config_from(entry: dict) -> dict:
+    return json.loads(json.dumps(entry))
+
+
+def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CONVERGED_DIR,
+                  command: str | None = None, verbose: int = 0) -> dict:
+    """Train each network until it plateaus, save it, lesion it; write ``histories.json``,
+    ``lesion.json`` and ``provenance.json`` to ``out`` after each step; resume whatever an
+    earlier call with the same configuration left (module docstring). Returns what
+    :func:`load_converged_results` reads."""
+    import keras  # slow to import: only when training (see experiments.build_network)
+
+    from cnnbook.training import plateau, train
+    from cnnbook.training.evaluation import float32_copy
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = experiments._Log(out / "progress.log", verbose)
+    command = command or "python -m cnnbook.resnet.experiments converged"
+    (x_train, y_train), (x_test, y_test), (x_lesion, y_lesion) = experiments._run_images(config)
+    x_eval, y_eval = x_test[: config.eval_images], y_test[: config.eval_images]
+    dataset = experiments.dataset_description(len(x_train), len(x_test))
+    dataset.update(eval_images=int(len(x_eval)), lesion_images=int(len(x_lesion)))
+    policy = train.fast_dtype_policy() if config.precision == "auto" else config.precision
+    code = experiments.code_state()
+    rule = plateau.PlateauRule(**config.rule)
+
+    previous = experiments._read_json(out / "provenance.json")
+    if previous and previous.get("config") != _config_from(asdict(config)):
+        raise ValueError(
+            f"{out} holds results of another configuration (see its provenance.json): choose "
+            "another --out folder, or delete that one to start afresh")
+    if previous and previous.get("dtype_policy") not in (None, policy):
+        raise ValueError(
+            f"{out} was trained in {previous['dtype_policy']}, this machine would train in "
+            f"{policy}: finish it where it started, or choose another --out folder")
+    histories = experiments._read_json(out / "histories.json")
+    lesions = experiments._read_json(out / "lesion.json")
+    seconds: dict[str, float] = dict(previous.get("seconds", {}))
+    sessions = list(previous.get("sessions", []))
+    sessions.append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "code": code})
+
+    def record(complete: bool) -> dict:
+        entry = experiments.provenance(command, config, dataset, seconds, policy, code)
+        entry.update(complete=complete, sessions=sessions,
+                     networks_done=[name for name in config.names if name in histories],
+                     lesions_done=[name for name in config.lesion_networks if name in lesions])
+        experiments._write_json(out / "provenance.json", entry)
+        return entry
+
+    log(f"start: {command}; networks {config.names}, recipe {config.recipe} until the training "
+        f"error plateaus ({config.rule}), dtype policy {policy}, {len(x_train)} training images")
+    record(False)
+    for kind, depth in config.networks:
+        name = experiments.network_name(kind, depth)
+        weights = out / f"{name}.keras"
+        if name in histories and (name not in config.save_weights or weights.is_file()):
+            log(f"{name}: already trained, skipped")
+        else:
+            with train.fast_precision(policy):
+                keras.utils.set_random_seed(config.seed)
+                model = experiments.build_network(kind, depth)
+            checkpoint = out / "checkpoints" / name
+            resuming = (checkpoint / "state.json").is_file()
+            log(f"{name}: {'resuming' if resuming else 'training'}")
+
+            def on_epoch(row, name=name):
+                log(f"{name} epoch {row['epoch']} (stage {row['stage']}, lr "
+                    f"{row['learning_rate']:g}): " + " ".join(
+                        f"{key} {value:.4f}" for key, value in row.items()
+                        if key not in ("epoch", "stage", "learning_rate", "seconds"))
+                    + f" ({row['seconds']:.1f} s, load {os.getloadavg()[0]:.1f})")
+
+            result = plateau.fit_until_plateau(
+                model, (x_train, y_train), val=(x_eval, y_eval), recipe=config.recipe,
+                batch_size=config.batch_size, rule=rule, seed=config.seed, checkpoint=checkpoint,
+                on_epoch=on_epoch)
+            # every session's epochs, an interrupted one's included
+            train_seconds = sum(result["history"]["seconds"])
+            trained = float32_copy(model)
+            test_accuracy = lesion.accuracy(trained, x_test, y_test)
+            train_accuracy = lesion.accuracy(trained, x_train, y_train)
+            history = experiments._history(model, result["history"], test_accuracy,
+                                           train_accuracy, train_seconds, config)
+            history.update(stopped=result["stopped"], stage_epochs=result["stage_epochs"],
+                           learning_rates=result["learning_rates"])
+            histories[name] = history
+            seconds[f"train_{name}"] = round(train_seconds, 1)
+            if name in config.save_weights:
+                trained.save(weights)
+            experiments._write_json(out / "histories.json", histories)
+            record(False)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+            log(f"{name}: {result['epochs']} epochs, stopped at {result['stopped']}; test "
+                f"accuracy {test_accuracy:.4f}, training accuracy (unaugmented) "
+                f"{train_accuracy:.4f}, {train_seconds:.0f} s")
+        if name in config.lesion_networks:
+            if name in lesions and lesions[name].get("images") == len(y_lesion):
+                log(f"lesions of {name}: already done, skipped")
+                continue
+            model = float32_copy(keras.models.load_model(weights, safe_mode=True))
+            log(f"lesions of {name}: running")
+            start = time.perf_counter()
+            study = experiments._lesion_record(model, x_lesion, y_lesion, config)
+            x_diagnostic = x_lesion[: config.diagnostic_images]
+            y_diagnostic = y_lesion[: config.diagnostic_images]
+            study["gradient_norms"] = lesion.block_gradient_norms(
+                model, x_diagnostic, y_diagnostic, training=False)
+            study["diagnostic_images"] = int(len(y_diagnostic))
+            study["branch_ratios"] = (lesion.branch_ratios(model, x_lesion) if kind != "plain"
+                                      else [])
+            lesions[name] = study
+            seconds[f"lesion_{name}"] = round(time.perf_counter() - start, 1)
+            experiments._write_json(out / "lesion.json", lesions)
+            record(False)
+            log(f"lesions of {name}: done in {seconds[f'lesion_{name}']:.0f} s")
+    experiments._write_json(out / "lesion.json", lesions)
+    experiments._write_json(out / "histories.json", histories)
+    entry = record(True)
+    log("complete")
+    return {"histories": histories, "lesion": lesions, "provenance": entry}
+
+
+def load_converged_results(folder: Path | str = CONVERGED_DIR) -> dict:
+    """``{"histories", "lesion", "provenance"}`` of a converged run; ``FileNotFoundError`` naming
+    the command when one is missing."""
+    folder = Path(folder)
+    results = {}
+    for key in ("histories", "lesion", "provenance"):
+        path = folder / f"{key}.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: run `python -m cnnbook.resnet.experiments converged "
+                f"--out {folder}`")
+        results[key] = json.loads(path.read_text())
+    return results

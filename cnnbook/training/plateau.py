@@ -1,0 +1,236 @@
+"""Training until the training error stops falling, one epoch at a time, resumable.
+
+He et al. (2015, section 4.2) train their CIFAR networks with SGD at a learning rate of 0.1,
+divide it by 10 twice and stop: at fixed iterations (32k, 48k, 64k) chosen where the curves of
+their 45k-image training set had flattened. On another data set size those iterations mean
+nothing, so :func:`fit_until_plateau` lets the training curve decide: it stays at a learning rate
+while the training error falls, moves to the next (a tenth) when it has stopped falling, and
+stops after the last. "Stopped falling" is :func:`plateau_reached`: with ``e`` the training
+errors of the epochs at the current learning rate and ``w`` the window,
+
+    mean(e[-w:]) > (1 - r) * mean(e[-2w:-w])
+
+the mean error of the last ``w`` epochs is not at least a fraction ``r`` below that of the ``w``
+before (defaults ``w = 5``, ``r = 0.05``). A relative threshold, because the error at the last
+learning rate is a tenth of the first one's while the noise of one epoch's error shrinks with it.
+Networks of 110 layers or more first train at a tenth of the rate until an epoch's training error
+is below 80% (the paper's warm-up for ResNet-110). A cap on the epochs ends a run that never
+plateaus; the result says which of the two ended it.
+
+The training error is that of the epoch's augmented batches as Keras reports it (1 - accuracy),
+the curve He et al.'s Figure 1 plots.
+
+After every epoch the run's state (weights, the optimizer's variables, the history and where the
+schedule stands) is written to ``checkpoint`` (a folder; every file replaced atomically), and a
+call with the same folder continues from there: an interrupted run resumed gives the same
+result as one that never stopped, since every epoch's shuffle and augmentation come from the
+seed and the epoch's number (:func:`epoch_seed`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cnnbook.checks import check_int
+from cnnbook.course import data
+from cnnbook.training import train
+from cnnbook.training.evaluation import check_images
+from cnnbook.training.fused_norm import fused_batch_norm
+
+__all__ = ["PlateauRule", "plateau_reached", "learning_rates", "epoch_seed",
+           "fit_until_plateau", "CHECKPOINT_FILES"]
+
+CHECKPOINT_FILES = ("state.json", "model.weights.h5")
+"""What a checkpoint folder holds (:func:`fit_until_plateau`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauRule:
+    """When :func:`fit_until_plateau` moves on: ``window`` and ``relative_improvement`` of
+    :func:`plateau_reached`; ``stages``: learning rates used, each a tenth of the one before
+    (3: the recipe's peak, a tenth, a hundredth, as He et al.); ``warmup_until_error``: the
+    training error below which a network of 110 layers or more leaves its warm-up at a tenth of
+    the peak; ``max_epochs``: the cap."""
+
+    window: int = 5
+    relative_improvement: float = 0.05
+    stages: int = 3
+    warmup_until_error: float = 0.8
+    max_epochs: int = 200
+
+    def __post_init__(self):
+        check_int("window", self.window, 1)
+        check_int("stages", self.stages, 1)
+        check_int("max_epochs", self.max_epochs, 1)
+        if not 0.0 <= self.relative_improvement < 1.0:
+            raise ValueError(f"relative_improvement must be in [0, 1), got "
+                             f"{self.relative_improvement}")
+        if not 0.0 < self.warmup_until_error <= 1.0:
+            raise ValueError(f"warmup_until_error must be in (0, 1], got "
+                             f"{self.warmup_until_error}")
+
+
+def plateau_reached(errors: Sequence[float], window: int = 5,
+                    relative_improvement: float = 0.05) -> bool:
+    """Whether the errors of the epochs at one learning rate have stopped falling: at least
+    ``2 * window`` of them, and ``mean(last window) > (1 - relative_improvement) * mean(window
+    before)``."""
+    window = check_int("window", window, 1)
+    if len(errors) < 2 * window:
+        return False
+    recent = float(np.mean(errors[-window:]))
+    before = float(np.mean(errors[-2 * window:-window]))
+    return recent > (1.0 - relative_improvement) * before
+
+
+def learning_rates(recipe, batch_size: int, stages: int) -> list[float]:
+    """The learning rate of each stage: the recipe's peak ``peak * batch_size / 128``, then a
+    tenth of the one before."""
+    recipe = train.get_recipe(recipe)
+    peak = recipe.peak_learning_rate * check_int("batch_size", batch_size, 1) / 128
+    return [peak * 0.1**stage for stage in range(check_int("stages", stages, 1))]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s shuffle and augmentation (different for every epoch, the
+    same in a resumed run)."""
+    return int(seed) * 100_003 + int(epoch)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    # "tmp-" in front: Keras wants weights files to end in ".weights.h5", NumPy ".npz"
+    temporary = path.with_name("tmp-" + path.name)
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def _save(folder: Path, model, state: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    # a compiled model's weights file holds its optimizer's variables too (Keras 3)
+    _write_atomically(folder / "model.weights.h5", lambda path: model.save_weights(path))
+    # state.json last: a checkpoint counts only once its state names the epoch the files hold
+    _write_atomically(folder / "state.json",
+                      lambda path: path.write_text(json.dumps(state, indent=1) + "\n"))
+
+
+def _restore(folder: Path, model, optimizer) -> dict:
+    state = json.loads((folder / "state.json").read_text())
+    optimizer.build(model.trainable_variables)  # so that its saved variables load too
+    before = [keras.ops.convert_to_numpy(variable.value) for variable in optimizer.variables]
+    try:
+        model.load_weights(folder / "model.weights.h5")
+    except ValueError as error:
+        raise ValueError(f"the checkpoint in {folder} is of another network: delete the folder "
+                         f"to start afresh ({error})") from error
+    iterations = int(keras.ops.convert_to_numpy(optimizer.iterations.value))
+    if state["epoch"] and iterations == int(before[0]) == 0:
+        raise ValueError(f"the checkpoint in {folder} holds no optimizer state: delete the "
+                         "folder to start afresh")
+    return state
+
+
+def fit_until_plateau(model: keras.Model, train_images, val=None, *, recipe="he2015",
+                      batch_size: int = 128, rule: PlateauRule = PlateauRule(), seed: int = 0,
+                      checkpoint: str | os.PathLike | None = None,
+                      on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train ``model`` on ``train_images = (images, labels)`` until the training error plateaus at
+    the last learning rate (module docstring), with ``recipe``'s optimizer (momentum, weight
+    decay, label smoothing; its schedule is replaced by the plateau stages) and augmentation.
+
+    ``val``: ``(images, labels)`` evaluated after every epoch. ``checkpoint``: a folder to save
+    the state in after every epoch and to resume from when it holds one (the model must be built
+    the same way as the first time). ``on_epoch(row)`` is called after every epoch with the
+    epoch's row of the history (for a progress log).
+
+    Returns ``{"history": {"loss", "accuracy", ["val_loss", "val_accuracy",] "learning_rate",
+    "stage", "seconds"} as per-epoch lists (``seconds``: the epoch's wall time), "epochs",
+    "stopped": "plateau" or "max_epochs", "stage_epochs": epochs spent at each stage (warm-up as
+    stage -1), "learning_rates": the stages' rates}``; the model leaves
+    compiled for integer labels, like :func:`cnnbook.training.train.fit_cifar`'s.
+    """
+    recipe = train.get_recipe(recipe)
+    batch_size = check_int("batch_size", batch_size, 1)
+    images, labels = check_images("train", train_images, model)
+    steps = data.steps_per_epoch(len(images), batch_size)
+    one_hot = recipe.label_smoothing > 0
+    validation = None
+    if val is not None:
+        val_images, val_labels = check_images("val", val, model)
+        validation = data.evaluation_dataset(val_images, val_labels, one_hot=one_hot)
+    rates = learning_rates(recipe, batch_size, rule.stages)
+    warmup = train.network_depth(model) >= 110 and recipe.deep_warmup_steps > 0
+
+    optimizer = keras.optimizers.SGD(learning_rate=rates[0], momentum=recipe.momentum,
+                                     nesterov=recipe.nesterov,
+                                     weight_decay=recipe.weight_decay or None)
+    if recipe.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=list(train.KERNELS_ONLY))
+    train.compile_for_training(model, recipe, optimizer)
+
+    folder = Path(checkpoint) if checkpoint is not None else None
+    configuration = {"recipe": recipe.name, "batch_size": batch_size, "seed": int(seed),
+                     "rule": dataclasses.asdict(rule), "learning_rates": rates,
+                     "training_images": len(images)}
+    if folder is not None and (folder / "state.json").is_file():
+        state = _restore(folder, model, optimizer)
+        if state["configuration"] != json.loads(json.dumps(configuration)):
+            raise ValueError(f"the checkpoint in {folder} is of another configuration "
+                             f"({state['configuration']}): delete the folder to start afresh")
+    else:
+        state = {"configuration": configuration, "epoch": 0, "stage": -1 if warmup else 0,
+                 "stage_errors": [], "history": {}, "stopped": None}
+
+    def finish() -> dict:
+        history = state["history"]
+        stages = history.get("stage", [])
+        return {"history": history, "epochs": state["epoch"], "stopped": state["stopped"],
+                "stage_epochs": {str(stage): stages.count(stage) for stage in sorted(set(stages))},
+                "learning_rates": rates}
+
+    with fused_batch_norm(model):
+        while state["stopped"] is None:
+            stage = state["stage"]
+            rate = rates[0] / 10 if stage < 0 else rates[stage]
+            optimizer.learning_rate.assign(rate)
+            # the global seed too: tf.data's shuffle draws from it as well as from its own seed
+            keras.utils.set_random_seed(epoch_seed(seed, state["epoch"]))
+            training = data.training_dataset(images, labels, batch_size,
+                                             seed=epoch_seed(seed, state["epoch"]),
+                                             one_hot=one_hot, cutout=recipe.cutout)
+            start = time.perf_counter()
+            logs = model.fit(training, epochs=1, steps_per_epoch=steps,
+                             validation_data=validation, verbose=0, shuffle=False).history
+            row = {key: float(values[-1]) for key, values in logs.items()}
+            row.update(learning_rate=rate, stage=stage, seconds=time.perf_counter() - start,
+                       epoch=state["epoch"] + 1)
+            for key, value in row.items():
+                if key != "epoch":
+                    state["history"].setdefault(key, []).append(value)
+            state["epoch"] += 1
+            error = 1.0 - row["accuracy"]
+            if stage < 0:
+                if error < rule.warmup_until_error:
+                    state["stage"], state["stage_errors"] = 0, []
+            else:
+                state["stage_errors"].append(error)
+                if plateau_reached(state["stage_errors"], rule.window, rule.relative_improvement):
+                    if stage + 1 < rule.stages:
+                        state["stage"], state["stage_errors"] = stage + 1, []
+                    else:
+                        state["stopped"] = "plateau"
+            if state["stopped"] is None and state["epoch"] >= rule.max_epochs:
+                state["stopped"] = "max_epochs"
+            if folder is not None:
+                _save(folder, model, state)
+            if on_epoch is not None:
+                on_epoch(row)
+    train._compile_for_evaluation(model, optimizer)
+    return finish()

@@ -1,0 +1,127 @@
+"""cnnbook.training.plateau: the plateau rule against hand-computed windows, the stages and the
+warm-up a run goes through, and a run interrupted and resumed against the same run uninterrupted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cnnbook.nets import models
+from cnnbook.training import plateau, train
+
+
+def test_plateau_needs_two_windows_and_compares_their_means():
+    # windows of 2: means 0.50 then 0.40 -> fell by 20%, more than 5%: still falling
+    assert not plateau.plateau_reached([0.6, 0.4, 0.45, 0.35], window=2)
+    # means 0.40 then 0.39 -> fell by 2.5% < 5%: plateau
+    assert plateau.plateau_reached([0.41, 0.39, 0.40, 0.38], window=2)
+    # exactly 5% lower is still falling (the rule asks for more than (1 - r) * before to stop)
+    assert not plateau.plateau_reached([0.2, 0.2, 0.19, 0.19], window=2, relative_improvement=0.05)
+    # a rising error is a plateau; fewer than 2 windows never is
+    assert plateau.plateau_reached([0.1, 0.1, 0.2, 0.2], window=2)
+    assert not plateau.plateau_reached([0.1, 0.1, 0.2], window=2)
+    # only the last two windows count
+    assert plateau.plateau_reached([0.9, 0.9, 0.5, 0.5, 0.5, 0.5], window=2)
+
+
+def test_learning_rates_are_the_recipes_peak_then_tenths():
+    np.testing.assert_allclose(plateau.learning_rates("he2015", 128, 3), [0.1, 0.01, 0.001])
+    np.testing.assert_allclose(plateau.learning_rates("he2015", 64, 2), [0.05, 0.005])
+
+
+@pytest.mark.parametrize("field, value", [("window", 0), ("relative_improvement", 1.0),
+                                          ("stages", 0), ("max_epochs", 0),
+                                          ("warmup_until_error", 0.0)])
+def test_a_bad_rule_is_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=field):
+        plateau.PlateauRule(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(128, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=128)
+    return x, y
+
+
+def _network(seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return models.resnet_cifar(8, preact=True)
+
+
+# a rule under which every stage ends after two epochs (the error never falls by 99%)
+QUICK = plateau.PlateauRule(window=1, relative_improvement=0.99, stages=2, max_epochs=10)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_the_whole_run(images, tmp_path):
+    whole_model = _network()
+    whole = plateau.fit_until_plateau(whole_model, images, batch_size=32, rule=QUICK,
+                                      checkpoint=tmp_path / "whole")
+    assert whole["stopped"] == "plateau" and whole["epochs"] == 4
+    assert whole["history"]["stage"] == [0, 0, 1, 1]
+    np.testing.assert_allclose(whole["history"]["learning_rate"], [0.025, 0.025, 0.0025, 0.0025])
+    assert whole["stage_epochs"] == {"0": 2, "1": 2}
+    assert len(whole["history"]["loss"]) == 4
+
+    def crash_after_three(row):
+        if row["epoch"] == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        plateau.fit_until_plateau(_network(), images, batch_size=32, rule=QUICK,
+                                  checkpoint=tmp_path / "resumed", on_epoch=crash_after_three)
+    state = json.loads((tmp_path / "resumed" / "state.json").read_text())
+    assert state["epoch"] == 3 and state["stage"] == 1
+    seen = []
+    resumed_model = _network(seed=1)  # other initial weights: the checkpoint replaces them
+    resumed = plateau.fit_until_plateau(resumed_model, images, batch_size=32, rule=QUICK,
+                                        checkpoint=tmp_path / "resumed", on_epoch=seen.append)
+    assert [row["epoch"] for row in seen] == [4]
+    assert resumed["history"]["stage"] == whole["history"]["stage"]
+    np.testing.assert_allclose(resumed["history"]["loss"], whole["history"]["loss"], rtol=1e-5)
+    for mine, theirs in zip(resumed_model.get_weights(), whole_model.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    # a finished run called again trains nothing and returns the same result
+    again = plateau.fit_until_plateau(_network(), images, batch_size=32, rule=QUICK,
+                                      checkpoint=tmp_path / "resumed", on_epoch=seen.append)
+    assert len(seen) == 1 and again["history"] == resumed["history"]
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(images, tmp_path):
+    plateau.fit_until_plateau(_network(), images, batch_size=32,
+                              rule=plateau.PlateauRule(max_epochs=1), checkpoint=tmp_path)
+    with pytest.raises(ValueError, match="another configuration"):
+        plateau.fit_until_plateau(_network(), images, batch_size=64,
+                                  rule=plateau.PlateauRule(max_epochs=1), checkpoint=tmp_path)
+
+
+def test_the_cap_ends_a_run_that_has_not_plateaued(images):
+    result = plateau.fit_until_plateau(_network(), images, batch_size=32,
+                                       rule=plateau.PlateauRule(max_epochs=2))
+    assert result["stopped"] == "max_epochs" and result["epochs"] == 2
+
+
+def test_deep_networks_warm_up_at_a_tenth_until_the_error_is_below_the_threshold(images,
+                                                                                 monkeypatch):
+    # the warm-up is decided by the depth (110 layers or more); a depth-8 network stands in
+    monkeypatch.setattr(train, "network_depth", lambda model: 110)
+    # random labels: the training error stays near 90%, above a threshold of 0.5, for ever
+    stuck = plateau.fit_until_plateau(_network(), images, batch_size=32, rule=plateau.PlateauRule(
+        warmup_until_error=0.5, max_epochs=2))
+    assert stuck["history"]["stage"] == [-1, -1]
+    np.testing.assert_allclose(stuck["history"]["learning_rate"], [0.0025, 0.0025])
+    # with a threshold every error is below, one epoch of warm-up and then the peak
+    eager = plateau.PlateauRule(window=1, relative_improvement=0.99, stages=2, max_epochs=3,
+                                warmup_until_error=1.0)
+    moves_on = plateau.fit_until_plateau(_network(), images, batch_size=32, rule=eager)
+    assert moves_on["history"]["stage"] == [-1, 0, 0]
+    np.testing.assert_allclose(moves_on["history"]["learning_rate"], [0.0025, 0.025, 0.025])

@@ -61,8 +61,8 @@ class ConvergedConfig:
     recipe: str = "he2015"
     precision: str = "auto"
     rule: dict = field(default_factory=lambda: {
-        "window": 5, "relative_improvement": 0.05, "stages": 3, "warmup_until_error": 0.8,
-        "max_epochs": 150})
+        "window": 4, "relative_improvement": 0.05, "stages": 3, "warmup_until_error": 0.8,
+        "max_epochs": 80})
     train_images: int | None = None
     test_images: int | None = None
     eval_images: int = 2000

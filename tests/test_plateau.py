@@ -125,3 +125,25 @@ def test_deep_networks_warm_up_at_a_tenth_until_the_error_is_below_the_threshold
     moves_on = plateau.fit_until_plateau(_network(), images, batch_size=32, rule=eager)
     assert moves_on["history"]["stage"] == [-1, 0, 0]
     np.testing.assert_allclose(moves_on["history"]["learning_rate"], [0.0025, 0.025, 0.025])
+
+
+def test_each_epoch_of_the_stream_is_a_permutation_that_does_not_depend_on_where_it_started():
+    images = np.random.default_rng(1).integers(0, 256, size=(50, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(50)  # the labels name the images: each batch says which images it holds
+    batch_size, steps = 8, 50 // 8
+
+    def epochs(first, last):
+        stream = plateau.epoch_stream(images, labels, batch_size, seed=3, first_epoch=first,
+                                      last_epoch=last)
+        batches = [(x.numpy(), y.numpy()) for x, y in stream]
+        assert len(batches) == (last - first) * steps
+        return [batches[index * steps:(index + 1) * steps] for index in range(last - first)]
+
+    from_start, from_two = epochs(0, 3), epochs(2, 3)
+    for epoch in from_start:
+        seen = np.concatenate([y for _, y in epoch])
+        assert len(set(seen)) == len(seen) == steps * batch_size  # no image twice in an epoch
+    assert not np.array_equal(from_start[0][0][1], from_start[1][0][1])  # reshuffled
+    for (x_a, y_a), (x_b, y_b) in zip(from_start[2], from_two[0], strict=True):
+        np.testing.assert_array_equal(y_a, y_b)
+        np.testing.assert_array_equal(x_a, x_b)  # the same crops and flips too

@@ -45,7 +45,7 @@ from cnnbook.training import train
 from cnnbook.training.evaluation import check_images
 from cnnbook.training.fused_norm import fused_batch_norm
 
-__all__ = ["PlateauRule", "plateau_reached", "learning_rates", "epoch_seed",
+__all__ = ["PlateauRule", "plateau_reached", "learning_rates", "epoch_seed", "epoch_stream",
            "fit_until_plateau", "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("state.json", "model.weights.h5")
@@ -137,6 +137,92 @@ def _restore(folder: Path, model, optimizer) -> dict:
     return state
 
 
+def epoch_stream(images, labels, batch_size: int, seed: int, first_epoch: int, last_epoch: int,
+                 one_hot: bool = False, cutout: int = 0):
+    """The augmented training batches of epochs ``first_epoch`` to ``last_epoch - 1``, one epoch
+    after another (``floor(N / batch_size)`` batches each): epoch ``e`` shuffles the images by a
+    stateless permutation seeded by :func:`epoch_seed` and augments its ``b``-th batch with
+    :func:`cnnbook.course.data.augment_batch` seeded by ``(epoch_seed(seed, e), b)``, so an epoch's
+    batches do not depend on where the stream started."""
+    import tensorflow as tf  # the pipeline only
+
+    with tf.device("/cpu:0"):
+        image_tensor = tf.convert_to_tensor(np.asarray(images, dtype=np.uint8))
+        label_tensor = tf.convert_to_tensor(np.asarray(labels).reshape(-1).astype(np.int64))
+    num_images = int(image_tensor.shape[0])
+    steps = data.steps_per_epoch(num_images, batch_size)
+
+    def epoch_batches(epoch):
+        epoch_key = tf.cast(seed, tf.int64) * 100_003 + epoch  # epoch_seed, in the graph
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(num_images, dtype=tf.int64),
+            seed=tf.stack([epoch_key, tf.constant(0, tf.int64)]))
+        batches = tf.reshape(order[: steps * batch_size], [steps, batch_size])
+        return tf.data.Dataset.from_tensor_slices(batches).enumerate().map(
+            lambda step, indices: (epoch_key, step, indices))
+
+    def load(epoch_key, step, indices):
+        batch = data.augment_batch(tf.gather(image_tensor, indices), tf.stack([epoch_key, step]),
+                                   cutout=cutout)
+        labels_of_batch = tf.gather(label_tensor, indices)
+        if one_hot:
+            labels_of_batch = tf.one_hot(labels_of_batch, 10)
+        return batch, labels_of_batch
+
+    return (tf.data.Dataset.range(int(first_epoch), int(last_epoch))
+            .flat_map(epoch_batches)
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+class _PlateauControl(keras.callbacks.Callback):
+    """Sets each epoch's learning rate, records the epoch, moves through the stages, saves the
+    checkpoint and stops the fit (:func:`fit_until_plateau`)."""
+
+    def __init__(self, state, rule, rates, optimizer, folder, on_epoch):
+        super().__init__()
+        self.state, self.rule, self.rates = state, rule, rates
+        self.optimizer, self.folder, self.on_epoch = optimizer, folder, on_epoch
+
+    def _rate(self) -> float:
+        stage = self.state["stage"]
+        return self.rates[0] / 10 if stage < 0 else self.rates[stage]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.optimizer.learning_rate.assign(self._rate())
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        state, rule = self.state, self.rule
+        stage = state["stage"]
+        row = {key: float(value) for key, value in (logs or {}).items()}
+        row.update(learning_rate=self._rate(), stage=stage,
+                   seconds=time.perf_counter() - self.start, epoch=state["epoch"] + 1)
+        for key, value in row.items():
+            if key != "epoch":
+                state["history"].setdefault(key, []).append(value)
+        state["epoch"] += 1
+        error = 1.0 - row["accuracy"]
+        if stage < 0:
+            if error < rule.warmup_until_error:
+                state["stage"], state["stage_errors"] = 0, []
+        else:
+            state["stage_errors"].append(error)
+            if plateau_reached(state["stage_errors"], rule.window, rule.relative_improvement):
+                if stage + 1 < rule.stages:
+                    state["stage"], state["stage_errors"] = stage + 1, []
+                else:
+                    state["stopped"] = "plateau"
+        if state["stopped"] is None and state["epoch"] >= rule.max_epochs:
+            state["stopped"] = "max_epochs"
+        if self.folder is not None:
+            _save(self.folder, self.model, state)
+        if self.on_epoch is not None:
+            self.on_epoch(row)
+        if state["stopped"] is not None:
+            self.model.stop_training = True
+
+
 def fit_until_plateau(model: keras.Model, train_images, val=None, *, recipe="he2015",
                       batch_size: int = 128, rule: PlateauRule = PlateauRule(), seed: int = 0,
                       checkpoint: str | os.PathLike | None = None,
@@ -195,42 +281,15 @@ def fit_until_plateau(model: keras.Model, train_images, val=None, *, recipe="he2
                 "stage_epochs": {str(stage): stages.count(stage) for stage in sorted(set(stages))},
                 "learning_rates": rates}
 
-    with fused_batch_norm(model):
-        while state["stopped"] is None:
-            stage = state["stage"]
-            rate = rates[0] / 10 if stage < 0 else rates[stage]
-            optimizer.learning_rate.assign(rate)
-            # the global seed too: tf.data's shuffle draws from it as well as from its own seed
-            keras.utils.set_random_seed(epoch_seed(seed, state["epoch"]))
-            training = data.training_dataset(images, labels, batch_size,
-                                             seed=epoch_seed(seed, state["epoch"]),
-                                             one_hot=one_hot, cutout=recipe.cutout)
-            start = time.perf_counter()
-            logs = model.fit(training, epochs=1, steps_per_epoch=steps,
-                             validation_data=validation, verbose=0, shuffle=False).history
-            row = {key: float(values[-1]) for key, values in logs.items()}
-            row.update(learning_rate=rate, stage=stage, seconds=time.perf_counter() - start,
-                       epoch=state["epoch"] + 1)
-            for key, value in row.items():
-                if key != "epoch":
-                    state["history"].setdefault(key, []).append(value)
-            state["epoch"] += 1
-            error = 1.0 - row["accuracy"]
-            if stage < 0:
-                if error < rule.warmup_until_error:
-                    state["stage"], state["stage_errors"] = 0, []
-            else:
-                state["stage_errors"].append(error)
-                if plateau_reached(state["stage_errors"], rule.window, rule.relative_improvement):
-                    if stage + 1 < rule.stages:
-                        state["stage"], state["stage_errors"] = stage + 1, []
-                    else:
-                        state["stopped"] = "plateau"
-            if state["stopped"] is None and state["epoch"] >= rule.max_epochs:
-                state["stopped"] = "max_epochs"
-            if folder is not None:
-                _save(folder, model, state)
-            if on_epoch is not None:
-                on_epoch(row)
+    if state["stopped"] is None:
+        control = _PlateauControl(state, rule, rates, optimizer, folder, on_epoch)
+        training = epoch_stream(images, labels, batch_size, seed, state["epoch"], rule.max_epochs,
+                                one_hot=one_hot, cutout=recipe.cutout)
+        with fused_batch_norm(model):
+            # one fit for the whole run: a fit per epoch costs about 5 s more per epoch (Keras
+            # sets up its evaluation again each time)
+            model.fit(training, initial_epoch=state["epoch"], epochs=rule.max_epochs,
+                      steps_per_epoch=steps, validation_data=validation, callbacks=[control],
+                      verbose=0, shuffle=False)
     train._compile_for_evaluation(model, optimizer)
     return finish()

@@ -1,6 +1,8 @@
 """cnnbook.resnet.converged (``python -m cnnbook.resnet.experiments converged``): the tiny
 configuration runs the whole pipeline, a run interrupted inside a network resumes from its last
-epoch, what is done is skipped, and another configuration is refused."""
+epoch, what is done is skipped, and another configuration is refused; and the committed run
+(results/resnet_converged): each network moved on exactly when its curve flattened, the studies'
+draws and diagnostics, and the saved networks score what the studies say."""
 
 from __future__ import annotations
 
@@ -12,8 +14,6 @@ import pytest
 from cnnbook.resnet import converged, experiments
 from cnnbook.training import plateau
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, cifar_subset_dir):
@@ -24,6 +24,7 @@ def tiny_run(tmp_path_factory, cifar_subset_dir):
     return out
 
 
+@pytest.mark.slow
 def test_tiny_run_trains_each_network_until_its_plateau_and_lesions_it(tiny_run):
     results = converged.load_converged_results(tiny_run)
     config = converged.TINY_CONVERGED
@@ -51,8 +52,10 @@ def test_tiny_run_trains_each_network_until_its_plateau_and_lesions_it(tiny_run)
     assert entry["complete"] and entry["command"] == \
         "python -m cnnbook.resnet.experiments converged --tiny"
     assert entry["networks_done"] == config.names and len(entry["sessions"]) == 1
+    assert set(entry["sessions"][0]) == {"started", "code", "device", "software"}
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_inside_a_network_resumes_from_its_last_epoch(
         tmp_path, cifar_subset_dir, monkeypatch, tiny_run):
     monkeypatch.setenv("CNNBOOK_DATA", str(cifar_subset_dir))
@@ -89,6 +92,7 @@ def test_a_run_interrupted_inside_a_network_resumes_from_its_last_epoch(
     assert not (out / "checkpoints" / "preact8").exists()
 
 
+@pytest.mark.slow
 def test_another_configuration_is_refused_and_bad_settings_named(tiny_run):
     from dataclasses import replace
 
@@ -100,6 +104,138 @@ def test_another_configuration_is_refused_and_bad_settings_named(tiny_run):
         replace(converged.TINY_CONVERGED, lesion_networks=("preact9",))
 
 
-def test_missing_results_name_the_command(tmp_path):
+def test_missing_results_name_the_command_and_an_unfinished_run_loads_what_it_has(tmp_path):
     with pytest.raises(FileNotFoundError, match="experiments converged --out"):
         converged.load_converged_results(tmp_path)
+    (tmp_path / "provenance.json").write_text(json.dumps({"complete": False}))
+    assert converged.load_converged_results(tmp_path) == {
+        "provenance": {"complete": False}, "histories": {}, "lesion": {}}
+    (tmp_path / "provenance.json").write_text(json.dumps({"complete": True}))
+    with pytest.raises(FileNotFoundError, match="finished run"):
+        converged.load_converged_results(tmp_path)
+
+
+def test_a_network_must_be_saved_to_be_lesioned():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="save_weights"):
+        replace(converged.TINY_CONVERGED, save_weights=("preact8",))
+
+
+# --- The committed run (results/resnet_converged) -----------------------------------------------
+
+COMMITTED = converged.CONVERGED_DIR
+
+
+@pytest.fixture(scope="module")
+def committed():
+    return converged.load_converged_results(COMMITTED)
+
+
+def _stopped_falling(errors, window, relative):
+    """The plateau rule written with sums: the last window's total is more than (1 - r) times
+    the total of the window before (equal lengths, so the same as comparing means)."""
+    return len(errors) >= 2 * window and sum(errors[-window:]) > (1 - relative) * sum(
+        errors[-2 * window:-window])
+
+
+@pytest.mark.parametrize("name", converged.FULL_CONVERGED.names)
+def test_each_committed_network_moved_on_exactly_when_its_training_curve_flattened(committed,
+                                                                                     name):
+    """Every change of learning rate, and the end, happened at the first epoch where the rule
+    held on the training curve as committed; the rates are the paper's (0.1, then tenths, and
+    0.01 while a 110-layer network's error is at or above 80%)."""
+    if name not in committed["histories"]:  # a run committed before its end says so
+        assert not committed["provenance"]["complete"]
+        assert name not in committed["provenance"]["networks_done"]
+        return
+    history = committed["histories"][name]
+    rule = converged.FULL_CONVERGED.rule
+    errors = [1 - accuracy for accuracy in history["accuracy"]]
+    stages = history["stage"]
+    depth = experiments.parse_network_name(name)[1]
+    expected_stage, stage_errors = (-1 if depth >= 110 else 0), []
+    for epoch, (error, stage, rate) in enumerate(zip(errors, stages, history["learning_rate"],
+                                                     strict=True)):
+        assert stage == expected_stage, (name, epoch + 1)
+        assert rate == pytest.approx(0.01 if stage < 0 else 0.1 * 0.1**stage), (name, epoch + 1)
+        if stage < 0:
+            if error < rule["warmup_until_error"]:
+                expected_stage = 0
+            continue
+        stage_errors.append(error)
+        if _stopped_falling(stage_errors, rule["window"], rule["relative_improvement"]):
+            expected_stage, stage_errors = stage + 1, []
+    if history["stopped"] == "plateau":
+        assert expected_stage == rule["stages"], name  # the last stage ended on its plateau
+    else:
+        assert history["stopped"] == "max_epochs" and len(errors) == rule["max_epochs"]
+    assert history["epochs"] == len(errors) == len(history["val_accuracy"])
+
+
+def test_committed_run_is_the_documented_command_and_says_what_it_holds(committed):
+    record = committed["provenance"]
+    assert record["command"] == "python -m cnnbook.resnet.experiments converged"
+    from dataclasses import asdict
+
+    assert record["config"] == json.loads(json.dumps(asdict(converged.FULL_CONVERGED)))
+    assert set(committed["histories"]) == set(record["networks_done"])
+    assert set(committed["lesion"]) == set(record["lesions_done"])
+    if record["complete"]:
+        assert record["networks_done"] == converged.FULL_CONVERGED.names
+    assert record["dataset"]["paths_relative_to"] == "CNNBOOK_DATA"
+    text = (COMMITTED / "provenance.json").read_text()
+    for marker in ("/work/", "/home/", "/tmp/", "/root/", "/Users/"):
+        assert marker not in text, marker
+    assert not (COMMITTED / "checkpoints").exists() or not any(
+        (COMMITTED / "checkpoints").iterdir()) or not record["complete"]
+
+
+def test_committed_lesion_studies_have_ten_draws_and_their_diagnostics(committed):
+    assert converged.FULL_CONVERGED.repeats >= 10
+    for name, study in committed["lesion"].items():
+        for curve, summary, key in (("deletion_curve", "deletion_summary", "num_deleted"),
+                                    ("reorder_curve", "reorder_summary", "num_swaps")):
+            for row in study[summary]:
+                accuracies = [r["accuracy"] for r in study[curve] if r[key] == row[key]]
+                assert len(accuracies) == (1 if row[key] == 0 else
+                                           converged.FULL_CONVERGED.repeats), (name, row)
+                assert row["mean"] == pytest.approx(np.mean(accuracies))
+        blocks = [row["name"] for row in study["single_block"]]
+        assert [row["name"] for row in study["gradient_norms"]] == blocks
+        if name.startswith("preact"):
+            assert [row["name"] for row in study["branch_ratios"]] == blocks
+        assert study["evaluation_dtype_policy"] == "float32"
+
+
+@pytest.mark.slow
+def test_committed_residual_networks_score_what_their_studies_say(committed, cifar_subset_dir):
+    """Keras' own predict on the saved float32 networks gives each study's baseline and the
+    accuracy of its costliest single deletion (within two images in 1,000, the tolerance that
+    tests/test_experiments.py explains)."""
+    import keras
+
+    from cnnbook.course import data
+    from cnnbook.resnet import lesion
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNNBOOK_DATA", str(cifar_subset_dir))
+        (_, _), (x_test, y_test) = data.load_cifar10()
+    checked = 0
+    for name, study in committed["lesion"].items():
+        if not (COMMITTED / f"{name}.keras").is_file():
+            continue
+        model = keras.models.load_model(COMMITTED / f"{name}.keras", safe_mode=True)
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+        images, labels = x_test[: study["images"]], y_test[: study["images"]]
+
+        def predicted(network, images=images, labels=labels):
+            return float(np.mean(np.argmax(network.predict(images, batch_size=250, verbose=0),
+                                           axis=1) == labels))
+
+        assert predicted(model) == pytest.approx(study["baseline"], abs=0.002), name
+        worst = min(study["single_block"], key=lambda row: row["accuracy"])
+        assert predicted(lesion.delete_blocks(model, [worst["name"]])) == pytest.approx(
+            worst["accuracy"], abs=0.002), name
+        checked += 1
+    assert checked >= min(1, len(committed["lesion"]))

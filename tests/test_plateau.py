@@ -147,3 +147,22 @@ def test_each_epoch_of_the_stream_is_a_permutation_that_does_not_depend_on_where
     for (x_a, y_a), (x_b, y_b) in zip(from_start[2], from_two[0], strict=True):
         np.testing.assert_array_equal(y_a, y_b)
         np.testing.assert_array_equal(x_a, x_b)  # the same crops and flips too
+
+
+def test_a_checkpoint_keeps_one_weights_file_and_refuses_files_that_disagree(images, tmp_path):
+    rule = plateau.PlateauRule(max_epochs=2)
+    plateau.fit_until_plateau(_network(), images, batch_size=32, rule=rule, checkpoint=tmp_path)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["state.json", state["weights_file"]])
+    # a state that says one epoch beside the weights of two (as a crash between the two writes
+    # of an older layout could leave): refused, not trained again from a wrong place
+    state["epoch"], state["stopped"] = 1, None
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="disagree"):
+        plateau.fit_until_plateau(_network(), images, batch_size=32, rule=rule,
+                                  checkpoint=tmp_path)
+
+
+def test_the_stream_seeds_each_epoch_with_epoch_seed():
+    assert plateau.epoch_seed(3, 0) + 7 == plateau.epoch_seed(3, 7) == 3 * 100_003 + 7

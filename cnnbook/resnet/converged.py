@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cnnbook.counting.speed import machine_description
 from cnnbook.resnet import experiments, lesion
 
 __all__ = ["ConvergedConfig", "FULL_CONVERGED", "TINY_CONVERGED", "run_converged",
@@ -85,6 +86,10 @@ class ConvergedConfig:
         for name in (*self.lesion_networks, *self.save_weights):
             if name not in names:
                 raise ValueError(f"{name} is not among the networks trained: {names}")
+        unsaved = [name for name in self.lesion_networks if name not in self.save_weights]
+        if unsaved:
+            raise ValueError(f"lesion_networks must be saved (save_weights) to be lesioned: "
+                             f"{unsaved}")
         PlateauRule(**self.rule)
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
@@ -152,8 +157,11 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
     lesions = experiments._read_json(out / "lesion.json")
     seconds: dict[str, float] = dict(previous.get("seconds", {}))
     sessions = list(previous.get("sessions", []))
+    machine = machine_description()
     sessions.append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "code": code})
+                     "code": code,
+                     "device": {key: machine[key] for key in ("device", "cpu", "cpu_id", "cores")},
+                     "software": {key: machine[key] for key in ("tensorflow", "keras")}})
 
     def record(complete: bool) -> dict:
         entry = experiments.provenance(command, config, dataset, seconds, policy, code)
@@ -169,8 +177,13 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
     for kind, depth in config.networks:
         name = experiments.network_name(kind, depth)
         weights = out / f"{name}.keras"
-        if name in histories and (name not in config.save_weights or weights.is_file()):
+        # trained; its weights are needed only while its lesion study is still to run (the
+        # committed run leaves out the plain network's, whose study is done)
+        needs_weights = name in config.lesion_networks and name not in lesions
+        if name in histories and (not needs_weights or weights.is_file()):
             log(f"{name}: already trained, skipped")
+            # a run stopped between writing the results and removing the checkpoint
+            shutil.rmtree(out / "checkpoints" / name, ignore_errors=True)
         else:
             with train.fast_precision(policy):
                 keras.utils.set_random_seed(config.seed)
@@ -237,15 +250,22 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
 
 
 def load_converged_results(folder: Path | str = CONVERGED_DIR) -> dict:
-    """``{"histories", "lesion", "provenance"}`` of a converged run; ``FileNotFoundError`` naming
-    the command when one is missing."""
+    """``{"histories", "lesion", "provenance"}`` of a converged run. A run that has not finished
+    (``"complete": false`` in its provenance) may lack the histories or lesion studies it has not
+    reached: they are empty. ``FileNotFoundError`` naming the command when the provenance is
+    missing, or a finished run lacks a file."""
     folder = Path(folder)
-    results = {}
-    for key in ("histories", "lesion", "provenance"):
+    provenance_path = folder / "provenance.json"
+    command = f"run `python -m cnnbook.resnet.experiments converged --out {folder}`"
+    if not provenance_path.is_file():
+        raise FileNotFoundError(f"{provenance_path} is missing: {command}")
+    results = {"provenance": json.loads(provenance_path.read_text())}
+    for key in ("histories", "lesion"):
         path = folder / f"{key}.json"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing: run `python -m cnnbook.resnet.experiments converged "
-                f"--out {folder}`")
-        results[key] = json.loads(path.read_text())
+        if path.is_file():
+            results[key] = json.loads(path.read_text())
+        elif results["provenance"].get("complete"):
+            raise FileNotFoundError(f"{path} is missing from a finished run: {command}")
+        else:
+            results[key] = {}
     return results

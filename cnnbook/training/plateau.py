@@ -22,9 +22,11 @@ the curve He et al.'s Figure 1 plots.
 
 After every epoch the run's state (weights, the optimizer's variables, the history and where the
 schedule stands) is written to ``checkpoint`` (a folder; every file replaced atomically), and a
-call with the same folder continues from there: an interrupted run resumed gives the same
-result as one that never stopped, since every epoch's shuffle and augmentation come from the
-seed and the epoch's number (:func:`epoch_seed`).
+call with the same folder continues from there: on the same machine and software, an
+interrupted run resumed gives the same result as one that never stopped, since every epoch's
+shuffle and augmentation come from the seed and the epoch's number (:func:`epoch_seed`) and
+oneDNN's CPU kernels are deterministic (another CPU, a GPU or another TensorFlow may round
+differently, and then the resumed part differs as a rerun would).
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ from cnnbook.training.fused_norm import fused_batch_norm
 __all__ = ["PlateauRule", "plateau_reached", "learning_rates", "epoch_seed", "epoch_stream",
            "fit_until_plateau", "CHECKPOINT_FILES"]
 
-CHECKPOINT_FILES = ("state.json", "model.weights.h5")
-"""What a checkpoint folder holds (:func:`fit_until_plateau`)."""
+CHECKPOINT_FILES = ("state.json", "epoch{N}.weights.h5")
+"""What a checkpoint folder holds (:func:`fit_until_plateau`): the state, and the weights and
+optimizer variables of the epoch it names."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +104,7 @@ def learning_rates(recipe, batch_size: int, stages: int) -> list[float]:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of epoch ``epoch``'s shuffle and augmentation (different for every epoch, the
-    same in a resumed run)."""
+    same in a resumed run): ``seed * 100003 + epoch``, so ``epoch_seed(seed, 0) + epoch``."""
     return int(seed) * 100_003 + int(epoch)
 
 
@@ -112,28 +115,43 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(temporary, path)
 
 
+def _weights_file(epoch: int) -> str:
+    return f"epoch{epoch:04d}.weights.h5"
+
+
 def _save(folder: Path, model, state: dict) -> None:
+    """Write the epoch's weights to a file of their own, then ``state.json`` naming it, then
+    remove older weights files: a crash at any point leaves a ``state.json`` whose named file
+    holds exactly the epoch it records."""
     folder.mkdir(parents=True, exist_ok=True)
+    name = _weights_file(state["epoch"])
     # a compiled model's weights file holds its optimizer's variables too (Keras 3)
-    _write_atomically(folder / "model.weights.h5", lambda path: model.save_weights(path))
-    # state.json last: a checkpoint counts only once its state names the epoch the files hold
+    _write_atomically(folder / name, lambda path: model.save_weights(path))
+    state["weights_file"] = name
     _write_atomically(folder / "state.json",
                       lambda path: path.write_text(json.dumps(state, indent=1) + "\n"))
+    for older in folder.glob("*.weights.h5"):
+        if older.name != name:
+            older.unlink()
 
 
-def _restore(folder: Path, model, optimizer) -> dict:
+def _restore(folder: Path, model, optimizer, steps_per_epoch: int, configuration: dict) -> dict:
     state = json.loads((folder / "state.json").read_text())
+    if state["configuration"] != json.loads(json.dumps(configuration)):
+        raise ValueError(f"the checkpoint in {folder} is of another configuration "
+                         f"({state['configuration']}): delete the folder to start afresh")
     optimizer.build(model.trainable_variables)  # so that its saved variables load too
-    before = [keras.ops.convert_to_numpy(variable.value) for variable in optimizer.variables]
     try:
-        model.load_weights(folder / "model.weights.h5")
-    except ValueError as error:
-        raise ValueError(f"the checkpoint in {folder} is of another network: delete the folder "
-                         f"to start afresh ({error})") from error
+        model.load_weights(folder / state.get("weights_file", "model.weights.h5"))
+    except (ValueError, OSError) as error:
+        raise ValueError(f"the checkpoint in {folder} does not fit this network or is damaged: "
+                         f"delete the folder to start afresh ({error})") from error
     iterations = int(keras.ops.convert_to_numpy(optimizer.iterations.value))
-    if state["epoch"] and iterations == int(before[0]) == 0:
-        raise ValueError(f"the checkpoint in {folder} holds no optimizer state: delete the "
-                         "folder to start afresh")
+    if iterations != state["epoch"] * steps_per_epoch:
+        raise ValueError(
+            f"the checkpoint in {folder} holds {iterations} optimizer steps where its state "
+            f"records {state['epoch']} epochs of {steps_per_epoch}: its files disagree; delete "
+            "the folder to start afresh")
     return state
 
 
@@ -153,7 +171,7 @@ def epoch_stream(images, labels, batch_size: int, seed: int, first_epoch: int, l
     steps = data.steps_per_epoch(num_images, batch_size)
 
     def epoch_batches(epoch):
-        epoch_key = tf.cast(seed, tf.int64) * 100_003 + epoch  # epoch_seed, in the graph
+        epoch_key = tf.constant(epoch_seed(seed, 0), tf.int64) + epoch  # epoch_seed(seed, epoch)
         order = tf.random.experimental.stateless_shuffle(
             tf.range(num_images, dtype=tf.int64),
             seed=tf.stack([epoch_key, tf.constant(0, tf.int64)]))
@@ -266,10 +284,7 @@ def fit_until_plateau(model: keras.Model, train_images, val=None, *, recipe="he2
                      "rule": dataclasses.asdict(rule), "learning_rates": rates,
                      "training_images": len(images)}
     if folder is not None and (folder / "state.json").is_file():
-        state = _restore(folder, model, optimizer)
-        if state["configuration"] != json.loads(json.dumps(configuration)):
-            raise ValueError(f"the checkpoint in {folder} is of another configuration "
-                             f"({state['configuration']}): delete the folder to start afresh")
+        state = _restore(folder, model, optimizer, steps, configuration)
     else:
         state = {"configuration": configuration, "epoch": 0, "stage": -1 if warmup else 0,
                  "stage_errors": [], "history": {}, "stopped": None}

@@ -35,12 +35,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cnnbook.counting.speed import machine_description
-from cnnbook.resnet import experiments, lesion
+from cnnbook.resnet import lesion, runs
 
 __all__ = ["ConvergedConfig", "FULL_CONVERGED", "TINY_CONVERGED", "run_converged",
            "load_converged_results", "CONVERGED_DIR"]
 
-CONVERGED_DIR = experiments.RESULTS_DIR / "resnet_converged"
+CONVERGED_DIR = runs.RESULTS_DIR / "resnet_converged"
 """Where the run's results are committed."""
 
 
@@ -80,7 +80,7 @@ class ConvergedConfig:
     def __post_init__(self):
         from cnnbook.training.plateau import PlateauRule  # imports Keras: checked here only
 
-        names = [experiments.network_name(*pair) for pair in self.networks]
+        names = [runs.network_name(*pair) for pair in self.networks]
         if len(set(names)) != len(names):
             raise ValueError(f"networks lists a network twice: {names}")
         for name in (*self.lesion_networks, *self.save_weights):
@@ -96,7 +96,7 @@ class ConvergedConfig:
 
     @property
     def names(self) -> list[str]:
-        return [experiments.network_name(kind, depth) for kind, depth in self.networks]
+        return [runs.network_name(kind, depth) for kind, depth in self.networks]
 
 
 FULL_CONVERGED = ConvergedConfig()
@@ -127,24 +127,24 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
     ``lesion.json`` and ``provenance.json`` to ``out`` after each step; resume whatever an
     earlier call with the same configuration left (module docstring). Returns what
     :func:`load_converged_results` reads."""
-    import keras  # slow to import: only when training (see experiments.build_network)
+    import keras  # slow to import: only when training (see runs.build_network)
 
-    from cnnbook.training import plateau, train
-    from cnnbook.training.evaluation import float32_copy
+    from cnnbook.training import plateau, train  # import Keras, as above
+    from cnnbook.training.evaluation import float32_copy  # imports Keras, as above
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    log = experiments._Log(out / "progress.log", verbose)
+    log = runs._Log(out / "progress.log", verbose)
     command = command or "python -m cnnbook.resnet.experiments converged"
-    (x_train, y_train), (x_test, y_test), (x_lesion, y_lesion) = experiments._run_images(config)
+    (x_train, y_train), (x_test, y_test), (x_lesion, y_lesion) = runs._run_images(config)
     x_eval, y_eval = x_test[: config.eval_images], y_test[: config.eval_images]
-    dataset = experiments.dataset_description(len(x_train), len(x_test))
+    dataset = runs.dataset_description(len(x_train), len(x_test))
     dataset.update(eval_images=int(len(x_eval)), lesion_images=int(len(x_lesion)))
     policy = train.fast_dtype_policy() if config.precision == "auto" else config.precision
-    code = experiments.code_state()
+    code = runs.code_state()
     rule = plateau.PlateauRule(**config.rule)
 
-    previous = experiments._read_json(out / "provenance.json")
+    previous = runs._read_json(out / "provenance.json")
     if previous and previous.get("config") != _config_from(asdict(config)):
         raise ValueError(
             f"{out} holds results of another configuration (see its provenance.json): choose "
@@ -153,8 +153,8 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
         raise ValueError(
             f"{out} was trained in {previous['dtype_policy']}, this machine would train in "
             f"{policy}: finish it where it started, or choose another --out folder")
-    histories = experiments._read_json(out / "histories.json")
-    lesions = experiments._read_json(out / "lesion.json")
+    histories = runs._read_json(out / "histories.json")
+    lesions = runs._read_json(out / "lesion.json")
     seconds: dict[str, float] = dict(previous.get("seconds", {}))
     sessions = list(previous.get("sessions", []))
     machine = machine_description()
@@ -164,18 +164,18 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
                      "software": {key: machine[key] for key in ("tensorflow", "keras")}})
 
     def record(complete: bool) -> dict:
-        entry = experiments.provenance(command, config, dataset, seconds, policy, code)
+        entry = runs.provenance(command, config, dataset, seconds, policy, code)
         entry.update(complete=complete, sessions=sessions,
                      networks_done=[name for name in config.names if name in histories],
                      lesions_done=[name for name in config.lesion_networks if name in lesions])
-        experiments._write_json(out / "provenance.json", entry)
+        runs._write_json(out / "provenance.json", entry)
         return entry
 
     log(f"start: {command}; networks {config.names}, recipe {config.recipe} until the training "
         f"error plateaus ({config.rule}), dtype policy {policy}, {len(x_train)} training images")
     record(False)
     for kind, depth in config.networks:
-        name = experiments.network_name(kind, depth)
+        name = runs.network_name(kind, depth)
         weights = out / f"{name}.keras"
         # trained; its weights are needed only while its lesion study is still to run (the
         # committed run leaves out the plain network's, whose study is done)
@@ -187,7 +187,7 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
         else:
             with train.fast_precision(policy):
                 keras.utils.set_random_seed(config.seed)
-                model = experiments.build_network(kind, depth)
+                model = runs.build_network(kind, depth)
             checkpoint = out / "checkpoints" / name
             resuming = (checkpoint / "state.json").is_file()
             log(f"{name}: {'resuming' if resuming else 'training'}")
@@ -208,7 +208,7 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
             trained = float32_copy(model)
             test_accuracy = lesion.accuracy(trained, x_test, y_test)
             train_accuracy = lesion.accuracy(trained, x_train, y_train)
-            history = experiments._history(model, result["history"], test_accuracy,
+            history = runs._history(model, result["history"], test_accuracy,
                                            train_accuracy, train_seconds, config)
             history.update(stopped=result["stopped"], stage_epochs=result["stage_epochs"],
                            learning_rates=result["learning_rates"])
@@ -216,7 +216,7 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
             seconds[f"train_{name}"] = round(train_seconds, 1)
             if name in config.save_weights:
                 trained.save(weights)
-            experiments._write_json(out / "histories.json", histories)
+            runs._write_json(out / "histories.json", histories)
             record(False)
             shutil.rmtree(checkpoint, ignore_errors=True)
             log(f"{name}: {result['epochs']} epochs, stopped at {result['stopped']}; test "
@@ -229,7 +229,7 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
             model = float32_copy(keras.models.load_model(weights, safe_mode=True))
             log(f"lesions of {name}: running")
             start = time.perf_counter()
-            study = experiments._lesion_record(model, x_lesion, y_lesion, config)
+            study = runs._lesion_record(model, x_lesion, y_lesion, config)
             x_diagnostic = x_lesion[: config.diagnostic_images]
             y_diagnostic = y_lesion[: config.diagnostic_images]
             study["gradient_norms"] = lesion.block_gradient_norms(
@@ -239,11 +239,11 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
                                       else [])
             lesions[name] = study
             seconds[f"lesion_{name}"] = round(time.perf_counter() - start, 1)
-            experiments._write_json(out / "lesion.json", lesions)
+            runs._write_json(out / "lesion.json", lesions)
             record(False)
             log(f"lesions of {name}: done in {seconds[f'lesion_{name}']:.0f} s")
-    experiments._write_json(out / "lesion.json", lesions)
-    experiments._write_json(out / "histories.json", histories)
+    runs._write_json(out / "lesion.json", lesions)
+    runs._write_json(out / "histories.json", histories)
     entry = record(True)
     log("complete")
     return {"histories": histories, "lesion": lesions, "provenance": entry}

@@ -54,10 +54,7 @@ on a few hundred images with depth-14 networks: the test suite runs it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,12 +62,27 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
-import cnnbook
 from cnnbook.counting.speed import machine_description
-from cnnbook.course import data
-from cnnbook.resnet import lesion
+from cnnbook.resnet import converged, lesion
+from cnnbook.resnet.runs import (  # noqa: F401 (re-exported: the names of one run module)
+    EVALUATION_DTYPE_POLICY,
+    KINDS,
+    RESULTS_DIR,
+    SOURCE_MODULES,
+    _epoch_logger,
+    _history,
+    _lesion_record,
+    _Log,
+    _read_json,
+    _run_images,
+    _write_json,
+    build_network,
+    code_state,
+    dataset_description,
+    network_name,
+    parse_network_name,
+    provenance,
+)
 
 __all__ = [
     "RESULTS_DIR",
@@ -88,15 +100,6 @@ __all__ = [
     "load_resnet_results",
     "main",
 ]
-
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
-"""The repository's ``results/`` folder (the default output of every experiment)."""
-
-KINDS = ("plain", "resnet", "preact")
-"""Network kinds: ``plain`` (:func:`cnnbook.nets.models.plain_cifar`), ``resnet`` (the original
-post-activation :func:`cnnbook.nets.models.resnet_cifar`) and ``preact`` (``resnet_cifar(depth,
-preact=True)``)."""
-
 
 @dataclass(frozen=True)
 class ResnetConfig:
@@ -156,36 +159,6 @@ class ResnetConfig:
         return [network_name(kind, depth) for kind, depth in self.networks]
 
 
-def network_name(kind: str, depth: int) -> str:
-    """``"preact56"``, ``"plain20"``: the key of a network in every result file."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
-    return f"{kind}{depth}"
-
-
-def parse_network_name(name: str) -> tuple[str, int]:
-    """The inverse of :func:`network_name`: ``"preact56"`` -> ``("preact", 56)``."""
-    for kind in KINDS:
-        if name.startswith(kind) and name[len(kind):].isdigit():
-            return kind, int(name[len(kind):])
-    raise ValueError(f"{name!r} is not a network name such as 'plain20' or 'preact56'")
-
-
-def build_network(kind: str, depth: int):
-    """A fresh untrained network of :data:`KINDS` ``kind`` and ``depth`` (in the current dtype
-    policy)."""
-    # cnnbook.nets.models (and cnnbook.training.train) import Keras, which takes seconds: the
-    # pages import this module to read the committed results, so only training imports them
-    from cnnbook.nets import models
-
-    network_name(kind, depth)
-    if kind == "plain":
-        return models.plain_cifar(depth)
-    return models.resnet_cifar(depth, preact=kind == "preact")
-
-
 FULL_RESNET = ResnetConfig()
 """The configuration whose results ``results/resnet`` holds. 20 epochs of the ``fast`` recipe
 (1,560 steps of 128 images, every network trained to the end of its one-cycle schedule):
@@ -204,186 +177,12 @@ TINY_RESNET = ResnetConfig(
 nothing."""
 
 
-# --- Provenance ----------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-SOURCE_MODULES = ("nets/models", "course/layers", "nets/normalization", "course/data",
-                  "training/train", "training/fused_norm", "training/evaluation", "resnet/lesion",
-                  "resnet/experiments", "training/plateau", "resnet/converged")
-"""The cnnbook modules whose code decides the results (their SHA-256 goes in the provenance, so
-a result stays traceable even when it was run from uncommitted code)."""
-
-
-def _module_digests() -> dict:
-    package = Path(__file__).resolve().parents[1]
-    return {f"{name}.py": _sha256(package / f"{name}.py")[:16] for name in SOURCE_MODULES
-            if (package / f"{name}.py").is_file()}
-
-
-def _git_commit() -> dict:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "cnnbook"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "cnnbook_modified": None}
-    return {"commit": commit, "cnnbook_modified": bool(dirty)}
-
-
-def dataset_description(num_train: int, num_test: int) -> dict:
-    """Where the images came from, without any folder of the machine: with ``CNNBOOK_DATA`` set,
-    ``files`` maps each ``.npz`` file's path relative to that folder to its SHA-256; otherwise
-    Keras' download of the full data set. And how many images were used."""
-    folder = os.environ.get(data.DATA_ENV)
-    if folder:
-        root = Path(folder).expanduser()
-        source = {
-            "source": f"{data.DATA_ENV} folder (the course's offline CIFAR-10 subset)",
-            "files": {path.relative_to(root).as_posix(): _sha256(path)
-                      for path in sorted(root.glob("*.npz"))},
-            "paths_relative_to": data.DATA_ENV,
-        }
-    else:
-        source = {"source": "keras.datasets.cifar10 (the full data set)"}
-    return {"name": "CIFAR-10", **source, "train_images": int(num_train),
-            "test_images": int(num_test)}
-
-
-def code_state() -> dict:
-    """The git commit, whether ``cnnbook/`` had uncommitted changes, and the SHA-256 of the
-    modules that decide the results (:data:`SOURCE_MODULES`): taken when a run starts, since the
-    files may change on disk while it runs."""
-    return {**_git_commit(), "module_sha256": _module_digests()}
-
-
-def provenance(command: str, config: ResnetConfig, dataset: dict, seconds: dict,
-               precision: str | None = None, code: dict | None = None) -> dict:
-    """Everything needed to say where a result came from and to reproduce it (``code``: a
-    :func:`code_state` taken when the run started; default: now)."""
-    machine = machine_description()
-    return {
-        "command": command,
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": dataset,
-        "config": asdict(config),
-        "dtype_policy": precision,
-        "device": {key: machine[key]
-                   for key in ("device", "gpus", "cpu", "cpu_id", "cores", "system")},
-        "software": {
-            **{key: machine[key] for key in ("python", "tensorflow", "keras")},
-            "numpy": np.__version__,
-            "cnnbook": cnnbook.__version__,
-            **(code if code is not None else code_state()),
-        },
-        "seconds": seconds,
-    }
-
-
 # --- The resnet experiment ----------------------------------------------------------------------
-
-
-def _write_json(path: Path, payload) -> None:
-    """Write atomically (a temporary file renamed): an interrupted run never leaves half a file."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
-    os.replace(temporary, path)
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-EVALUATION_DTYPE_POLICY = "float32"
-"""The precision every recorded accuracy is measured in (see ``reevaluate``)."""
-
-
-def _history(model, history, test_accuracy: float, train_accuracy: float, seconds: float,
-             config: ResnetConfig) -> dict:
-    return {
-        "params_trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-        "epochs": len(history["loss"]),
-        "recipe": config.recipe,
-        "batch_size": config.batch_size,
-        **{key: [float(value) for value in values] for key, values in history.items()},
-        "test_accuracy": float(test_accuracy),
-        "train_accuracy_unaugmented": float(train_accuracy),
-        "evaluation_dtype_policy": EVALUATION_DTYPE_POLICY,
-        "train_seconds": round(seconds, 1),
-    }
-
-
-class _Log:
-    """Progress lines to ``progress.log`` (and to stdout when verbose), flushed at once."""
-
-    def __init__(self, path: Path, verbose: int):
-        self.path, self.verbose = path, verbose
-
-    def __call__(self, message: str) -> None:
-        line = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {message}"
-        with open(self.path, "a") as stream:
-            stream.write(line + "\n")
-        if self.verbose:
-            print(line, flush=True)
-
-
-def _epoch_logger(name: str, log: _Log):
-    import keras  # slow to import: only when training (see build_network)
-
-    class EpochLog(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            values = " ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items())
-            log(f"{name} epoch {epoch + 1}: {values} ({time.perf_counter() - self.start:.1f} s, "
-                f"load {os.getloadavg()[0]:.1f})")
-
-    return EpochLog()
 
 
 def _same_run(history: dict, config: ResnetConfig) -> bool:
     return (history.get("epochs") == config.epochs and history.get("recipe") == config.recipe
             and history.get("batch_size") == config.batch_size)
-
-
-def _run_images(config: ResnetConfig):
-    """The training, test and lesion images (with labels) of a run of ``config``: prefixes of
-    what :func:`cnnbook.course.data.load_cifar10` loads."""
-    (x_train, y_train), (x_test, y_test) = data.load_cifar10()
-    x_train, y_train = x_train[: config.train_images], y_train[: config.train_images]
-    x_test, y_test = x_test[: config.test_images], y_test[: config.test_images]
-    return ((x_train, y_train), (x_test, y_test),
-            (x_test[: config.lesion_images], y_test[: config.lesion_images]))
-
-
-def _lesion_record(model, images, labels, config: ResnetConfig) -> dict:
-    candidates = len(lesion.deletable_blocks(model, include_downsampling=False))
-    deletion_counts = [count for count in config.deletion_counts if count <= candidates]
-    can_swap = bool(lesion.swappable_pairs(model))
-    deletion = lesion.deletion_curve(model, images, labels, [0, *deletion_counts],
-                                     repeats=config.repeats, seed=config.seed)
-    reorder = (lesion.reorder_curve(model, images, labels, [0, *config.swap_counts],
-                                    repeats=config.repeats, seed=config.seed) if can_swap else [])
-    return {
-        "baseline": lesion.accuracy(model, images, labels),
-        "images": int(len(labels)),
-        "single_block": lesion.lesion_study(model, images, labels),
-        "deletion_curve": deletion,
-        "deletion_summary": lesion.curve_summary(deletion, "num_deleted"),
-        "reorder_curve": reorder,
-        "reorder_summary": lesion.curve_summary(reorder, "num_swaps") if reorder else [],
-        "evaluation_dtype_policy": EVALUATION_DTYPE_POLICY,  # callers pass a float32_copy
-    }
 
 
 def run_resnet(config: ResnetConfig = FULL_RESNET, out: Path | str = RESULTS_DIR / "resnet",
@@ -610,8 +409,6 @@ def main(argv: list[str] | None = None) -> int:
         reevaluate_resnet(arguments.out, verbose=arguments.verbose)
         return 0
     if arguments.experiment == "converged":
-        from cnnbook.resnet import converged  # imports this module: only here
-
         out = arguments.out or (Path(tempfile.gettempdir()) / "cnnbook_converged_tiny"
                                 if arguments.tiny else converged.CONVERGED_DIR)
         converged.run_converged(

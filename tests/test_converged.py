@@ -164,7 +164,8 @@ def test_each_committed_network_moved_on_exactly_when_its_training_curve_flatten
                 expected_stage = 0
             continue
         stage_errors.append(error)
-        if _stopped_falling(stage_errors, rule["window"], rule["relative_improvement"]):
+        if error < rule["warmup_until_error"] and _stopped_falling(
+                stage_errors, rule["window"], rule["relative_improvement"]):
             expected_stage, stage_errors = stage + 1, []
     if history["stopped"] == "plateau":
         assert expected_stage == rule["stages"], name  # the last stage ended on its plateau

@@ -54,8 +54,10 @@ def _network(seed=0):
     return models.resnet_cifar(8, preact=True)
 
 
-# a rule under which every stage ends after two epochs (the error never falls by 99%)
-QUICK = plateau.PlateauRule(window=1, relative_improvement=0.99, stages=2, max_epochs=10)
+# a rule under which every stage ends after two epochs (the error never falls by 99%, and every
+# error counts as learning)
+QUICK = plateau.PlateauRule(window=1, relative_improvement=0.99, stages=2, max_epochs=10,
+                            warmup_until_error=1.0)
 
 
 class Crash(RuntimeError):
@@ -166,3 +168,13 @@ def test_a_checkpoint_keeps_one_weights_file_and_refuses_files_that_disagree(ima
 
 def test_the_stream_seeds_each_epoch_with_epoch_seed():
     assert plateau.epoch_seed(3, 0) + 7 == plateau.epoch_seed(3, 7) == 3 * 100_003 + 7
+
+
+def test_a_network_that_has_not_started_to_learn_is_not_on_a_plateau(images):
+    # random labels keep the error near 90%: above a threshold of 50% the flat curve is not a
+    # plateau, so the rate stays (the same rule with a threshold of 100% moves on after 2 epochs)
+    stuck = plateau.PlateauRule(window=1, relative_improvement=0.99, stages=2, max_epochs=3,
+                                warmup_until_error=0.5)
+    result = plateau.fit_until_plateau(_network(), images, batch_size=32, rule=stuck)
+    assert result["history"]["stage"] == [0, 0, 0] and result["stopped"] == "max_epochs"
+    assert min(1 - np.array(result["history"]["accuracy"])) >= 0.5  # the premise held

@@ -108,7 +108,7 @@ rates; at 8% it moves on after about 29 epochs."""
 
 TINY_CONVERGED = ConvergedConfig(
     networks=(("plain", 8), ("preact", 8)), batch_size=64,
-    rule={"window": 1, "relative_improvement": 0.99, "stages": 2, "warmup_until_error": 0.8,
+    rule={"window": 1, "relative_improvement": 0.99, "stages": 2, "warmup_until_error": 1.0,
           "max_epochs": 4},
     train_images=256, test_images=256, eval_images=128, lesion_images=64, diagnostic_images=32,
     lesion_networks=("plain8", "preact8"), deletion_counts=(1, 2), swap_counts=(1,), repeats=2,

@@ -14,8 +14,10 @@ the mean error of the last ``w`` epochs is not at least a fraction ``r`` below t
 before (defaults ``w = 5``, ``r = 0.05``). A relative threshold, because the error at the last
 learning rate is a tenth of the first one's while the noise of one epoch's error shrinks with it.
 Networks of 110 layers or more first train at a tenth of the rate until an epoch's training error
-is below 80% (the paper's warm-up for ResNet-110). A cap on the epochs ends a run that never
-plateaus; the result says which of the two ended it.
+is below 80% (the paper's warm-up for ResNet-110), and no network is taken to be on a plateau
+while its error is at or above that threshold: it has not started to learn yet (a plain network
+of 56 layers spends its first epochs at chance, which the rule alone would read as flat). A cap
+on the epochs ends a run that never plateaus; the result says which of the two ended it.
 
 The training error is that of the epoch's augmented batches as Keras reports it (1 - accuracy),
 the curve He et al.'s Figure 1 plots.
@@ -61,7 +63,7 @@ class PlateauRule:
     :func:`plateau_reached`; ``stages``: learning rates used, each a tenth of the one before
     (3: the recipe's peak, a tenth, a hundredth, as He et al.); ``warmup_until_error``: the
     training error below which a network of 110 layers or more leaves its warm-up at a tenth of
-    the peak; ``max_epochs``: the cap."""
+    the peak, and at or above which no network is on a plateau; ``max_epochs``: the cap."""
 
     window: int = 5
     relative_improvement: float = 0.05
@@ -226,7 +228,10 @@ class _PlateauControl(keras.callbacks.Callback):
                 state["stage"], state["stage_errors"] = 0, []
         else:
             state["stage_errors"].append(error)
-            if plateau_reached(state["stage_errors"], rule.window, rule.relative_improvement):
+            # a network whose error is still at the warm-up threshold has not started to learn
+            # (a deep plain network spends its first epochs near chance): not a plateau
+            if error < rule.warmup_until_error and plateau_reached(
+                    state["stage_errors"], rule.window, rule.relative_improvement):
                 if stage + 1 < rule.stages:
                     state["stage"], state["stage_errors"] = stage + 1, []
                 else:

@@ -132,11 +132,14 @@ def committed():
     return converged.load_converged_results(COMMITTED)
 
 
-def _stopped_falling(errors, window, relative):
+def _stopped_falling(errors, window, relative, absolute):
     """The plateau rule written with sums: the last window's total is more than (1 - r) times
-    the total of the window before (equal lengths, so the same as comparing means)."""
-    return len(errors) >= 2 * window and sum(errors[-window:]) > (1 - relative) * sum(
-        errors[-2 * window:-window])
+    the total of the window before (equal lengths, so the same as comparing means), and less
+    than ``absolute`` per epoch below it over the window (``window**2 * absolute`` in totals)."""
+    if len(errors) < 2 * window:
+        return False
+    recent, before = sum(errors[-window:]), sum(errors[-2 * window:-window])
+    return recent > (1 - relative) * before and before - recent < window * window * absolute
 
 
 @pytest.mark.parametrize("name", converged.FULL_CONVERGED.names)
@@ -165,7 +168,8 @@ def test_each_committed_network_moved_on_exactly_when_its_training_curve_flatten
             continue
         stage_errors.append(error)
         if error < rule["warmup_until_error"] and _stopped_falling(
-                stage_errors, rule["window"], rule["relative_improvement"]):
+                stage_errors, rule["window"], rule["relative_improvement"],
+                rule["absolute_improvement"]):
             expected_stage, stage_errors = stage + 1, []
     if history["stopped"] == "plateau":
         assert expected_stage == rule["stages"], name  # the last stage ended on its plateau
@@ -240,3 +244,21 @@ def test_committed_residual_networks_score_what_their_studies_say(committed, cif
             worst["accuracy"], abs=0.002), name
         checked += 1
     assert checked >= min(1, len(committed["lesion"]))
+
+
+def test_committed_files_are_results_not_checkpoints_and_not_ignored(repo_root):
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files", str(COMMITTED.relative_to(repo_root))],
+                             cwd=repo_root, capture_output=True, text=True, check=True)
+    files = [repo_root / line for line in tracked.stdout.split()]
+    assert files, "results/resnet_converged is not committed"
+    assert {path.suffix for path in files} <= {".json", ".keras", ".log"}
+    assert not [path for path in files if "checkpoints" in path.parts]
+    weights = {path.stem for path in files if path.suffix == ".keras"}
+    assert weights <= set(converged.FULL_CONVERGED.save_weights)
+    assert sum(path.stat().st_size for path in files if path.is_file()) < 16_000_000
+    ignored = subprocess.run(["git", "check-ignore", "--no-index",
+                              *[str(path.relative_to(repo_root)) for path in files]],
+                             cwd=repo_root, capture_output=True, text=True)
+    assert ignored.stdout.strip() == "", f".gitignore hides committed results: {ignored.stdout}"

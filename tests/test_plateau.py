@@ -24,6 +24,14 @@ def test_plateau_needs_two_windows_and_compares_their_means():
     assert not plateau.plateau_reached([0.1, 0.1, 0.2], window=2)
     # only the last two windows count
     assert plateau.plateau_reached([0.9, 0.9, 0.5, 0.5, 0.5, 0.5], window=2)
+    # near chance: 0.90 -> 0.86 is 4.4% of the error (a plateau for r = 5%) but 2 points per
+    # epoch, more than an absolute threshold of 1 point per epoch allows
+    near_chance = [0.91, 0.89, 0.87, 0.85]
+    assert plateau.plateau_reached(near_chance, window=2)
+    assert not plateau.plateau_reached(near_chance, window=2, absolute_improvement=0.01)
+    # and with both thresholds, a small fall in both senses is a plateau
+    assert plateau.plateau_reached([0.101, 0.099, 0.098, 0.098], window=2,
+                                   absolute_improvement=0.01)
 
 
 def test_learning_rates_are_the_recipes_peak_then_tenths():
@@ -32,6 +40,7 @@ def test_learning_rates_are_the_recipes_peak_then_tenths():
 
 
 @pytest.mark.parametrize("field, value", [("window", 0), ("relative_improvement", 1.0),
+                                          ("absolute_improvement", 0.0),
                                           ("stages", 0), ("max_epochs", 0),
                                           ("warmup_until_error", 0.0)])
 def test_a_bad_rule_is_refused_by_name(field, value):
@@ -64,6 +73,7 @@ class Crash(RuntimeError):
     pass
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_the_whole_run(images, tmp_path):
     whole_model = _network()
     whole = plateau.fit_until_plateau(whole_model, images, batch_size=32, rule=QUICK,
@@ -98,6 +108,7 @@ def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_the_whole_run(i
     assert len(seen) == 1 and again["history"] == resumed["history"]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_configuration_is_refused(images, tmp_path):
     plateau.fit_until_plateau(_network(), images, batch_size=32,
                               rule=plateau.PlateauRule(max_epochs=1), checkpoint=tmp_path)
@@ -106,12 +117,14 @@ def test_a_checkpoint_of_another_configuration_is_refused(images, tmp_path):
                                   rule=plateau.PlateauRule(max_epochs=1), checkpoint=tmp_path)
 
 
+@pytest.mark.slow
 def test_the_cap_ends_a_run_that_has_not_plateaued(images):
     result = plateau.fit_until_plateau(_network(), images, batch_size=32,
                                        rule=plateau.PlateauRule(max_epochs=2))
     assert result["stopped"] == "max_epochs" and result["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_deep_networks_warm_up_at_a_tenth_until_the_error_is_below_the_threshold(images,
                                                                                  monkeypatch):
     # the warm-up is decided by the depth (110 layers or more); a depth-8 network stands in
@@ -151,6 +164,7 @@ def test_each_epoch_of_the_stream_is_a_permutation_that_does_not_depend_on_where
         np.testing.assert_array_equal(x_a, x_b)  # the same crops and flips too
 
 
+@pytest.mark.slow
 def test_a_checkpoint_keeps_one_weights_file_and_refuses_files_that_disagree(images, tmp_path):
     rule = plateau.PlateauRule(max_epochs=2)
     plateau.fit_until_plateau(_network(), images, batch_size=32, rule=rule, checkpoint=tmp_path)
@@ -170,6 +184,7 @@ def test_the_stream_seeds_each_epoch_with_epoch_seed():
     assert plateau.epoch_seed(3, 0) + 7 == plateau.epoch_seed(3, 7) == 3 * 100_003 + 7
 
 
+@pytest.mark.slow
 def test_a_network_that_has_not_started_to_learn_is_not_on_a_plateau(images):
     # random labels keep the error near 90%: above a threshold of 50% the flat curve is not a
     # plateau, so the rate stays (the same rule with a threshold of 100% moves on after 2 epochs)

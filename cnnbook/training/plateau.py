@@ -11,8 +11,11 @@ errors of the epochs at the current learning rate and ``w`` the window,
     mean(e[-w:]) > (1 - r) * mean(e[-2w:-w])
 
 the mean error of the last ``w`` epochs is not at least a fraction ``r`` below that of the ``w``
-before (defaults ``w = 5``, ``r = 0.05``). A relative threshold, because the error at the last
-learning rate is a tenth of the first one's while the noise of one epoch's error shrinks with it.
+before (defaults ``w = 5``, ``r = 0.05``), and, with an absolute threshold ``a``, not ``a`` per
+epoch or more below it either. The relative threshold because the error at the last learning
+rate is a tenth of the first one's while the noise of one epoch's error shrinks with it; the
+absolute one because near chance a fall of a point or two per epoch is a small fraction of the
+error and yet plainly not a plateau.
 Networks of 110 layers or more first train at a tenth of the rate until an epoch's training error
 is below 80% (the paper's warm-up for ResNet-110), and no network is taken to be on a plateau
 while its error is at or above that threshold: it has not started to learn yet (a plain network
@@ -59,14 +62,16 @@ optimizer variables of the epoch it names."""
 
 @dataclasses.dataclass(frozen=True)
 class PlateauRule:
-    """When :func:`fit_until_plateau` moves on: ``window`` and ``relative_improvement`` of
-    :func:`plateau_reached`; ``stages``: learning rates used, each a tenth of the one before
-    (3: the recipe's peak, a tenth, a hundredth, as He et al.); ``warmup_until_error``: the
+    """When :func:`fit_until_plateau` moves on: ``window``, ``relative_improvement`` and
+    ``absolute_improvement`` (per epoch, or ``None``) of :func:`plateau_reached`; ``stages``:
+    learning rates used, each a tenth of the one before (3: the recipe's peak, a tenth, a
+    hundredth, as He et al.); ``warmup_until_error``: the
     training error below which a network of 110 layers or more leaves its warm-up at a tenth of
     the peak, and at or above which no network is on a plateau; ``max_epochs``: the cap."""
 
     window: int = 5
     relative_improvement: float = 0.05
+    absolute_improvement: float | None = None
     stages: int = 3
     warmup_until_error: float = 0.8
     max_epochs: int = 200
@@ -75,6 +80,9 @@ class PlateauRule:
         check_int("window", self.window, 1)
         check_int("stages", self.stages, 1)
         check_int("max_epochs", self.max_epochs, 1)
+        if self.absolute_improvement is not None and not 0.0 < self.absolute_improvement < 1.0:
+            raise ValueError(f"absolute_improvement must be None or in (0, 1), got "
+                             f"{self.absolute_improvement}")
         if not 0.0 <= self.relative_improvement < 1.0:
             raise ValueError(f"relative_improvement must be in [0, 1), got "
                              f"{self.relative_improvement}")
@@ -84,16 +92,25 @@ class PlateauRule:
 
 
 def plateau_reached(errors: Sequence[float], window: int = 5,
-                    relative_improvement: float = 0.05) -> bool:
+                    relative_improvement: float = 0.05,
+                    absolute_improvement: float | None = None) -> bool:
     """Whether the errors of the epochs at one learning rate have stopped falling: at least
-    ``2 * window`` of them, and ``mean(last window) > (1 - relative_improvement) * mean(window
-    before)``."""
+    ``2 * window`` of them, and the mean of the last ``window`` is not lower than the mean of the
+    ``window`` before by ``relative_improvement`` of it or more, nor (when
+    ``absolute_improvement`` is given) by ``absolute_improvement`` per epoch or more::
+
+        before - recent < relative_improvement * before
+        and before - recent < absolute_improvement * window
+    """
     window = check_int("window", window, 1)
     if len(errors) < 2 * window:
         return False
     recent = float(np.mean(errors[-window:]))
     before = float(np.mean(errors[-2 * window:-window]))
-    return recent > (1.0 - relative_improvement) * before
+    improvement = before - recent
+    if absolute_improvement is not None and improvement >= absolute_improvement * window:
+        return False
+    return improvement < relative_improvement * before
 
 
 def learning_rates(recipe, batch_size: int, stages: int) -> list[float]:
@@ -231,7 +248,8 @@ class _PlateauControl(keras.callbacks.Callback):
             # a network whose error is still at the warm-up threshold has not started to learn
             # (a deep plain network spends its first epochs near chance): not a plateau
             if error < rule.warmup_until_error and plateau_reached(
-                    state["stage_errors"], rule.window, rule.relative_improvement):
+                    state["stage_errors"], rule.window, rule.relative_improvement,
+                    rule.absolute_improvement):
                 if stage + 1 < rule.stages:
                     state["stage"], state["stage_errors"] = stage + 1, []
                 else:

@@ -5,8 +5,8 @@
 #               (it also builds the book, cold and cached; at most 15 minutes)
 #   make test-grading  the grading batches: whole classes and the hostile corpora graded end to end
 #               by real nbgrader commands (tests marked grading_batch; CI runs them after make test)
-#   make test-fast  set up, lint, then the fast tier: every test not marked slow (no training, no
-#               book build; at most 3 minutes)
+#   make test-fast  set up (Debian packages too, as make test), lint, then the fast tier: every
+#               test not marked slow (no training, no book build; at most 3 minutes)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -78,7 +78,7 @@ test: system-ready lint node_modules/.installed
 test-grading: system-ready setup
 	$(PYTEST) -m grading_batch
 
-test-fast: lint
+test-fast: system-ready lint
 	$(PYTEST) -m "not slow"
 
 # A local demonstration hub on http://127.0.0.1:8000 (deploy/README.md): JupyterHub with an

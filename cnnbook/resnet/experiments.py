@@ -105,12 +105,14 @@ __all__ = [
 class ResnetConfig:
     """What ``python -m cnnbook.resnet.experiments resnet`` trains and measures.
 
-    ``networks``: ``(kind, depth)`` pairs trained in this order (``kind`` one of :data:`KINDS`).
+    ``networks``: ``(kind, depth)`` pairs trained in this order (``kind`` one of
+    :data:`cnnbook.resnet.runs.KINDS`).
     ``train_images``/``test_images``: how many of the loaded training images to train on and how
     many test images to measure with (``None``: all); the subsets are prefixes, which are
     class-balanced in the course's offline data. ``eval_images``: the test images scored after
     every epoch (the curves). ``lesion_images``: the test images every lesion measurement scores.
-    ``lesion_networks``: the networks (by :func:`network_name`) whose lesion studies are run.
+    ``lesion_networks``: the networks (by :func:`cnnbook.resnet.runs.network_name`) whose lesion
+    studies are run.
     ``deletion_counts``/``swap_counts``: the ``k`` of the deletion and reordering curves (counts
     above what a network allows are left out); ``repeats``: random draws per ``k``.
     ``precision``: ``"auto"`` (:func:`cnnbook.training.train.fast_dtype_policy`) or a Keras dtype

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from lesion_records import assert_curves_summarise_their_draws
 
 from cnnbook.resnet import converged, experiments
 from cnnbook.training import plateau
@@ -199,13 +200,7 @@ def test_committed_run_is_the_documented_command_and_says_what_it_holds(committe
 def test_committed_lesion_studies_have_ten_draws_and_their_diagnostics(committed):
     assert converged.FULL_CONVERGED.repeats >= 10
     for name, study in committed["lesion"].items():
-        for curve, summary, key in (("deletion_curve", "deletion_summary", "num_deleted"),
-                                    ("reorder_curve", "reorder_summary", "num_swaps")):
-            for row in study[summary]:
-                accuracies = [r["accuracy"] for r in study[curve] if r[key] == row[key]]
-                assert len(accuracies) == (1 if row[key] == 0 else
-                                           converged.FULL_CONVERGED.repeats), (name, row)
-                assert row["mean"] == pytest.approx(np.mean(accuracies))
+        assert_curves_summarise_their_draws(name, study, converged.FULL_CONVERGED.repeats)
         blocks = [row["name"] for row in study["single_block"]]
         assert [row["name"] for row in study["gradient_norms"]] == blocks
         if name.startswith("preact"):

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from lesion_records import assert_curves_summarise_their_draws
 
 from cnnbook.nets import models
 from cnnbook.resnet import experiments, lesion
@@ -301,15 +302,7 @@ def test_committed_results_are_small_and_not_ignored_by_git(repo_root):
 def test_committed_lesion_curves_have_ten_draws_per_point_and_their_spread(committed):
     assert experiments.FULL_RESNET.repeats >= 10
     for name, study in committed["lesion"].items():
-        for curve, summary, key in (("deletion_curve", "deletion_summary", "num_deleted"),
-                                    ("reorder_curve", "reorder_summary", "num_swaps")):
-            for row in study[summary]:
-                accuracies = [r["accuracy"] for r in study[curve] if r[key] == row[key]]
-                assert len(accuracies) == (1 if row[key] == 0 else
-                                           experiments.FULL_RESNET.repeats), (name, curve, row)
-                assert row["mean"] == pytest.approx(np.mean(accuracies))
-                assert row["std"] == pytest.approx(np.std(accuracies))
-                assert (row["min"], row["max"]) == (min(accuracies), max(accuracies))
+        assert_curves_summarise_their_draws(name, study, experiments.FULL_RESNET.repeats)
 
 
 CROSS_PATH_TOLERANCE = 0.002

@@ -215,8 +215,8 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
             trained = float32_copy(model)
             test_accuracy = lesion.accuracy(trained, x_test, y_test)
             train_accuracy = lesion.accuracy(trained, x_train, y_train)
-            history = runs._history(model, result["history"], test_accuracy,
-                                           train_accuracy, train_seconds, config)
+            history = runs._history(model, result["history"], test_accuracy, train_accuracy,
+                                    train_seconds, config)
             history.update(stopped=result["stopped"], stage_epochs=result["stage_epochs"],
                            learning_rates=result["learning_rates"])
             histories[name] = history

@@ -345,6 +345,23 @@ def test_slow_functions_that_use_up_the_notebooks_time_fail_not_defer(sizing_sou
     assert "your functions took" in results["test_output_size_valid"].message, results
 
 
+@pytest.mark.slow
+def test_tests_that_use_up_the_notebooks_time_go_to_manual_grading(sizing_source):
+    """The other side of the same limit: when the instructor's own tests spend the notebook's
+    time (the student's functions answer at once), the tests not reached are the grader's
+    failure, never the student's zero."""
+    slow_tests = json.loads(json.dumps(sizing_source))
+    for grade_id in ("test_output_size_valid", "test_output_size_same"):
+        _cell(slow_tests, grade_id)["source"] = (
+            f"import time\ntime.sleep(12)\n{source_of(_cell(slow_tests, grade_id))}")
+    results = _judge(_variant(slow_tests), slow_tests, verdicts.Limits(notebook_s=20))
+    not_reached = {grade_id for grade_id, verdict in results.items() if verdict.passed is None}
+    assert "test_toy_network_shapes" in not_reached, results
+    assert all(verdict.passed is not False for verdict in results.values()), results
+    assert "judging the notebook took longer than 20 s" in (
+        results["test_toy_network_shapes"].message), results
+
+
 FORGED_SETUP_FAILURE = """
 import json
 _dumps = json.dumps

@@ -15,8 +15,9 @@ submitted file, to the verdict of the test that asked for it) fails every test n
 a student process
 that dies or runs out of time while the
 student's code runs fails that test (and is started afresh for the next one, at most
-``restarts`` times), and when the notebook's time runs out while more than half of it went to
-the student's processes, the tests not reached fail; a judge that cannot start, fails in the
+``restarts`` times), and when the notebook's time runs out while the student's processes took
+more than half of the time since the judge was ready (its start, slow on a busy machine, is not
+theirs), the tests not reached fail; a judge that cannot start, fails in the
 instructor's set-up cells or dies, and a student process that cannot start before any student code
 ran, are the grader's failures: those verdicts have ``passed=None`` and go to manual grading,
 never to a zero.
@@ -543,9 +544,11 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
                                 f"{str(first['setup_failed'])[:500]}")
         if judge.new_bytes is None:  # a new judge, its set-up run: what reuse is measured from
             judge.new_bytes = judge.watchdog.memory_bytes
+        ready = time.monotonic()  # the tests' time: the student is judged on a share of it
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 and student_seconds > limits.notebook_s / 2:
+            now = time.monotonic()
+            remaining = deadline - now
+            if remaining <= 0 and student_seconds > (now - ready) / 2:
                 raise _StudentTooSlow(f"your functions took {student_seconds:.0f} s of the "
                                       f"{limits.notebook_s:g} s this notebook may take; the tests "
                                       "not reached by then fail")
@@ -559,6 +562,8 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
                     raise _StudentModelTooBig(
                         f"the Keras network in {rebuilding} could not be rebuilt or run within "
                         f"the grader's limits ({ended})") from None
+                if time.monotonic() >= deadline:  # silent to the notebook's end: whose time
+                    continue  # it was is decided at the top of the loop
                 raise
             if "rebuilding" in message:  # the student's network is in the judge until the
                 rebuilding = str(message["rebuilding"])[:100]  # test's verdict
@@ -582,16 +587,16 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
     except (_StudentTooSlow, _StudentModelTooBig) as student_failure:
         for grade_id, _ in graded:
             verdicts.setdefault(grade_id, Verdict(grade_id, False, str(student_failure)))
-    except Exception as error:  # a fault of the grader's own (a full disk): never the batch's end
-        for grade_id, _ in graded:
-            verdicts.setdefault(grade_id, Verdict(
-                grade_id, None, f"the grader failed: {type(error).__name__}: {error}"))
     except (GraderFailure, _Ended) as failure:
         reason = str(failure) if isinstance(failure, GraderFailure) else (
             f"the judge stopped: {failure}; "
             f"{judge.stderr.decode(errors='replace')[-500:] if judge else ''}")
         for grade_id, _ in graded:
             verdicts.setdefault(grade_id, Verdict(grade_id, None, reason))
+    except Exception as error:  # a fault of the grader's own (a full disk): never the batch's end
+        for grade_id, _ in graded:
+            verdicts.setdefault(grade_id, Verdict(
+                grade_id, None, f"the grader failed: {type(error).__name__}: {error}"))
     finally:
         for student in students.values():
             student.close()

@@ -624,7 +624,9 @@ class JudgeOutsideKernel(NbGraderPreprocessor):
     call_timeout = Integer(60, help="Seconds one call of a student's function may take.").tag(
         config=True)
     notebook_timeout = Integer(1200, help="Seconds for judging one notebook; past it the "
-                               "remaining tests go to manual grading.").tag(config=True)
+                               "remaining tests fail if the student's code took more than half "
+                               "of the tests' time, and go to manual grading otherwise.").tag(
+                                   config=True)
     statement_timeout = Integer(60, help="Seconds one top-level statement of the student's "
                                 "cells may run in a student process (then it is skipped)."
                                 ).tag(config=True)

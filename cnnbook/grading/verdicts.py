@@ -85,7 +85,9 @@ class Limits:
     judge_step_s: float = 300
     """Seconds the judge may take between two messages (it builds Keras networks)."""
     notebook_s: float = 1200
-    """Seconds for the whole notebook; past it the remaining tests go to manual grading."""
+    """Seconds for the whole notebook; past it the remaining tests fail when the student's
+    processes took more than half of the time since the judge was ready, and go to manual
+    grading otherwise."""
     max_message_bytes: int = 20 * 2**20
     restarts: int = 2
     """How often a student process that died in a call is started again."""

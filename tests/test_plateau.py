@@ -32,6 +32,16 @@ def test_plateau_needs_two_windows_and_compares_their_means():
     # and with both thresholds, a small fall in both senses is a plateau
     assert plateau.plateau_reached([0.101, 0.099, 0.098, 0.098], window=2,
                                    absolute_improvement=0.01)
+    # near zero: 1.5% -> 1.1% is 27% of the error (still falling for r = 8%) but 0.2 points per
+    # epoch; a negligible fall of 0.25 points per epoch (0.5 over the window) makes it a plateau,
+    # one of 0.15 (0.3 over the window) does not
+    near_zero = [0.016, 0.014, 0.012, 0.010]
+    assert not plateau.plateau_reached(near_zero, window=2, relative_improvement=0.08,
+                                       absolute_improvement=0.005)
+    assert plateau.plateau_reached(near_zero, window=2, relative_improvement=0.08,
+                                   absolute_improvement=0.005, negligible_improvement=0.0025)
+    assert not plateau.plateau_reached(near_zero, window=2, relative_improvement=0.08,
+                                       absolute_improvement=0.005, negligible_improvement=0.0015)
 
 
 def test_learning_rates_are_the_recipes_peak_then_tenths():
@@ -41,6 +51,7 @@ def test_learning_rates_are_the_recipes_peak_then_tenths():
 
 @pytest.mark.parametrize("field, value", [("window", 0), ("relative_improvement", 1.0),
                                           ("absolute_improvement", 0.0),
+                                          ("negligible_improvement", 0.0),
                                           ("stages", 0), ("max_epochs", 0),
                                           ("warmup_until_error", 0.0)])
 def test_a_bad_rule_is_refused_by_name(field, value):
@@ -115,6 +126,38 @@ def test_a_checkpoint_of_another_configuration_is_refused(images, tmp_path):
     with pytest.raises(ValueError, match="another configuration"):
         plateau.fit_until_plateau(_network(), images, batch_size=64,
                                   rule=plateau.PlateauRule(max_epochs=1), checkpoint=tmp_path)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_continues_under_a_rule_that_replaced_its_own_and_says_when(images,
+                                                                                  tmp_path):
+    """A rule changed during a run (recorded by the caller as an earlier rule) takes over from
+    the checkpoint's next epoch; a rule not declared as replaced is still refused."""
+    first = plateau.PlateauRule(window=2, stages=2, max_epochs=2,
+                                warmup_until_error=1.0)  # two epochs: too few for two windows
+    plateau.fit_until_plateau(_network(), images, batch_size=32, rule=first,
+                              checkpoint=tmp_path, on_epoch=lambda row: None)
+    state = json.loads((tmp_path / "state.json").read_text())
+    state["stopped"] = None  # as if stopped by a crash before the cap, at epoch 2
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    replacing = plateau.PlateauRule(window=1, relative_improvement=0.0, stages=2, max_epochs=6,
+                                    negligible_improvement=0.999, warmup_until_error=1.0)
+    with pytest.raises(ValueError, match="another configuration"):
+        plateau.fit_until_plateau(_network(), images, batch_size=32, rule=replacing,
+                                  checkpoint=tmp_path)
+    seen = []
+    result = plateau.fit_until_plateau(_network(), images, batch_size=32, rule=replacing,
+                                       checkpoint=tmp_path, on_epoch=seen.append,
+                                       earlier_rules=[first])
+    assert result["rule_changes"] == [{"after_epoch": 2, "rule_before": {
+        "window": 2, "relative_improvement": 0.05, "absolute_improvement": None, "stages": 2,
+        "negligible_improvement": None, "warmup_until_error": 1.0, "max_epochs": 2}}]
+    # the replacing rule's negligible fall of 99.9 points per epoch: every window is a plateau,
+    # so its first check (after epoch 3, with epochs 2 and 3 of stage 0) moves on, then the
+    # last stage ends after two epochs of its own
+    assert [row["epoch"] for row in seen] == [3, 4, 5]
+    assert result["history"]["stage"] == [0, 0, 0, 1, 1]
+    assert result["stopped"] == "plateau"
 
 
 @pytest.mark.slow

@@ -12,10 +12,13 @@ errors of the epochs at the current learning rate and ``w`` the window,
 
 the mean error of the last ``w`` epochs is not at least a fraction ``r`` below that of the ``w``
 before (defaults ``w = 5``, ``r = 0.05``), and, with an absolute threshold ``a``, not ``a`` per
-epoch or more below it either. The relative threshold because the error at the last learning
+epoch or more below it either; or, with a negligible fall ``n``, it is less than ``n`` per epoch
+below it, whatever its share. The relative threshold because the error at the last learning
 rate is a tenth of the first one's while the noise of one epoch's error shrinks with it; the
 absolute one because near chance a fall of a point or two per epoch is a small fraction of the
-error and yet plainly not a plateau.
+error and yet plainly not a plateau; the negligible one because near zero error an error that
+keeps shrinking by a steady share (1.5% to 1.1% in 8 epochs) never meets the relative test,
+although it falls by a tenth of a point per epoch or less.
 Networks of 110 layers or more first train at a tenth of the rate until an epoch's training error
 is below 80% (the paper's warm-up for ResNet-110), and no network is taken to be on a plateau
 while its error is at or above that threshold: it has not started to learn yet (a plain network
@@ -65,7 +68,8 @@ class PlateauRule:
     """When :func:`fit_until_plateau` moves on: ``window``, ``relative_improvement`` and
     ``absolute_improvement`` (per epoch, or ``None``) of :func:`plateau_reached`; ``stages``:
     learning rates used, each a tenth of the one before (3: the recipe's peak, a tenth, a
-    hundredth, as He et al.); ``warmup_until_error``: the
+    hundredth, as He et al.); ``negligible_improvement``: ``n`` (per epoch, or ``None``), a
+    fall too small to count whatever its share; ``warmup_until_error``: the
     training error below which a network of 110 layers or more leaves its warm-up at a tenth of
     the peak, and at or above which no network is on a plateau; ``max_epochs``: the cap."""
 
@@ -73,6 +77,7 @@ class PlateauRule:
     relative_improvement: float = 0.05
     absolute_improvement: float | None = None
     stages: int = 3
+    negligible_improvement: float | None = None
     warmup_until_error: float = 0.8
     max_epochs: int = 200
 
@@ -83,6 +88,10 @@ class PlateauRule:
         if self.absolute_improvement is not None and not 0.0 < self.absolute_improvement < 1.0:
             raise ValueError(f"absolute_improvement must be None or in (0, 1), got "
                              f"{self.absolute_improvement}")
+        if self.negligible_improvement is not None and not (
+                0.0 < self.negligible_improvement < (self.absolute_improvement or 1.0)):
+            raise ValueError(f"negligible_improvement must be None or in (0, "
+                             f"absolute_improvement), got {self.negligible_improvement}")
         if not 0.0 <= self.relative_improvement < 1.0:
             raise ValueError(f"relative_improvement must be in [0, 1), got "
                              f"{self.relative_improvement}")
@@ -93,14 +102,17 @@ class PlateauRule:
 
 def plateau_reached(errors: Sequence[float], window: int = 5,
                     relative_improvement: float = 0.05,
-                    absolute_improvement: float | None = None) -> bool:
+                    absolute_improvement: float | None = None,
+                    negligible_improvement: float | None = None) -> bool:
     """Whether the errors of the epochs at one learning rate have stopped falling: at least
     ``2 * window`` of them, and the mean of the last ``window`` is not lower than the mean of the
     ``window`` before by ``relative_improvement`` of it or more, nor (when
-    ``absolute_improvement`` is given) by ``absolute_improvement`` per epoch or more::
+    ``absolute_improvement`` is given) by ``absolute_improvement`` per epoch or more; or (when
+    ``negligible_improvement`` is given) it is lower by less than that per epoch::
 
-        before - recent < relative_improvement * before
-        and before - recent < absolute_improvement * window
+        (before - recent < relative_improvement * before
+         and before - recent < absolute_improvement * window)
+        or before - recent < negligible_improvement * window
     """
     window = check_int("window", window, 1)
     if len(errors) < 2 * window:
@@ -108,6 +120,8 @@ def plateau_reached(errors: Sequence[float], window: int = 5,
     recent = float(np.mean(errors[-window:]))
     before = float(np.mean(errors[-2 * window:-window]))
     improvement = before - recent
+    if negligible_improvement is not None and improvement < negligible_improvement * window:
+        return True
     if absolute_improvement is not None and improvement >= absolute_improvement * window:
         return False
     return improvement < relative_improvement * before
@@ -154,11 +168,24 @@ def _save(folder: Path, model, state: dict) -> None:
             older.unlink()
 
 
-def _restore(folder: Path, model, optimizer, steps_per_epoch: int, configuration: dict) -> dict:
+def _restore(folder: Path, model, optimizer, steps_per_epoch: int, configuration: dict,
+             earlier_rules: Sequence[PlateauRule] = ()) -> dict:
     state = json.loads((folder / "state.json").read_text())
-    if state["configuration"] != json.loads(json.dumps(configuration)):
+    saved = dict(state["configuration"])
+    try:  # a rule written before a field was added has that field's default
+        saved_rule = PlateauRule(**saved.pop("rule"))
+    except (TypeError, ValueError, KeyError):
+        saved_rule = None
+    wanted = json.loads(json.dumps(configuration))
+    rule = PlateauRule(**wanted.pop("rule"))
+    if saved != wanted or saved_rule is None or (
+            saved_rule != rule and saved_rule not in tuple(earlier_rules)):
         raise ValueError(f"the checkpoint in {folder} is of another configuration "
                          f"({state['configuration']}): delete the folder to start afresh")
+    if saved_rule != rule:  # continued under the rule that replaced the one it was written under
+        state.setdefault("rule_changes", []).append(
+            {"after_epoch": state["epoch"], "rule_before": dataclasses.asdict(saved_rule)})
+        state["configuration"] = json.loads(json.dumps(configuration))
     optimizer.build(model.trainable_variables)  # so that its saved variables load too
     try:
         model.load_weights(folder / state.get("weights_file", "model.weights.h5"))
@@ -249,7 +276,7 @@ class _PlateauControl(keras.callbacks.Callback):
             # (a deep plain network spends its first epochs near chance): not a plateau
             if error < rule.warmup_until_error and plateau_reached(
                     state["stage_errors"], rule.window, rule.relative_improvement,
-                    rule.absolute_improvement):
+                    rule.absolute_improvement, rule.negligible_improvement):
                 if stage + 1 < rule.stages:
                     state["stage"], state["stage_errors"] = stage + 1, []
                 else:
@@ -267,7 +294,8 @@ class _PlateauControl(keras.callbacks.Callback):
 def fit_until_plateau(model: keras.Model, train_images, val=None, *, recipe="he2015",
                       batch_size: int = 128, rule: PlateauRule = PlateauRule(), seed: int = 0,
                       checkpoint: str | os.PathLike | None = None,
-                      on_epoch: Callable[[dict], None] | None = None) -> dict:
+                      on_epoch: Callable[[dict], None] | None = None,
+                      earlier_rules: Sequence[PlateauRule] = ()) -> dict:
     """Train ``model`` on ``train_images = (images, labels)`` until the training error plateaus at
     the last learning rate (module docstring), with ``recipe``'s optimizer (momentum, weight
     decay, label smoothing; its schedule is replaced by the plateau stages) and augmentation.
@@ -275,7 +303,10 @@ def fit_until_plateau(model: keras.Model, train_images, val=None, *, recipe="he2
     ``val``: ``(images, labels)`` evaluated after every epoch. ``checkpoint``: a folder to save
     the state in after every epoch and to resume from when it holds one (the model must be built
     the same way as the first time). ``on_epoch(row)`` is called after every epoch with the
-    epoch's row of the history (for a progress log).
+    epoch's row of the history (for a progress log). ``earlier_rules``: rules that ``rule``
+    replaced during a run; a checkpoint written under one of them (all else the same) continues
+    under ``rule`` from its next epoch, and the result's ``rule_changes`` records it
+    (``[{"after_epoch", "rule_before"}]``, empty when the run had one rule).
 
     Returns ``{"history": {"loss", "accuracy", ["val_loss", "val_accuracy",] "learning_rate",
     "stage", "seconds"} as per-epoch lists (``seconds``: the epoch's wall time), "epochs",
@@ -307,7 +338,7 @@ def fit_until_plateau(model: keras.Model, train_images, val=None, *, recipe="he2
                      "rule": dataclasses.asdict(rule), "learning_rates": rates,
                      "training_images": len(images)}
     if folder is not None and (folder / "state.json").is_file():
-        state = _restore(folder, model, optimizer, steps, configuration)
+        state = _restore(folder, model, optimizer, steps, configuration, earlier_rules)
     else:
         state = {"configuration": configuration, "epoch": 0, "stage": -1 if warmup else 0,
                  "stage_errors": [], "history": {}, "stopped": None}
@@ -317,7 +348,7 @@ def fit_until_plateau(model: keras.Model, train_images, val=None, *, recipe="he2
         stages = history.get("stage", [])
         return {"history": history, "epochs": state["epoch"], "stopped": state["stopped"],
                 "stage_epochs": {str(stage): stages.count(stage) for stage in sorted(set(stages))},
-                "learning_rates": rates}
+                "learning_rates": rates, "rule_changes": state.get("rule_changes", [])}
 
     if state["stopped"] is None:
         control = _PlateauControl(state, rule, rates, optimizer, folder, on_epoch)

@@ -133,14 +133,30 @@ def committed():
     return converged.load_converged_results(COMMITTED)
 
 
-def _stopped_falling(errors, window, relative, absolute):
+def _stopped_falling(errors, rule):
     """The plateau rule written with sums: the last window's total is more than (1 - r) times
     the total of the window before (equal lengths, so the same as comparing means), and less
-    than ``absolute`` per epoch below it over the window (``window**2 * absolute`` in totals)."""
+    than ``absolute`` per epoch below it over the window (``window**2 * absolute`` in totals);
+    or less than ``negligible`` per epoch below it, whatever its share."""
+    window = rule["window"]
     if len(errors) < 2 * window:
         return False
     recent, before = sum(errors[-window:]), sum(errors[-2 * window:-window])
-    return recent > (1 - relative) * before and before - recent < window * window * absolute
+    negligible = rule.get("negligible_improvement")
+    if negligible is not None and before - recent < window * window * negligible:
+        return True
+    absolute = rule.get("absolute_improvement")
+    return recent > (1 - rule["relative_improvement"]) * before and (
+        absolute is None or before - recent < window * window * absolute)
+
+
+def _rule_of_epoch(history, epoch):
+    """The rule that decided after ``epoch`` (1-based): the final one, or for a network trained
+    across a recorded change of rule, the rule before it up to the epoch of the change."""
+    for change in history.get("rule_changes", []):
+        if epoch <= change["after_epoch"]:
+            return change["rule_before"]
+    return converged.FULL_CONVERGED.rule
 
 
 @pytest.mark.parametrize("name", converged.FULL_CONVERGED.names)
@@ -154,7 +170,6 @@ def test_each_committed_network_moved_on_exactly_when_its_training_curve_flatten
         assert name not in committed["provenance"]["networks_done"]
         return
     history = committed["histories"][name]
-    rule = converged.FULL_CONVERGED.rule
     errors = [1 - accuracy for accuracy in history["accuracy"]]
     stages = history["stage"]
     depth = experiments.parse_network_name(name)[1]
@@ -162,21 +177,56 @@ def test_each_committed_network_moved_on_exactly_when_its_training_curve_flatten
     for epoch, (error, stage, rate) in enumerate(zip(errors, stages, history["learning_rate"],
                                                      strict=True)):
         assert stage == expected_stage, (name, epoch + 1)
+        rule = _rule_of_epoch(history, epoch + 1)
         assert rate == pytest.approx(0.01 if stage < 0 else 0.1 * 0.1**stage), (name, epoch + 1)
         if stage < 0:
             if error < rule["warmup_until_error"]:
                 expected_stage = 0
             continue
         stage_errors.append(error)
-        if error < rule["warmup_until_error"] and _stopped_falling(
-                stage_errors, rule["window"], rule["relative_improvement"],
-                rule["absolute_improvement"]):
+        if error < rule["warmup_until_error"] and _stopped_falling(stage_errors, rule):
             expected_stage, stage_errors = stage + 1, []
+    rule = converged.FULL_CONVERGED.rule
     if history["stopped"] == "plateau":
         assert expected_stage == rule["stages"], name  # the last stage ended on its plateau
     else:
         assert history["stopped"] == "max_epochs" and len(errors) == rule["max_epochs"]
     assert history["epochs"] == len(errors) == len(history["val_accuracy"])
+
+
+def test_each_change_of_rule_is_recorded_where_it_happened_and_what_it_cost(committed):
+    """A network trained across a change of rule names it in its history (the epoch after which
+    the final rule decided) and the provenance names the network; the finished networks listed
+    replay under the final rule (the test above); and the cost stated, where the final rule
+    would have moved the network on, is that rule replayed on the network's curve."""
+    from cnnbook.training.plateau import PlateauRule
+
+    changes = committed["provenance"].get("config_changes", [])
+    final = converged.FULL_CONVERGED.rule
+    assert changes and PlateauRule(**changes[-1]["rule_after"]) == PlateauRule(**final)
+    for before, after in zip(changes, changes[1:], strict=False):
+        assert PlateauRule(**before["rule_after"]) == PlateauRule(**after["rule_before"])
+    during = {change["network_in_training"]["name"]: change for change in changes
+              if change.get("network_in_training")}
+    for name, history in committed["histories"].items():
+        if name not in during:
+            assert "rule_changes" not in history, name
+            continue
+        change = during[name]
+        recorded = change["network_in_training"]
+        (in_history,) = history["rule_changes"]
+        assert in_history["after_epoch"] == recorded["after_epoch"]
+        assert PlateauRule(**in_history["rule_before"]) == PlateauRule(**change["rule_before"])
+        # the final rule on the curve as committed: where it would first have moved the network
+        errors = [1 - accuracy for accuracy in history["accuracy"]]
+        stage = history["stage"][recorded["after_epoch"] - 1]
+        stage_epochs = [epoch for epoch, value in enumerate(history["stage"], start=1)
+                        if value == stage]
+        first_move = next(epoch for epoch in stage_epochs
+                          if errors[epoch - 1] < final["warmup_until_error"] and _stopped_falling(
+                              [errors[e - 1] for e in stage_epochs if e <= epoch], final))
+        assert first_move == recorded["final_rule_would_have_moved_after_epoch"], name
+        assert first_move < stage_epochs[-1]  # the cost: epochs the final rule would not ask
 
 
 def test_committed_run_is_the_documented_command_and_says_what_it_holds(committed):

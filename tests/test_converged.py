@@ -65,9 +65,18 @@ def test_a_run_interrupted_inside_a_network_resumes_from_its_last_epoch(
     class Crash(RuntimeError):
         pass
 
+    # a change of rule recorded by hand while the run trains (as in the committed run)
+    edit = {"reason": "recorded while the run trained", "networks_already_done": [],
+            "rule_before": {**converged.TINY_CONVERGED.rule, "max_epochs": 3},
+            "rule_after": converged.TINY_CONVERGED.rule}
+
     def crashing(model, *args, on_epoch=None, **kwargs):
         def crash(row):
             on_epoch(row)
+            if model.name.startswith("plain") and row["epoch"] == 1:
+                record = json.loads((out / "provenance.json").read_text())
+                (out / "provenance.json").write_text(json.dumps(
+                    {**record, "config_changes": [edit]}))
             if model.name.startswith("preact") and row["epoch"] == 2:
                 raise Crash
 
@@ -79,6 +88,8 @@ def test_a_run_interrupted_inside_a_network_resumes_from_its_last_epoch(
         converged.run_converged(converged.TINY_CONVERGED, out)
     assert json.loads((out / "checkpoints" / "preact8" / "state.json").read_text())["epoch"] == 2
     assert "preact8" not in json.loads((out / "histories.json").read_text())
+    # written again after plain8 was done: the hand-recorded change is kept
+    assert json.loads((out / "provenance.json").read_text())["config_changes"] == [edit]
     monkeypatch.setattr(plateau, "fit_until_plateau", original)
     results = converged.run_converged(converged.TINY_CONVERGED, out)
     log = (out / "progress.log").read_text()
@@ -90,6 +101,7 @@ def test_a_run_interrupted_inside_a_network_resumes_from_its_last_epoch(
     whole = converged.load_converged_results(tiny_run)["histories"]["preact8"]
     np.testing.assert_allclose(history["loss"], whole["loss"], rtol=1e-4)
     assert len(results["provenance"]["sessions"]) == 2
+    assert results["provenance"]["config_changes"] == [edit]
     assert not (out / "checkpoints" / "preact8").exists()
 
 

@@ -186,8 +186,11 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
 
     def record(complete: bool) -> dict:
         entry = runs.provenance(command, config, dataset, seconds, policy, code)
-        if previous.get("config_changes"):  # a change of rule recorded by hand, kept
-            entry["config_changes"] = previous["config_changes"]
+        # changes of rule recorded by hand are kept, as the file holds them now (an entry
+        # corrected while this run trains is not overwritten by the copy read at its start)
+        changes = runs._read_json(out / "provenance.json").get("config_changes")
+        if changes:
+            entry["config_changes"] = changes
         entry.update(complete=complete, sessions=sessions,
                      networks_done=[name for name in config.names if name in histories],
                      lesions_done=[name for name in config.lesion_networks if name in lesions])

@@ -116,9 +116,9 @@ The negligible fall, a tenth of a point per epoch, and the cap raised from 80 to
 from preact-56 at its second rate: from epoch 68 to 77 the mean training error of each 4 epochs
 was 13-18% below that of the 4 before, at most 0.07 points per epoch (near 1% error), which the
 relative test never takes for a plateau; under the rule as it was it would have met the cap of
-80 epochs at the second rate. They
-were added after its epoch 77; the epochs before were decided by the rule before (under the final
-rule its second rate would have ended after epoch 68, not 78: it spent 10 more epochs at 0.01).
+80 epochs at the second rate. They were added after its epoch 77; the epochs before were decided
+by the rule before (under the final rule its second rate would have ended after epoch 68, not 78:
+it spent 10 more epochs at 0.01).
 Plain-20, preact-20 and plain-56 had finished: no fall of theirs at any rate was below 0.4 points
 over 4 epochs before their rule moved them on, so the final rule replays them unchanged.
 ``provenance.json`` records both changes (``config_changes``) and ``histories.json`` the epoch

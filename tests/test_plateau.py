@@ -44,6 +44,13 @@ def test_plateau_needs_two_windows_and_compares_their_means():
                                        absolute_improvement=0.005, negligible_improvement=0.0015)
 
 
+def test_window_means_are_the_two_windows_the_rule_compares():
+    assert plateau.window_means([0.9, 0.6, 0.4, 0.45, 0.35], window=2) == pytest.approx(
+        ((0.6 + 0.4) / 2, (0.45 + 0.35) / 2))
+    with pytest.raises(ValueError, match="at least 4 errors"):
+        plateau.window_means([0.5, 0.4, 0.3], window=2)
+
+
 def test_learning_rates_are_the_recipes_peak_then_tenths():
     np.testing.assert_allclose(plateau.learning_rates("he2015", 128, 3), [0.1, 0.01, 0.001])
     np.testing.assert_allclose(plateau.learning_rates("he2015", 64, 2), [0.05, 0.005])

@@ -55,8 +55,8 @@ from cnnbook.training import train
 from cnnbook.training.evaluation import check_images
 from cnnbook.training.fused_norm import fused_batch_norm
 
-__all__ = ["PlateauRule", "plateau_reached", "learning_rates", "epoch_seed", "epoch_stream",
-           "fit_until_plateau", "CHECKPOINT_FILES"]
+__all__ = ["PlateauRule", "plateau_reached", "window_means", "learning_rates", "epoch_seed",
+           "epoch_stream", "fit_until_plateau", "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("state.json", "epoch{N}.weights.h5")
 """What a checkpoint folder holds (:func:`fit_until_plateau`): the state, and the weights and
@@ -100,6 +100,15 @@ class PlateauRule:
                              f"{self.warmup_until_error}")
 
 
+def window_means(errors: Sequence[float], window: int) -> tuple[float, float]:
+    """``(before, recent)``: the mean of the last ``window`` errors and of the ``window`` before
+    them, the two numbers :func:`plateau_reached` compares (at least ``2 * window`` errors)."""
+    window = check_int("window", window, 1)
+    if len(errors) < 2 * window:
+        raise ValueError(f"window_means needs at least {2 * window} errors, got {len(errors)}")
+    return (float(np.mean(errors[-2 * window:-window])), float(np.mean(errors[-window:])))
+
+
 def plateau_reached(errors: Sequence[float], window: int = 5,
                     relative_improvement: float = 0.05,
                     absolute_improvement: float | None = None,
@@ -117,8 +126,7 @@ def plateau_reached(errors: Sequence[float], window: int = 5,
     window = check_int("window", window, 1)
     if len(errors) < 2 * window:
         return False
-    recent = float(np.mean(errors[-window:]))
-    before = float(np.mean(errors[-2 * window:-window]))
+    before, recent = window_means(errors, window)
     improvement = before - recent
     if negligible_improvement is not None and improvement < negligible_improvement * window:
         return True

@@ -15,9 +15,10 @@ submitted file, to the verdict of the test that asked for it) fails every test n
 a student process
 that dies or runs out of time while the
 student's code runs fails that test (and is started afresh for the next one, at most
-``restarts`` times), and when the notebook's time runs out while the student's processes took
-more than half of the time since the judge was ready (its start, slow on a busy machine, is not
-theirs), the tests not reached fail; a judge that cannot start, fails in the
+``restarts`` times), and when the notebook's time runs out while the student's processes, and
+the judge while it held a network of the student's, took more than half of the time since the
+judge was ready (its start, slow on a busy machine, is not theirs), the tests not reached fail; a
+judge that cannot start, fails in the
 instructor's set-up cells or dies, and a student process that cannot start before any student code
 ran, are the grader's failures: those verdicts have ``passed=None`` and go to manual grading,
 never to a zero.
@@ -509,6 +510,7 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
     healthy = False
     student_seconds = 0.0  # spent waiting for the student's processes
     rebuilding = None  # what the judge is rebuilding a student's Keras model from, if it is
+    held_since = 0.0  # when the judge began to hold that network (its time is the student's)
 
     def student_process(forbid: tuple[str, ...]) -> _StudentProcess:
         if forbid not in students:
@@ -550,7 +552,8 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
         while True:
             now = time.monotonic()
             remaining = deadline - now
-            if remaining <= 0 and student_seconds > (now - ready) / 2:
+            held = now - held_since if rebuilding is not None else 0.0
+            if remaining <= 0 and student_seconds + held > (now - ready) / 2:
                 raise _StudentTooSlow(f"your functions took {student_seconds:.0f} s of the "
                                       f"{limits.notebook_s:g} s this notebook may take; the tests "
                                       "not reached by then fail")
@@ -568,16 +571,21 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
                     continue  # it was is decided at the top of the loop
                 raise
             if "rebuilding" in message:  # the student's network is in the judge until the
-                rebuilding = str(message["rebuilding"])[:100]  # test's verdict
+                if rebuilding is None:  # test's verdict; the time it takes there is the
+                    held_since = time.monotonic()  # student's, like a student process's
+                rebuilding = str(message["rebuilding"])[:100]
                 continue
             if "request" in message:
                 request = dict(message["request"])
                 forbid = tuple(sorted(str(name) for name in request.pop("forbid", [])))
                 asked = time.monotonic()
                 reply = student_process(forbid).ask(request)
-                student_seconds += time.monotonic() - asked
+                if rebuilding is None:  # else counted with the time the network is held
+                    student_seconds += time.monotonic() - asked
                 judge.send(reply)
             elif "verdict" in message:
+                if rebuilding is not None:
+                    student_seconds += time.monotonic() - held_since
                 rebuilding = None
                 verdict = message["verdict"]
                 passed = None if verdict.get("grader_failure") else bool(verdict.get("passed"))

@@ -346,6 +346,28 @@ def test_slow_functions_that_use_up_the_notebooks_time_fail_not_defer(sizing_sou
 
 
 @pytest.mark.slow
+def test_time_the_judge_holds_a_students_network_is_the_students(sizing_source):
+    """A network the student's function returns is rebuilt and run in the judge, not in a
+    student process: from its rebuilding to the test's verdict the time is the student's. The
+    first test holds the student's toy network for 40 s (its sleep stands for a network slow to
+    rebuild or run), the next spends the grader's time until the notebook's 70 s are up: the
+    student's share is more than half of the time since the judge was ready, so the tests not
+    reached fail, not defer (before the held time counted, they went to manual grading)."""
+    held = json.loads(json.dumps(sizing_source))
+    _cell(held, "test_output_size_valid")["source"] = (
+        "import time\n_network = build_toy_network()\ntime.sleep(40)\n"
+        f"{source_of(_cell(held, 'test_output_size_valid'))}")
+    _cell(held, "test_output_size_same")["source"] = (
+        f"import time\ntime.sleep(10_000)\n{source_of(_cell(held, 'test_output_size_same'))}")
+    results = _judge(_variant(held), held, verdicts.Limits(notebook_s=70))
+    assert results.pop("test_output_size_valid").passed is True
+    assert all(verdict.passed is False for verdict in results.values()), results
+    message = results["test_output_size_same"].message
+    assert "your functions took" in message and "networks they returned" in message, results
+    assert int(message.split("took ")[1].split(" s")[0]) >= 40, message
+
+
+@pytest.mark.slow
 def test_tests_that_use_up_the_notebooks_time_go_to_manual_grading(sizing_source):
     """The other side of the same limit: when the instructor's own tests spend the notebook's
     time (the student's functions answer at once), the tests not reached are the grader's

@@ -554,9 +554,10 @@ def _judge_notebook(student_cells, setup_cells, tests, files, limits, setup_coun
             remaining = deadline - now
             held = now - held_since if rebuilding is not None else 0.0
             if remaining <= 0 and student_seconds + held > (now - ready) / 2:
-                raise _StudentTooSlow(f"your functions took {student_seconds:.0f} s of the "
-                                      f"{limits.notebook_s:g} s this notebook may take; the tests "
-                                      "not reached by then fail")
+                raise _StudentTooSlow(f"your functions took {student_seconds + held:.0f} s of "
+                                      f"the {limits.notebook_s:g} s this notebook may take (with "
+                                      "the time the grader spent on networks they returned); "
+                                      "the tests not reached by then fail")
             if remaining <= 0:
                 raise GraderFailure(f"judging the notebook took longer than "
                                     f"{limits.notebook_s:g} s")

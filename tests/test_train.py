@@ -169,6 +169,34 @@ def test_training_under_a_strategy_copies_the_weights_back(cifar):
     }
 
 
+@pytest.mark.slow  # trains
+def test_a_recipe_with_ema_leaves_the_moving_average_of_the_weights(cifar):
+    """With ``ema_momentum = m`` the trained network holds a_1 = w_1, a_t = m a_{t-1} +
+    (1 - m) w_t over the weights w_t after each step (recorded here by a callback), not the
+    last step's weights."""
+    import dataclasses
+
+    (x_train, y_train), _ = cifar
+    momentum = 0.6
+    recipe = dataclasses.replace(train.FAST, ema_momentum=momentum)
+    keras.utils.set_random_seed(0)
+    model = models.resnet_cifar(8)
+    after_each_step = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: (
+        after_each_step.append([v.numpy().copy() for v in model.trainable_variables])))
+    train.fit_cifar(model, (x_train[:256], y_train[:256]), epochs=2, batch_size=64,
+                    recipe=recipe, verbose=0, callbacks=[record])
+    assert len(after_each_step) == 8
+    average = after_each_step[0]
+    for weights in after_each_step[1:]:
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, weights, strict=True)]
+    final = [v.numpy() for v in model.trainable_variables]
+    for got, expected, variable in zip(final, average, model.trainable_variables, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6, err_msg=variable.path)
+    assert not all(np.allclose(got, last, rtol=1e-4, atol=1e-6)
+                   for got, last in zip(final, after_each_step[-1], strict=True))
+
+
 @pytest.mark.slow
 def test_resnet8_learns_well_above_chance_on_the_subset(cifar, report_timing, tmp_path):
     """ResNet-8, 5 epochs of the 10k training images (390 steps of 128): the test accuracy on the
@@ -283,7 +311,7 @@ def models_and_layers(model):
 @pytest.mark.parametrize(("field", "value", "named"), [
     ("schedule", "linear", "schedule"), ("label_smoothing", 1.0, "label_smoothing"),
     ("warmup_fraction", -0.1, "warmup_fraction"), ("cutout", 33, "cutout"),
-    ("cutout", 2.5, "cutout")])
+    ("cutout", 2.5, "cutout"), ("ema_momentum", 1.0, "ema_momentum")])
 def test_a_recipe_refuses_a_bad_setting_by_name(field, value, named):
     import dataclasses
 

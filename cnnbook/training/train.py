@@ -92,6 +92,7 @@ class Recipe:
     warmup_fraction: float = 0.0  # one-cycle schedule: fraction of steps spent warming up
     deep_warmup_steps: int = 0  # step schedule: steps at lr/10 for networks >= 110 layers
     cutout: int = 0  # side of the cutout square of the augmentation (0: none)
+    ema_momentum: float = 0.0  # the weights become their moving average at the end (0: none)
 
     def __post_init__(self):
         if self.schedule not in ("step", "one_cycle"):
@@ -103,6 +104,8 @@ class Recipe:
         if not isinstance(self.cutout, int) or not 0 <= self.cutout <= 32:
             raise ValueError(f"cutout must be a whole number of pixels in [0, 32], got "
                              f"{self.cutout!r}")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
 
 
 HE2015 = Recipe(
@@ -188,13 +191,20 @@ def learning_rate_schedule(recipe, total_steps: int, batch_size: int = 128, dept
 
 def make_optimizer(recipe, total_steps: int, batch_size: int = 128, depth: int = 0):
     """SGD with the recipe's momentum, schedule (:func:`learning_rate_schedule`) and weight decay
-    on kernels only (variables named ``bias``, ``gamma``, ``beta`` are left alone)."""
+    on kernels only (variables named ``bias``, ``gamma``, ``beta`` are left alone).
+
+    With ``recipe.ema_momentum = m > 0`` the optimizer also keeps an exponential moving average of
+    the trainable weights, ``a_1 = w_1``, ``a_t = m a_{t-1} + (1 - m) w_t`` after step ``t``
+    (about the last ``1 / (1 - m)`` steps), and Keras writes it into the model when ``fit`` ends.
+    Batch-norm statistics are not averaged: they follow the last steps' weights."""
     recipe = get_recipe(recipe)
     optimizer = keras.optimizers.SGD(
         learning_rate=learning_rate_schedule(recipe, total_steps, batch_size, depth),
         momentum=recipe.momentum,
         nesterov=recipe.nesterov,
         weight_decay=recipe.weight_decay or None,
+        use_ema=recipe.ema_momentum > 0,
+        ema_momentum=recipe.ema_momentum or 0.99,
     )
     if recipe.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(KERNELS_ONLY))

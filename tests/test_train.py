@@ -173,7 +173,8 @@ def test_training_under_a_strategy_copies_the_weights_back(cifar):
 def test_a_recipe_with_ema_leaves_the_moving_average_of_the_weights(cifar):
     """With ``ema_momentum = m`` the trained network holds a_1 = w_1, a_t = m a_{t-1} +
     (1 - m) w_t over the weights w_t after each step (recorded here by a callback), not the
-    last step's weights."""
+    last step's weights; and its batch-norm statistics were measured again for those weights (one
+    epoch of the training batches, Keras' moving-average update written out here)."""
     import dataclasses
 
     (x_train, y_train), _ = cifar
@@ -181,11 +182,21 @@ def test_a_recipe_with_ema_leaves_the_moving_average_of_the_weights(cifar):
     recipe = dataclasses.replace(train.FAST, ema_momentum=momentum)
     keras.utils.set_random_seed(0)
     model = models.resnet_cifar(8)
-    after_each_step = []
+    after_each_step, stem_mean = [], []
+    stem_bn = model.get_layer("stem_bn")
     record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: (
-        after_each_step.append([v.numpy().copy() for v in model.trainable_variables])))
+        after_each_step.append([v.numpy().copy() for v in model.trainable_variables]),
+        stem_mean.append(stem_bn.moving_mean.numpy().copy())))
     train.fit_cifar(model, (x_train[:256], y_train[:256]), epochs=2, batch_size=64,
                     recipe=recipe, verbose=0, callbacks=[record])
+    stem_conv = keras.Model(model.input, model.get_layer("stem_conv").output)
+    expected_mean = stem_mean[-1]
+    for images, _ in data.training_dataset(x_train[:256], y_train[:256], 64, seed=0,
+                                           one_hot=True).take(4):
+        batch_mean = np.mean(stem_conv(images, training=True).numpy(), axis=(0, 1, 2))
+        expected_mean = stem_bn.momentum * expected_mean + (1 - stem_bn.momentum) * batch_mean
+    np.testing.assert_allclose(stem_bn.moving_mean.numpy(), expected_mean, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(stem_bn.moving_mean.numpy(), stem_mean[-1], rtol=1e-3, atol=1e-4)
     assert len(after_each_step) == 8
     average = after_each_step[0]
     for weights in after_each_step[1:]:

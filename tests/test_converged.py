@@ -6,8 +6,11 @@ draws and diagnostics, and the saved networks score what the studies say."""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
+import h5py
 import numpy as np
 import pytest
 from lesion_records import assert_curves_summarise_their_draws
@@ -25,6 +28,13 @@ def tiny_run(tmp_path_factory, cifar_subset_dir):
     return out
 
 
+def saved_groups(path) -> set[str]:
+    """The top-level groups of a saved ``.keras`` file's weights (``layers``, ``optimizer``...)."""
+    with zipfile.ZipFile(path) as saved, h5py.File(
+            io.BytesIO(saved.read("model.weights.h5")), "r") as weights:
+        return set(weights)
+
+
 @pytest.mark.slow
 def test_tiny_run_trains_each_network_until_its_plateau_and_lesions_it(tiny_run):
     results = converged.load_converged_results(tiny_run)
@@ -38,6 +48,7 @@ def test_tiny_run_trains_each_network_until_its_plateau_and_lesions_it(tiny_run)
         assert len(history["val_accuracy"]) == len(history["seconds"]) == 4
         assert 0.0 <= history["test_accuracy"] <= 1.0
         assert (tiny_run / f"{name}.keras").is_file()
+        assert "optimizer" not in saved_groups(tiny_run / f"{name}.keras")
     assert not (tiny_run / "checkpoints" / "plain8").exists()
     for name in config.lesion_networks:
         study = results["lesion"][name]
@@ -318,6 +329,9 @@ def test_committed_files_are_results_not_checkpoints_and_not_ignored(repo_root):
     assert not [path for path in files if "checkpoints" in path.parts]
     weights = {path.stem for path in files if path.suffix == ".keras"}
     assert weights <= set(converged.FULL_CONVERGED.save_weights)
+    for path in files:
+        if path.suffix == ".keras":  # finished networks: no optimizer state to double them
+            assert "optimizer" not in saved_groups(path), path.name
     assert sum(path.stat().st_size for path in files if path.is_file()) < 16_000_000
     ignored = subprocess.run(["git", "check-ignore", "--no-index",
                               *[str(path.relative_to(repo_root)) for path in files]],

@@ -67,10 +67,11 @@ $(VENV)/.installed: requirements.txt requirements-no-deps.txt pyproject.toml
 	touch $@
 
 # jupyter-cache runs a page again only when its code changes, but the pages also read results/
-# and call cnnbook/: when a file there is newer than the last good build, the cache goes first.
+# and call cnnbook/: when a file there is newer than the last good build (or no build left its
+# stamp), the cache goes first.
 book: setup node_modules/.installed
-	@if [ -f _build/.executed ] && [ -n "$$(find results cnnbook -type f -newer _build/.executed \
-		! -path '*__pycache__*' -print -quit)" ]; then \
+	@if [ -d _build/.jupyter_cache ] && { [ ! -f _build/.executed ] || [ -n "$$(find results \
+		cnnbook -type f -newer _build/.executed ! -path '*__pycache__*' -print -quit)" ]; }; then \
 		echo "results/ or cnnbook/ changed since the last build: every page runs again"; \
 		rm -rf _build/.jupyter_cache; fi
 	$(BIN)/jupyter-book build . -W -n --keep-going

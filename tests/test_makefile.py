@@ -55,3 +55,10 @@ def test_a_new_result_or_module_empties_the_cache_once(tree, changed):
     (tree / "_build" / ".jupyter_cache").mkdir()  # what the build wrote
     os.utime(tree / "_build" / ".executed", (stamp + 20, stamp + 20))
     assert make_book(tree).strip() == "cache-kept"
+
+
+def test_a_cache_without_the_stamp_of_a_good_build_is_emptied(tree):
+    """A build that failed, or one made before the stamp existed, leaves no stamp."""
+    (tree / "_build" / ".executed").unlink()
+    assert make_book(tree).strip().endswith("cache-emptied")
+    assert (tree / "_build" / ".executed").is_file()

@@ -68,7 +68,7 @@ $(VENV)/.installed: requirements.txt requirements-no-deps.txt pyproject.toml
 
 # jupyter-cache runs a page again only when its code changes, but the pages also read results/
 # and call cnnbook/: when a file there is newer than the last good build (or no build left its
-# stamp), the cache goes first.
+# stamp: a cache from before it), the cache goes first.
 book: setup node_modules/.installed
 	@if [ -d _build/.jupyter_cache ] && { [ ! -f _build/.executed ] || [ -n "$$(find results \
 		cnnbook -type f -newer _build/.executed ! -path '*__pycache__*' -print -quit)" ]; }; then \

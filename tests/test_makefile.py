@@ -58,7 +58,8 @@ def test_a_new_result_or_module_empties_the_cache_once(tree, changed):
 
 
 def test_a_cache_without_the_stamp_of_a_good_build_is_emptied(tree):
-    """A build that failed, or one made before the stamp existed, leaves no stamp."""
+    """A cache built before the stamp existed (or whose stamp was deleted): nothing says what
+    it was built from."""
     (tree / "_build" / ".executed").unlink()
     assert make_book(tree).strip().endswith("cache-emptied")
     assert (tree / "_build" / ".executed").is_file()

@@ -66,14 +66,15 @@ $(VENV)/.installed: requirements.txt requirements-no-deps.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-no-deps.txt
 	touch $@
 
-# jupyter-cache runs a page again only when its code changes, but the pages also read results/
+# jupyter-cache runs a page again only when its code changes (and Sphinx re-reads only changed
+# sources: its environment is in .doctrees), but the pages also read results/
 # and call cnnbook/: when a file there is newer than the last good build (or no build left its
 # stamp: a cache from before it), the cache goes first.
 book: setup node_modules/.installed
-	@if [ -d _build/.jupyter_cache ] && { [ ! -f _build/.executed ] || [ -n "$$(find results \
+	@if [ -d _build ] && { [ ! -f _build/.executed ] || [ -n "$$(find results \
 		cnnbook -type f -newer _build/.executed ! -path '*__pycache__*' -print -quit)" ]; }; then \
 		echo "results/ or cnnbook/ changed since the last build: every page runs again"; \
-		rm -rf _build/.jupyter_cache; fi
+		rm -rf _build/.jupyter_cache _build/.doctrees; fi
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	touch _build/.executed
 

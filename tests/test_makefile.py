@@ -1,7 +1,9 @@
-"""``make book`` empties jupyter-cache when ``results/`` or ``cnnbook/`` changed since the last
-good build: the cache runs a page again only when the page's code changes, but the pages also
-read committed results and call the package, so a new result would otherwise never reach the
-site. The real Makefile runs here, with a stand-in ``jupyter-book`` that reports the cache."""
+"""``make book`` empties jupyter-cache and Sphinx's saved environment (without it, emptying the
+cache alone re-runs nothing: Sphinx re-reads only the sources that changed) when ``results/`` or
+``cnnbook/`` changed since the last good build: the cache runs a page again only when the page's
+code changes, but the pages also read committed results and call the package, so a new result
+would otherwise never reach the site. The real Makefile runs here, with a stand-in
+``jupyter-book`` that reports the cache."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import subprocess
 import pytest
 
 STAND_IN = """#!/bin/sh
-if [ -d _build/.jupyter_cache ]; then echo cache-kept; else echo cache-emptied; fi
+if [ -d _build/.jupyter_cache ] && [ -d _build/.doctrees ]; then echo cache-kept
+elif [ -d _build/.jupyter_cache ] || [ -d _build/.doctrees ]; then echo half-emptied
+else echo cache-emptied; fi
+mkdir -p _build
 """
 
 
@@ -20,7 +25,8 @@ if [ -d _build/.jupyter_cache ]; then echo cache-kept; else echo cache-emptied; 
 def tree(tmp_path, repo_root):
     """A checkout's shape: the Makefile, a result, a module, a built site with its cache."""
     shutil.copy(repo_root / "Makefile", tmp_path / "Makefile")
-    for folder in ("results", "cnnbook/__pycache__", "_build/.jupyter_cache", "bin"):
+    for folder in ("results", "cnnbook/__pycache__", "_build/.jupyter_cache", "_build/.doctrees",
+                   "bin"):
         (tmp_path / folder).mkdir(parents=True)
     (tmp_path / "results" / "lesion.json").write_text("{}")
     (tmp_path / "cnnbook" / "lesion.py").write_text("")
@@ -53,6 +59,7 @@ def test_a_new_result_or_module_empties_the_cache_once(tree, changed):
     assert "every page runs again" in output and output.strip().endswith("cache-emptied")
     assert (tree / "_build" / ".executed").stat().st_mtime > stamp  # this build's stamp
     (tree / "_build" / ".jupyter_cache").mkdir()  # what the build wrote
+    (tree / "_build" / ".doctrees").mkdir()
     os.utime(tree / "_build" / ".executed", (stamp + 20, stamp + 20))
     assert make_book(tree).strip() == "cache-kept"
 
@@ -63,3 +70,11 @@ def test_a_cache_without_the_stamp_of_a_good_build_is_emptied(tree):
     (tree / "_build" / ".executed").unlink()
     assert make_book(tree).strip().endswith("cache-emptied")
     assert (tree / "_build" / ".executed").is_file()
+    (tree / "_build" / ".executed").unlink()  # a cache emptied, then a build that failed
+    (tree / "_build" / ".doctrees").mkdir()
+    assert make_book(tree).strip().endswith("cache-emptied")
+
+
+def test_a_first_build_says_nothing_about_a_cache(tree):
+    shutil.rmtree(tree / "_build")
+    assert make_book(tree).strip() == "cache-emptied"  # nothing there, nothing announced

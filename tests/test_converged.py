@@ -270,6 +270,17 @@ def test_committed_run_is_the_documented_command_and_says_what_it_holds(committe
         (COMMITTED / "checkpoints").iterdir()) or not record["complete"]
 
 
+def test_the_readme_states_what_the_committed_run_cost(committed, repo_root):
+    seconds = committed["provenance"]["seconds"]
+    training = sum(value for key, value in seconds.items() if key.startswith("train_"))
+    lesions = sum(value for key, value in seconds.items() if key.startswith("lesion_"))
+    readme = " ".join((repo_root / "README.md").read_text().split())
+    assert f"took {training / 3600:.1f} hours of training" in readme
+    assert f"and {lesions / 60:.0f} minutes of lesion studies" in readme
+    assert (f"ResNet-110: {committed['histories']['preact110']['epochs']} epochs, "
+            f"{seconds['train_preact110'] / 3600:.1f} hours") in readme
+
+
 def test_committed_lesion_studies_have_ten_draws_and_their_diagnostics(committed):
     assert converged.FULL_CONVERGED.repeats >= 10
     for name, study in committed["lesion"].items():

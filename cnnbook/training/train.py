@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -307,7 +308,7 @@ def reestimate_batch_norm(model: keras.Model, batches, steps: int) -> None:
     def forward(images):
         model(images, training=True)
 
-    for images, _ in batches.take(steps) if hasattr(batches, "take") else list(batches)[:steps]:
+    for images, _ in itertools.islice(iter(batches), steps):  # a stream may be endless
         forward(images)
 
 

@@ -287,6 +287,26 @@ def test_fast_precision_sets_and_restores_the_dtype_policy():
     assert train.fast_dtype_policy() in ("float32", "mixed_bfloat16", "mixed_float16")
 
 
+def test_float32_copy_leaves_the_optimizer_behind(tmp_path):
+    """A trained network's copy is for measuring: not compiled, and saved without SGD's momentum
+    (the saved weights are those of the layers only)."""
+    import io
+    import zipfile
+
+    import h5py
+
+    model = models.resnet_cifar(8)
+    train.compile_for_training(model, "he2015", train.make_optimizer("he2015", 10))
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    model.train_on_batch(images, np.zeros(4, np.int64))  # builds the optimizer's variables
+    copy = evaluation.float32_copy(model)
+    assert not copy.compiled and getattr(copy, "optimizer", None) is None
+    copy.save(tmp_path / "copy.keras")
+    with zipfile.ZipFile(tmp_path / "copy.keras") as saved, h5py.File(
+            io.BytesIO(saved.read("model.weights.h5")), "r") as weights:
+        assert "optimizer" not in weights
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_float32_copy_computes_what_the_network_built_in_float32_computes(precision):
     """A network built (and trained) in mixed precision, copied to float32: every layer and the

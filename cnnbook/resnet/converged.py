@@ -38,7 +38,7 @@ from cnnbook.counting.speed import machine_description
 from cnnbook.resnet import lesion, runs
 
 __all__ = ["ConvergedConfig", "FULL_CONVERGED", "TINY_CONVERGED", "run_converged",
-           "load_converged_results", "save_network", "CONVERGED_DIR"]
+           "load_converged_results", "CONVERGED_DIR"]
 
 CONVERGED_DIR = runs.RESULTS_DIR / "resnet_converged"
 """Where the run's results are committed."""
@@ -243,7 +243,7 @@ def run_converged(config: ConvergedConfig = FULL_CONVERGED, out: Path | str = CO
             histories[name] = history
             seconds[f"train_{name}"] = round(train_seconds, 1)
             if name in config.save_weights:
-                save_network(trained, weights)
+                trained.save(weights)  # an uncompiled float32 copy: no optimizer state
             runs._write_json(out / "histories.json", histories)
             record(False)
             shutil.rmtree(checkpoint, ignore_errors=True)
@@ -298,15 +298,3 @@ def load_converged_results(folder: Path | str = CONVERGED_DIR) -> dict:
             results[key] = {}
     return results
 
-
-def save_network(model, path: Path) -> None:
-    """Save ``model`` to ``path`` (``.keras``) without its optimizer: a finished network is
-    evaluated and lesioned, never trained further, and SGD's momentum would double the file
-    (ResNet-110: 15.2 MB of weights with it, 6.9 MB without)."""
-    import keras  # slow to import: only when a network is saved (see runs.build_network)
-
-    config = keras.saving.serialize_keras_object(model)
-    config.pop("compile_config", None)  # else it comes back compiled, with its optimizer
-    bare = keras.saving.deserialize_keras_object(config)
-    bare.set_weights(model.get_weights())
-    bare.save(path)

@@ -84,8 +84,12 @@ def float32_copy(model: keras.Model) -> keras.Model:
     trained in mixed precision keeps its weights in float32 already, so nothing is lost; what
     changes is that its convolutions no longer round their inputs to 8 bits of mantissa, a
     rounding that differs between CPUs (AMX on Intel, AVX-512 BF16 on AMD) and between a CPU
-    and a GPU. The results then agree to float32 rounding wherever they are computed."""
+    and a GPU. The results then agree to float32 rounding wherever they are computed.
+
+    The copy is not compiled: it is for measuring, and saved it holds the weights without the
+    optimizer's state (with it, a file twice the size)."""
     serialized = keras.saving.serialize_keras_object(model)
+    serialized.pop("compile_config", None)  # else it comes back compiled, optimizer and all
     copy = keras.saving.deserialize_keras_object(_float32_config(serialized))
     copy.set_weights(model.get_weights())
     return copy

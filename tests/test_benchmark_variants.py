@@ -41,6 +41,9 @@ def test_reflect_padding_cuts_out_the_plain_functions_squares():
     holes = (reflected == fill).all(axis=-1)
     assert holes.sum(axis=(1, 2)).min() >= 16  # a square of 8x8, cut by the border at worst 4x4
     assert ((plain == fill).all(axis=-1) | ~holes).all()  # every hole is filled in the plain batch
+    plain_holes = (plain == fill).all(axis=-1) & ~(data.augment_batch(images, seed) == fill
+                                                   ).numpy().all(axis=-1)
+    assert plain_holes.any() and holes[plain_holes].all()  # and every plain hole is a hole here
     no_cutout = reflect(images, seed).numpy()
     assert (reflected[~holes] == no_cutout[~holes]).all()
 

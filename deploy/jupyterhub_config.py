@@ -156,6 +156,10 @@ if EXCHANGE_KIND == "ngshare":
                     f"--storage={ngshare_state / 'files'}",
                     f"--admins={','.join(_user_list('CNNBOOK_NGSHARE_ADMINS'))}"],
         "oauth_no_confirm": True,
+        # a test's hub run tags every process it starts (tests/hub_client.py): with the tag,
+        # ngshare is found and ended by the test's sweep too if the hub did not stop it
+        "environment": {key: os.environ[key] for key in ("CNNBOOK_HUB_RUN",)
+                        if key in os.environ},
     })
     # every user may call ngshare, and so may their server's token (nbgrader's exchange runs
     # in the server); what each may do there is ngshare's course roles

@@ -156,16 +156,19 @@ if EXCHANGE_KIND == "ngshare":
                     f"--storage={ngshare_state / 'files'}",
                     f"--admins={','.join(_user_list('CNNBOOK_NGSHARE_ADMINS'))}"],
         "oauth_no_confirm": True,
-        # a test's hub run tags every process it starts (tests/hub_client.py): with the tag,
-        # ngshare is found and ended by the test's sweep too if the hub did not stop it
-        "environment": {key: os.environ[key] for key in ("CNNBOOK_HUB_RUN",)
-                        if key in os.environ},
     })
     # every user may call ngshare, and so may their server's token (nbgrader's exchange runs
     # in the server); what each may do there is ngshare's course roles
     roles.append({"name": "user", "scopes": ["self", "access:services!service=ngshare"]})
     c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server",
                                      "access:services!service=ngshare"]
+# A test's hub run tags every process it starts (CNNBOOK_HUB_RUN, tests/hub_client.py); a managed
+# service gets only the environment given here, so it is given the tag: the test's sweep then
+# finds and ends the services too where the hub did not stop them.
+for service in services:
+    if "command" in service:
+        service["environment"] = {**service.get("environment", {}), **{
+            key: os.environ[key] for key in ("CNNBOOK_HUB_RUN",) if key in os.environ}}
 c.JupyterHub.services = services
 c.JupyterHub.load_roles = roles
 

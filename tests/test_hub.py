@@ -212,8 +212,10 @@ def test_hub_runs_ngshare_as_its_service_when_asked(tmp_path, monkeypatch, mode)
     config = PyFileConfigLoader("jupyterhub_config.py", str(DEPLOY)).load_config()
     service = next(service for service in config.JupyterHub.services
                    if service["name"] == "ngshare")
-    # the service carries the test run's tag, so a hub that dies does not leave ngshare behind
-    assert service["environment"] == {"CNNBOOK_HUB_RUN": "run-42"}
+    # every managed service carries the test run's tag, so a hub that dies leaves none behind
+    managed = [service for service in config.JupyterHub.services if "command" in service]
+    assert {service["name"] for service in managed} == {"idle-culler", "ngshare"}
+    assert all(service["environment"] == {"CNNBOOK_HUB_RUN": "run-42"} for service in managed)
     assert service["url"] == "http://127.0.0.1:10999"
     assert service["command"][1] == str(DEPLOY / "ngshare_service.py")
     bind = "0.0.0.0" if mode == "docker" else "127.0.0.1"

@@ -165,10 +165,10 @@ if EXCHANGE_KIND == "ngshare":
 # A test's hub run tags every process it starts (CNNBOOK_HUB_RUN, tests/hub_client.py); a managed
 # service gets only the environment given here, so it is given the tag: the test's sweep then
 # finds and ends the services too where the hub did not stop them.
-for service in services:
-    if "command" in service:
-        service["environment"] = {**service.get("environment", {}), **{
-            key: os.environ[key] for key in ("CNNBOOK_HUB_RUN",) if key in os.environ}}
+if "CNNBOOK_HUB_RUN" in os.environ:
+    for service in services:
+        if "command" in service:
+            service.setdefault("environment", {})["CNNBOOK_HUB_RUN"] = os.environ["CNNBOOK_HUB_RUN"]
 c.JupyterHub.services = services
 c.JupyterHub.load_roles = roles
 

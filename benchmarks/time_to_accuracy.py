@@ -103,13 +103,12 @@ def main() -> None:
     # Batch-norm statistics measured on other batches than training's augmented ones: one epoch
     # of batches in training mode (momentum 0.9: the old statistics keep a weight of 3e-4), the
     # weights untouched, then the test accuracy; the trained statistics are put back after each.
-    steps = len(x_train) // args.batch_size
+    steps = data.steps_per_epoch(len(x_train), args.batch_size)
     trained_weights = model.get_weights()
     accuracy_reestimated = {}
-    for stats_from, augment, cutout in (("crop_flip", True, 0), ("unaugmented", False, 0)):
+    for stats_from, augment in (("crop_flip", True), ("unaugmented", False)):
         train.reestimate_batch_norm(model, data.training_dataset(
-            x_train, y_train, args.batch_size, seed=args.seed, augment=augment, cutout=cutout),
-            steps)
+            x_train, y_train, args.batch_size, seed=args.seed, augment=augment), steps)
         accuracy_reestimated[stats_from] = evaluation.evaluate(model, (x_test, y_test))
         model.set_weights(trained_weights)
     print(json.dumps({
